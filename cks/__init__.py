@@ -1,0 +1,1 @@
+"""cks: collaborative knowledge sharing for point-supervised single-cell segmentation."""

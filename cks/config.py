@@ -1,0 +1,264 @@
+"""Configuration: frozen dataclasses, the paper's base preset and one preset per ablation.
+
+Rule for every default: the paper (Yu, TMI 2023) where it specifies; the author's code
+(``lacss``) where the paper is silent; where the two differ, both are options here, the
+paper's value is the default and the field's comment says what the author's code does.
+The anchor notes' difference table is cited as "diff #k".
+
+A preset is a small, visible diff from :data:`BASE` (see :data:`PRESETS`); use
+:func:`get_preset` and :func:`with_overrides` (``"loss.prior_scale=0"`` style keys) to
+derive configurations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import CksConfigError
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """ConvNeXt backbone (timm, ``features_only``, strides 4/8/16/32) + FPN (Sec. III-A)."""
+
+    name: str = "convnext_small"  # paper: ConvNeXt "small", patch 4. "convnext_atto" = CPU size; "test" = tiny
+    in_channels: int = 3  # 1-channel inputs are repeated, 2-channel ones zero-padded (author's code)
+    init: str = "he"  # paper CKS-1: He init. "timm": timm's default (trunc-normal)
+    pretrained: bool = False  # True downloads ImageNet weights (needs network)
+    fpn_channels: int = 256  # author's small json: 256
+    drop_path_rate: float = 0.0  # author's experiments: 0.2-0.4
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detection head ("LPN"), its targets (Eq. 3) and decoding / point-distance NMS."""
+
+    strides: tuple[int, ...] = (4, 8, 16, 32)  # paper; author: (4, 8, 16) (diff #1)
+    channels: int = 256
+    n_layers: int = 4  # 4 x [3x3 conv -> GroupNorm -> ReLU], shared over strides
+    smoothing_radius: float = 8.0  # label smoothing radius in image px (author; paper: "small threshold")
+    always_positive_own_cell: bool = True  # the grid cell containing a point is positive even beyond the radius
+    focal_gamma: float = 2.0  # author: gamma 2, no alpha (diff #3)
+    offset_loss: str = "l2"  # paper: L2; author: "huber" (delta 1) (diff #2)
+    nms_radius: float = 8.0  # px; author 8
+    min_score: float = 0.2  # decoding threshold (author eval 0.2)
+    max_output: int = 4096  # at least 4096 detections per image
+    train_match_radius: float = 0.0  # >0: replace GT training locations by matched predictions (author 12 px, diff #5)
+
+
+@dataclass(frozen=True)
+class SegmentorConfig:
+    """Windowed segmentation head with a location encoding (Sec. III-A, Fig. 3)."""
+
+    window: int = 96  # px; the paper's "maximum segmentation area" (96 x 96)
+    channels: int = 256  # trunk width (author small json 256)
+    n_layers: int = 3  # 3 x [3x3 conv -> GN -> ReLU] then a 3x3 conv to `patch_channels`
+    patch_channels: int = 64
+    encoding: str = "learned"  # "learned" (MLP) | "cosine" (paper's Table II constant) | "linear" (author's constant)
+    encoding_hidden: int = 256  # author: 3-layer MLP of width 256
+    encoding_shape: tuple[int, int, int] = (8, 8, 4)  # MLP output reshaped to (h, w, c), then resized to the window
+
+
+@dataclass(frozen=True)
+class CollaboratorConfig:
+    """Collaborator (Sec. III-B, Fig. 6): foreground U-Net + border net; sees the raw image."""
+
+    foreground: tuple[int, ...] = (16, 32, 64)  # a1; a2 = (16,32,64,128); a3 = (16,...,256)
+    border: str = "cnn"  # b1: "cnn"; b2: "unet"
+    border_channels: tuple[int, ...] = (32, 32, 32)  # b1: three 3x3 layers of 32; b2 U-Net: (16, 32, 64, 128)
+    in_channels: int = 1
+    n_cell_types: int = 1  # >1: one output channel per cell type, selected per image (author, diff #10)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """CKS losses (Sec. III-C..E). All lambda weights are 1 in the paper."""
+
+    mode: str = "cks"  # "cks" (points only) | "supervised" (masks, BCE)
+    prior_scale: float = 2.0  # pi in Eq. 4 (paper 2.0); 0 disables the prior (Table VI "not used")
+    prior_d: tuple[float, ...] = (20.0,)  # d in Eq. 4 per cell type (paper: 20/15/10 by size group)
+    prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
+    force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
+    consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V)
+    consistency_collaborator: str = "linear"  # L_M (Eq. 6); "entropy": L_CE (Eq. 5) (Table V)
+    overlap: str = "soft"  # L_S overlap term m_i * sum_j m_j (Eq. 8); "softplus" (author's warm-up)
+    border_magnitude: str = "author"  # Sobel magnitude sqrt(clip((Sy^2+Sx^2)/8, 1e-8, 1)) (paper silent)
+    border_loss_factor: float = 1.0  # L_B = factor * mean (B_c - B_p)^2; author: 0.5 (diff #9)
+    collapse_delta: float = 0.01  # delta in Eq. 6 (L_MC)
+    collapse_exponent: float = 1.0  # paper: (mean m_i)^-1; author: 0.5 (diff #8)
+    lambda_det: float = 1.0
+    lambda_s: float = 1.0
+    lambda_b: float = 1.0
+    lambda_mc: float = 1.0
+    lambda_m: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (Sec. IV-B-1) and bookkeeping."""
+
+    steps: int = 90_000  # paper: 9e4 steps, one image per step
+    batch_size: int = 1
+    lr: float = 1e-3  # paper: Adam 1e-3 ...
+    finetune_lr: float = 2e-4  # ... and a "finetune rate" of 2e-4 (author's scripts: constant 1e-3, diff #12)
+    finetune_from: float = 0.9  # fraction of steps after which finetune_lr applies (paper silent)
+    optimizer: str = "adam"  # "adam" (paper) | "adamw" (author, wd 1e-4)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # author: 9000 of 90000 with sigma 100, pi 1, hard-label L_S (diff #11)
+    crop_size: int = 512
+    seed: int = 0
+    checkpoint_every: int = 200
+    val_every: int = 500
+    init_principal: str = ""  # CKS-2: path of a principal checkpoint to start from
+
+
+@dataclass(frozen=True)
+class Config:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    segmentor: SegmentorConfig = field(default_factory=SegmentorConfig)
+    collaborator: CollaboratorConfig = field(default_factory=CollaboratorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`CksConfigError`."""
+        kw = {}
+        for f in fields(cls):
+            sub = d.get(f.name, {})
+            sub_cls = type(getattr(BASE, f.name))
+            known = {g.name: g for g in fields(sub_cls)}
+            bad = sorted(set(sub) - set(known))
+            if bad:
+                raise CksConfigError(f"unknown config key(s) {f.name}.{bad[0]}; valid keys: {sorted(known)}")
+            conv = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sub.items()}
+            kw[f.name] = sub_cls(**conv)
+        bad = sorted(set(d) - {f.name for f in fields(cls)})
+        if bad:
+            raise CksConfigError(f"unknown config section {bad[0]!r}; valid: {[f.name for f in fields(cls)]}")
+        return cls(**kw)
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise CksConfigError(f"expected true/false, got {text!r}")
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, tuple):
+        items = [t for t in text.strip("()[] ").split(",") if t.strip()]
+        kind = type(current[0]) if current else float
+        return tuple(kind(t) for t in items)
+    return text
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -> Config:
+    """Return ``cfg`` with ``{"section.key": value}`` or ``["section.key=value", ...]`` applied."""
+    if not overrides:
+        return cfg
+    if isinstance(overrides, (list, tuple)):
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise CksConfigError(f"override {item!r} must look like section.key=value, e.g. train.steps=100")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v.strip()
+        overrides = pairs
+    for key, value in overrides.items():
+        if "." not in key:
+            raise CksConfigError(f"config key {key!r} must be section.key, e.g. loss.prior_scale")
+        sec, name = key.split(".", 1)
+        if not hasattr(cfg, sec):
+            raise CksConfigError(f"unknown config section {sec!r} in {key!r}; valid: {[f.name for f in fields(cfg)]}")
+        sub = getattr(cfg, sec)
+        if not hasattr(sub, name):
+            raise CksConfigError(f"unknown config key {key!r}; valid: {[f.name for f in fields(sub)]}")
+        cur = getattr(sub, name)
+        if isinstance(value, str) and not isinstance(cur, str):
+            try:
+                value = _parse_value(value, cur)
+            except ValueError as e:
+                raise CksConfigError(f"bad value for {key}: {e}") from None
+        cfg = replace(cfg, **{sec: replace(sub, **{name: value})})
+    return cfg
+
+
+BASE = Config()
+
+#: Backbone/head sizes by name; "convnext_small" is the paper's, "convnext_atto" the CPU size.
+SIZES: dict[str, dict[str, Any]] = {
+    "convnext_small": {},
+    "convnext_tiny": {"backbone.name": "convnext_tiny"},
+    "convnext_atto": {
+        "backbone.name": "convnext_atto", "backbone.fpn_channels": 128,
+        "detector.channels": 128, "segmentor.channels": 128,
+    },
+    "test": {
+        "backbone.name": "test", "backbone.fpn_channels": 32, "detector.channels": 32, "detector.n_layers": 2,
+        "segmentor.channels": 32, "segmentor.n_layers": 1, "segmentor.patch_channels": 16,
+        "segmentor.encoding_hidden": 64,
+    },
+}
+
+#: Every preset is BASE plus this visible diff.
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "supervised": {"loss.mode": "supervised"},
+    # Table II (supervised, as in the paper): principal model design
+    "table2_single_scale_constant_encoding": {
+        "loss.mode": "supervised", "detector.strides": (4,), "segmentor.encoding": "cosine"},
+    "table2_constant_encoding": {"loss.mode": "supervised", "segmentor.encoding": "cosine"},
+    "table2_full": {"loss.mode": "supervised"},
+    # Table V: consistency loss
+    "table5_entropy_principal": {"loss.consistency_principal": "entropy"},
+    "table5_entropy_collaborator": {"loss.consistency_collaborator": "entropy"},
+    # Table VI: prior d
+    "table6_no_prior": {"loss.prior_scale": 0.0},
+    "table6_constant_d": {"loss.prior_d": (20.0,)},
+    "table6_per_type_d": {"loss.prior_d": (20.0, 15.0, 10.0)},
+    # Table VII: collaborator capacity
+    "table7_a2_b1": {"collaborator.foreground": (16, 32, 64, 128)},
+    "table7_a3_b1": {"collaborator.foreground": (16, 32, 64, 128, 256)},
+    "table7_a1_b2": {"collaborator.border": "unet", "collaborator.border_channels": (16, 32, 64, 128)},
+    "table7_a3_b2": {"collaborator.foreground": (16, 32, 64, 128, 256), "collaborator.border": "unet",
+                     "collaborator.border_channels": (16, 32, 64, 128)},
+    # the author's code where it differs from the paper (diff table)
+    "author": {
+        "detector.strides": (4, 8, 16), "detector.offset_loss": "huber", "detector.always_positive_own_cell": False,
+        "detector.train_match_radius": 12.0, "loss.prior_center": "window", "loss.force_point_foreground": True,
+        "loss.collapse_exponent": 0.5, "loss.border_loss_factor": 0.5, "train.optimizer": "adamw",
+        "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_steps": 9000},
+}
+
+
+def get_preset(name: str = "base", size: str | None = None, overrides=None) -> Config:
+    """Build a configuration: ``PRESETS[name]`` applied to :data:`BASE`, then ``SIZES[size]``, then overrides."""
+    if name not in PRESETS:
+        raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    cfg = with_overrides(BASE, PRESETS[name])
+    if size is not None:
+        if size not in SIZES:
+            raise CksConfigError(f"unknown model size {size!r}; choose one of: {', '.join(SIZES)}")
+        cfg = with_overrides(cfg, SIZES[size])
+    return with_overrides(cfg, overrides)
+
+
+def preset_diff(name: str) -> dict[str, Any]:
+    """The diff of preset ``name`` from the base preset (what the ablation changes)."""
+    if name not in PRESETS:
+        raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    return dict(PRESETS[name])

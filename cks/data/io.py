@@ -1,0 +1,207 @@
+"""Reading microscopy images and instance label images from disk.
+
+Conventions (shared by all of ``cks``):
+
+* images are ``float32`` numpy arrays of shape ``[C, H, W]`` with ``C`` in 1..3,
+  holding the raw pixel values (no scaling: a 16-bit image keeps its 0..65535 range);
+* instance label images are ``int32`` arrays of shape ``[H, W]``, 0 = background.
+
+Every problem with an input file raises :class:`cks.errors.CksDataError` with a
+one-line message that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cks.errors import CksDataError
+
+__all__ = [
+    "read_image",
+    "read_label",
+    "read_mask",
+    "check_same_shape",
+    "normalize_image",
+    "TIFF_SUFFIXES",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+MAX_CHANNELS = 3
+
+
+def _fail(path, what: str, todo: str) -> CksDataError:
+    return CksDataError(f"{path}: {what}; {todo}")
+
+
+def _read_raw(path) -> np.ndarray:
+    """Read the pixel array of ``path`` as stored (any shape), or raise CksDataError."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "file not found", "check the path (relative paths resolve against CKS_DATA_DIR)")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not an image file", "give the path of an image file")
+    if path.stat().st_size == 0:
+        raise _fail(path, "file is empty (0 bytes)", "re-download or re-export the image")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            arr = tifffile.imread(path)
+        except Exception as exc:  # tifffile raises many types for damaged files
+            raise _fail(path, f"corrupt or truncated TIFF ({type(exc).__name__}: {exc})",
+                        "re-download the file or re-save it with an image editor") from None
+        return np.asarray(arr)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P":  # palette: keep the indices (label images are often saved this way)
+                arr = np.asarray(im)
+            elif mode in ("LA", "RGBA", "PA"):
+                arr = np.asarray(im.convert("RGBA" if mode != "LA" else "LA"))
+                alpha = arr[..., -1]
+                if alpha.min() == alpha.max():  # a constant (opaque) alpha channel carries nothing
+                    arr = arr[..., :-1]
+            elif mode == "CMYK":
+                arr = np.asarray(im.convert("RGB"))
+            else:
+                arr = np.asarray(im)
+    except UnidentifiedImageError:
+        raise _fail(path, "not a readable image (unknown format)",
+                    "give a PNG or TIFF file (other formats: convert them first)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _fail(path, f"corrupt or truncated image ({exc})", "re-download or re-export the file") from None
+    return arr
+
+
+def _check_values(arr: np.ndarray, path) -> None:
+    if arr.size == 0 or min(arr.shape) == 0:
+        raise _fail(path, f"image has zero size (shape {tuple(arr.shape)})", "check the file")
+    if np.iscomplexobj(arr):
+        raise _fail(path, "complex-valued pixels", "save real-valued intensities")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise _fail(path, f"{n_bad} NaN/inf pixel(s)", "replace them (e.g. with 0) before use")
+
+
+def _to_chw(arr: np.ndarray, path) -> np.ndarray:
+    """Bring a 2-D or 3-D pixel array into ``[C, H, W]`` layout."""
+    if arr.ndim > 2:
+        arr = arr.reshape([s for s in arr.shape if s != 1] or [1])  # drop singleton axes (ImageJ stacks)
+        if arr.ndim < 2:  # everything was singleton except one axis
+            raise _fail(path, f"image is 1-D (shape {arr.shape})", "give a 2-D image")
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim != 3:
+        raise _fail(path, f"image has {arr.ndim} dimensions (shape {tuple(arr.shape)})",
+                    "give a 2-D image with at most 3 channels (split stacks into single images)")
+    first, last = arr.shape[0], arr.shape[-1]
+    if last <= 4 and first > 4:  # [H, W, C] (PNG, RGB TIFF)
+        arr = np.moveaxis(arr, -1, 0)
+    elif not first <= 4:
+        raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
+                    "give a 2-D image with at most 3 channels (split stacks into single images)")
+    if arr.shape[0] > MAX_CHANNELS:
+        raise _fail(path, f"image has {arr.shape[0]} channels (at most {MAX_CHANNELS} supported)",
+                    "select the channels to use and save them as a 1-3 channel image")
+    return arr
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG or TIFF (8/16/32-bit or float, 1-3 channels) image.
+
+    Args:
+        path: image file. ``.tif``/``.tiff`` are read with ``tifffile``, anything else with PIL.
+            Channel-last (``[H, W, C]``) and channel-first (``[C, H, W]``) arrays are both accepted;
+            singleton axes are dropped; a constant alpha channel is dropped.
+    Returns:
+        ``float32`` array ``[C, H, W]`` with the raw pixel values (not normalised).
+    Raises:
+        CksDataError: missing/empty/unreadable/corrupt file, NaN or inf pixels, zero size,
+            more than 3 channels. A constant (blank) image is valid.
+    """
+    arr = _read_raw(path)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    _check_values(arr, path)
+    arr = _to_chw(arr, path)
+    out = arr.astype(np.float32)
+    if not np.isfinite(out).all():  # float64 values beyond float32 range
+        raise _fail(path, "pixel values overflow float32", "rescale the image intensities")
+    return out
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """Read an instance label image (0 = background, one positive id per cell).
+
+    Args:
+        path: PNG (8/16-bit gray or palette) or TIFF with one channel.
+    Returns:
+        ``int32`` array ``[H, W]``.
+    Raises:
+        CksDataError: the file problems of :func:`read_image`, or a label image with several
+            channels, negative ids or non-integer values.
+    """
+    arr = _read_raw(path)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    _check_values(arr, path)
+    arr = arr.reshape([s for s in arr.shape if s != 1]) if arr.ndim > 2 else arr
+    if arr.ndim != 2:
+        raise _fail(path, f"label image has shape {tuple(arr.shape)}, expected one channel [H, W]",
+                    "save instance ids as a single-channel (gray or palette) image")
+    if arr.dtype.kind == "f":
+        if not np.array_equal(arr, np.round(arr)):
+            raise _fail(path, "label image has non-integer values", "save integer instance ids")
+    if arr.dtype.kind in "iuf" and arr.min() < 0:
+        raise _fail(path, "label image has negative ids", "use 0 for background and positive ids for cells")
+    if arr.max() > np.iinfo(np.int32).max:
+        raise _fail(path, "label ids exceed the int32 range", "relabel the instances sequentially")
+    return arr.astype(np.int32)
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a binary (foreground) mask image: any pixel > 0 is foreground.
+
+    Returns:
+        ``bool`` array ``[H, W]`` (a multi-channel file is reduced with ``any`` over channels).
+    """
+    arr = read_image(path)
+    return (arr > 0).any(axis=0)
+
+
+def check_same_shape(image: np.ndarray, label: np.ndarray, image_path="image", label_path="label") -> None:
+    """Raise CksDataError unless ``label`` ``[H, W]`` matches the spatial size of ``image`` ``[C, H, W]``."""
+    if tuple(image.shape[-2:]) != tuple(label.shape[-2:]):
+        raise CksDataError(
+            f"{label_path}: label size {tuple(label.shape[-2:])} does not match image {image_path} "
+            f"size {tuple(image.shape[-2:])}; pair each image with its own label file")
+
+
+def normalize_image(img: np.ndarray, std_floor: float = 1e-6) -> np.ndarray:
+    """Per-image, per-channel standardisation ``(x - mean) / max(std, std_floor)``.
+
+    This is the normalisation of the author's evaluation code. A constant channel
+    becomes all zeros.
+
+    Args:
+        img: ``[C, H, W]`` (or ``[H, W]``) array, any real dtype.
+        std_floor: lower bound of the divisor.
+    Returns:
+        ``float32`` array of the same shape.
+    """
+    x = np.asarray(img, dtype=np.float64)
+    squeeze = x.ndim == 2
+    if squeeze:
+        x = x[None]
+    if x.ndim != 3:
+        raise CksDataError(f"normalize_image: expected [C, H, W], got shape {x.shape}; pass one image")
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    std = x.std(axis=(1, 2), keepdims=True)
+    out = ((x - mean) / np.maximum(std, std_floor)).astype(np.float32)
+    return out[0] if squeeze else out

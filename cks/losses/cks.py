@@ -1,0 +1,115 @@
+"""The CKS objective (Sec. III-E): all knowledge-sharing terms in one differentiable sum.
+
+The paper writes two objectives, Eq. 7 (L_pr) for the principal and Eq. 8 (L_co) for the collaborator:
+
+    L_pr = lambda_det L_det + lambda_s L_S + lambda_B L_B + lambda_MC L_MC
+    L_co = lambda_M L_M + lambda_B L_B
+
+Like the author, we train both models with ONE optimiser on one summed objective
+
+    total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B     (+ lambda_det L_det, added by the trainer)
+
+and enforce who learns from what by detaching:
+
+* ``L_M``: its target ``M_p`` is detached -> collaborator only (the principal never learns from L_M);
+* ``L_S``: ``M_c`` is detached -> principal only;
+* ``L_MC``: a function of the principal's windows only -> principal only;
+* ``L_B``: nothing detached -> both models. It enters ``total`` ONCE; since the two models' parameters
+  are disjoint, the gradient of ``total`` w.r.t. each model's parameters is exactly that of its own
+  objective (Eq. 7 (L_pr) / Eq. 8 (L_co)).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..config import LossConfig
+from ..errors import CksConfigError
+from .border import border_loss, principal_border
+from .collapse import collapse_loss
+from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, instance_consistency_loss,
+                          principal_foreground)
+
+
+def prior_d_per_window(cell_type: Tensor | None, seg_batch: Tensor, d_table: Sequence[float] | Tensor) -> Tensor:
+    """The prior width d of Eq. 4 for every window: ``d_table[cell_type[seg_batch]]``.
+
+    Args:
+        cell_type: ``[B]`` long cell-type index per image, or None (type 0 everywhere).
+        seg_batch: ``[K]`` image of each window. d_table: one d per cell type (a single entry is used for
+            every type: the paper's constant d, Table VI).
+    Returns:
+        ``[K]`` float. Raises :class:`CksConfigError` if a cell type has no entry in the table.
+    """
+    device = seg_batch.device
+    table = torch.as_tensor(d_table, dtype=torch.float32, device=device).reshape(-1)
+    if table.numel() == 0:
+        raise CksConfigError("loss.prior_d is empty; give one d (e.g. 20) or one per cell type")
+    if table.numel() == 1 or cell_type is None:
+        if cell_type is not None and table.numel() == 1:
+            pass  # one d for every type
+        return table[0].expand(seg_batch.shape[0]).clone()
+    types = cell_type.to(device=device, dtype=torch.long)[seg_batch]
+    if types.numel() and (int(types.max()) >= table.numel() or int(types.min()) < 0):
+        raise CksConfigError(
+            f"cell type {int(types.max())} has no prior width: loss.prior_d has {table.numel()} entries "
+            f"{tuple(table.tolist())}; give one d per cell type or a single d for all")
+    return table[types]
+
+
+def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
+                   cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
+                   cfg: LossConfig = LossConfig()) -> dict[str, Tensor]:
+    """Compute L_S (Eq. 8), L_M (Eq. 6 (L_M), or L_CE, Eq. 5), L_B (Eq. 10), L_MC (Eq. 6 (L_MC)) and their sum.
+
+    Args:
+        seg: the principal's windows, ``logits [K, S, S]``, ``batch [K]``, ``origin [K, 2]``,
+            ``points [K, 2]`` (float y, x).
+        collab: the collaborator's ``fg_logits [B, H, W]`` and ``border_logits [B, H, W]``.
+        shape: (B, H, W) of the images.
+        cell_type: ``[B]`` long (or None): selects d per window.
+        d_table: prior widths per cell type; None = ``cfg.prior_d`` (pass another table, e.g. the
+            author's warm-up d = 100, without rebuilding the config).
+        cfg: :class:`~cks.config.LossConfig` (prior_scale, prior_center, force_point_foreground,
+            consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
+            collapse_delta / _exponent, lambda_s / _m / _b / _mc).
+    Returns:
+        dict of scalars: ``L_S``, ``L_M``, ``L_B``, ``L_MC`` (unweighted) and
+        ``total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B``.
+    """
+    if cfg.mode != "cks":
+        raise CksConfigError(f"cks_loss_terms is for loss.mode='cks', got {cfg.mode!r}; "
+                             "use cks.losses.supervised_loss for 'supervised'")
+    logits, batch, origin, points = seg["logits"], seg["batch"], seg["origin"], seg["points"]
+    fg_logits, border_logits = collab["fg_logits"], collab["border_logits"]
+    d = prior_d_per_window(cell_type, batch, cfg.prior_d if d_table is None else d_table)
+
+    # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
+    m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
+                               cfg.force_point_foreground)
+    if cfg.consistency_collaborator == "linear":
+        l_m = collaborator_linear_loss(fg_logits, m_p)
+    elif cfg.consistency_collaborator == "entropy":
+        l_m = collaborator_entropy_loss(fg_logits, m_p)
+    else:
+        raise CksConfigError(f"loss.consistency_collaborator must be 'linear' or 'entropy', "
+                             f"got {cfg.consistency_collaborator!r}")
+
+    # L_S: principal follows the collaborator (M_c detached inside)
+    m_c = torch.sigmoid(fg_logits.detach())
+    l_s = instance_consistency_loss(logits, batch, origin, m_c, shape, cfg.consistency_principal, cfg.overlap)
+
+    # L_B: both models
+    b_p = principal_border(logits, batch, origin, shape, cfg.border_magnitude)
+    l_b = border_loss(border_logits, b_p, cfg.border_loss_factor)
+
+    # L_MC: principal only
+    l_mc = collapse_loss(logits, batch, origin, shape, cfg.collapse_delta, cfg.collapse_exponent)
+
+    total = cfg.lambda_s * l_s + cfg.lambda_mc * l_mc + cfg.lambda_m * l_m + cfg.lambda_b * l_b
+    return {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc, "total": total}
+
+
+__all__ = ["prior_d_per_window", "cks_loss_terms"]

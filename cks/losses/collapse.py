@@ -1,0 +1,41 @@
+"""Collapse prevention, Eq. 6 (L_MC): ``L_MC = delta / n * sum_i (mean m_i)^(-exponent)``.
+
+The likeliest collapse of CKS training is every ``m_i`` going to zero; the penalty grows without bound
+as an instance's mean probability shrinks. With delta small (0.01) it is negligible otherwise.
+
+Paper: exponent 1. Author (diff #8): ``delta * S / sqrt(sum of m_i over in-image pixels)``, which is
+``delta * (mean m_i)^(-1/2)``: exponent 0.5. The mean is over the whole S x S window with off-image
+pixels counted as 0, and is clamped to >= 1e-6 (the author clips the area to >= eps).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..windows import window_index
+
+#: lower bound of the mean window probability (keeps the penalty finite)
+MIN_MEAN = 1e-6
+
+
+def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, shape: tuple[int, int, int],
+                  delta: float = 0.01, exponent: float = 1.0) -> Tensor:
+    """Eq. 6 (L_MC).
+
+    Args:
+        seg_logits: ``[K, S, S]`` window logits (``m_i = sigmoid``). seg_batch ``[K]``, seg_origin ``[K, 2]``.
+        shape: (B, H, W); pixels outside the image count as 0.
+        delta: the paper's delta (0.01). exponent: 1 (paper) or 0.5 (author, diff #8).
+    Returns:
+        scalar; 0 with no windows. Trains the principal only.
+    """
+    k, s = seg_logits.shape[0], seg_logits.shape[-1]
+    if k == 0:
+        return seg_logits.sum() * 0.0
+    _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
+    m = torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)
+    mean = (m.sum((1, 2)) / (s * s)).clamp_min(MIN_MEAN)  # [K]
+    return delta * mean.pow(-exponent).mean()
+
+
+__all__ = ["collapse_loss", "MIN_MEAN"]
