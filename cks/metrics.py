@@ -6,9 +6,8 @@ Conventions
   one instance. Ids need not be contiguous. Instances of one label image cannot overlap.
 * The scores of one predicted label image are either a mapping ``{label id: score}`` or a 1-D
   array ``scores`` with ``scores[k]`` = score of label ``k + 1``.
-* Per image, predictions and GT are represented by their sorted ids (``pred_ids[P]``,
-  ``gt_ids[G]``); matrices ``[P, G]`` (intersections, IoU) are ``scipy.sparse.csr_matrix`` holding
-  only the overlapping pairs.
+* Per image, instances are indexed by their sorted ids (``pred_ids[P]``, ``gt_ids[G]``); [P, G]
+  matrices (intersections, IoU) are ``scipy.sparse.csr_matrix`` holding only overlapping pairs.
 
 What is computed (paper and the author's ``lacss`` code, anchor notes section 6)
 ---------------------------------------------------------------------------------
@@ -59,8 +58,7 @@ def _check_label(a, name: str) -> np.ndarray:
 
 
 def _check_pair(pred, gt, where: str = "") -> tuple[np.ndarray, np.ndarray]:
-    pred = _check_label(pred, "pred_label" + where)
-    gt = _check_label(gt, "gt_label" + where)
+    pred, gt = _check_label(pred, "pred_label" + where), _check_label(gt, "gt_label" + where)
     if pred.shape != gt.shape:
         raise CksDataError(f"pred_label{where} has shape {pred.shape} but gt_label{where} has shape "
                            f"{gt.shape}; resize or crop the prediction to the ground-truth size "
@@ -72,8 +70,7 @@ def _ids_areas_index(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Sorted positive ids, their pixel counts and, for the foreground pixels of ``v``, the row index."""
     fg = v[v > 0]
     if fg.size == 0:
-        e = np.zeros(0, np.int64)
-        return e, e.copy(), e.copy()
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     vmax = int(fg.max())
     if vmax <= 4 * v.size + 1024:  # small ids: counting sort via bincount
         counts = np.bincount(fg, minlength=vmax + 1)
@@ -88,9 +85,6 @@ def _ids_areas_index(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _scores_for_ids(scores, ids: np.ndarray, where: str = "") -> np.ndarray:
     """Scores aligned with ``ids`` from a dict ``{id: score}`` or an array (``scores[k]`` <-> id k+1)."""
-    if scores is None:
-        raise CksDataError(f"pred_scores{where} is None; give one score per predicted label "
-                           "(use np.ones(n) for unranked predictions).")
     if isinstance(scores, Mapping):
         table = {int(k): float(v) for k, v in scores.items()}
         missing = [int(i) for i in ids if int(i) not in table]
@@ -100,7 +94,8 @@ def _scores_for_ids(scores, ids: np.ndarray, where: str = "") -> np.ndarray:
         return np.array([table[int(i)] for i in ids], np.float64)
     arr = np.asarray(scores, np.float64)
     if arr.ndim != 1:
-        raise CksDataError(f"pred_scores{where} must be a dict or a 1-D array; got shape {arr.shape}.")
+        raise CksDataError(f"pred_scores{where} must be a dict {{id: score}} or a 1-D array (np.ones(n) "
+                           f"for unranked predictions); got {scores!r:.60}.")
     if ids.size and ids[-1] > arr.size:
         missing = ids[ids > arr.size]
         raise CksDataError(f"pred_scores{where} has {arr.size} entries (labels 1..{arr.size}) but the "
@@ -114,8 +109,7 @@ def _as_list(x, name: str) -> list:
         return [x] if x.ndim == 2 else list(x)
     if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
         return list(x)
-    raise CksDataError(f"{name} must be a 2-D label image, a 3-D stack or a list of label images; "
-                       f"got {type(x).__name__}.")
+    raise CksDataError(f"{name} must be a 2-D label image, a 3-D stack or a list; got {type(x).__name__}.")
 
 
 # ----------------------------------------------------------------------------- overlaps
@@ -134,9 +128,8 @@ def intersections(pred_label, gt_label):
     gt_ids, gt_area, gidx = _ids_areas_index(g)
     n_p, n_g = pred_ids.size, gt_ids.size
     # pidx / gidx index the foreground pixels of p / g; keep those that are foreground in both.
-    both_p = (g[p > 0] > 0)
-    both_g = (p[g > 0] > 0)
-    key = pidx[both_p] * max(n_g, 1) + gidx[both_g]  # same pixel order in both (raveled order)
+    both_p, both_g = g[p > 0] > 0, p[g > 0] > 0  # the same pixels, in raveled order, in both
+    key = pidx[both_p] * max(n_g, 1) + gidx[both_g]
     ukey, cnt = np.unique(key, return_counts=True)  # one sort of the overlapping pixels
     inter = sp.csr_matrix((cnt.astype(np.int64), (ukey // max(n_g, 1), ukey % max(n_g, 1))),
                           shape=(n_p, n_g))

@@ -152,7 +152,8 @@ def test_dice_by_hand_partner_is_largest_intersection():
     # min score drops m3 (author: Dice on predictions with score >= 0.5)
     pred_part2 = (4 * d_m1 + 116 * d_m2) / F(120)
     exp2 = float((pred_part2 + gt_part) / 2)
-    assert M.instance_dice(pred, gt, {1: 0.9, 2: 0.8, 3: 0.1}, min_score=0.5) == pytest.approx(exp2, abs=1e-12)
+    got = M.instance_dice(pred, gt, {1: 0.9, 2: 0.8, 3: 0.1}, min_score=0.5)
+    assert got == pytest.approx(exp2, abs=1e-12)
     res = M.evaluate(pred, {1: 0.9, 2: 0.8, 3: 0.1}, gt, dice_min_score=0.5)
     assert res["dice"] == pytest.approx(exp2, abs=1e-12) and res["n_pred"] == 3
 
@@ -270,6 +271,8 @@ def test_point_greedy_nearest_unmatched():
     assert M.point_ap(pred, np.array([0.9, 0.8]), gt, thresholds=(2.0,)) == {2.0: 0.5}
     # reverse ranking: pred 1 takes (0,0), pred 0 then takes (0,3) at 1.6 px: AP 1
     assert M.point_ap(pred, np.array([0.8, 0.9]), gt, thresholds=(2.0,)) == {2.0: 1.0}
+    # a prediction exactly on a GT point (distance 0) matches at every threshold
+    assert M.point_ap(gt[:1], np.array([0.3]), gt[:1]) == {5.0: 1.0, 2.0: 1.0, 1.0: 1.0}
     # two images, one without predictions and one without GT
     res = M.point_ap([np.zeros((0, 2)), pred], [np.zeros(0), np.array([0.9, 0.8])],
                      [gt, np.zeros((0, 2))], thresholds=(5.0,))
