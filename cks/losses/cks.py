@@ -47,9 +47,7 @@ def prior_d_per_window(cell_type: Tensor | None, seg_batch: Tensor, d_table: Seq
     table = torch.as_tensor(d_table, dtype=torch.float32, device=device).reshape(-1)
     if table.numel() == 0:
         raise CksConfigError("loss.prior_d is empty; give one d (e.g. 20) or one per cell type")
-    if table.numel() == 1 or cell_type is None:
-        if cell_type is not None and table.numel() == 1:
-            pass  # one d for every type
+    if table.numel() == 1 or cell_type is None:  # one d for every type (or no types given)
         return table[0].expand(seg_batch.shape[0]).clone()
     types = cell_type.to(device=device, dtype=torch.long)[seg_batch]
     if types.numel() and (int(types.max()) >= table.numel() or int(types.min()) < 0):

@@ -5,7 +5,6 @@ cell, cut from a label image at the window's position (author: ``supervised_inst
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -1,0 +1,182 @@
+"""Speed and memory benchmark (prints figures and ratios; never asserts wall-clock numbers).
+
+    python -m cks.bench                 # all measurements, one subprocess each
+    python -m cks.bench --quick         # smaller repeat counts
+
+Measurements (each in its own subprocess, so peak memory is honest; peak RSS includes the
+~0.7 GB of importing torch, reported separately as ``base_rss``):
+
+1. ``seg`` — segmentation head forward+backward at 520x704 for n = 500, 2000, 4000 cells
+   (training mode) and forward-only inference for the same n; time per cell shows whether the
+   cost grows linearly in n.
+2. ``infer`` — inference of the principal model (``convnext_small`` by default) on a 520x704
+   image with n cells, split into backbone (ConvNeXt), FPN, detection head, segmentation head and
+   decode + NMS + paste. The detection maps are replaced by maps that encode n random cells, so
+   decode/NMS/paste run on a realistic number of detections even with random weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _median_time(fn, repeat: int) -> float:
+    import statistics
+
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _random_points(n: int, hw=(520, 704), seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 2, generator=g) * torch.tensor([hw[0] - 1.0, hw[1] - 1.0])
+
+
+def run_seg(n: int, size: str, repeat: int, train: bool) -> dict:
+    import torch
+
+    from .config import get_preset
+    from .models.principal import Principal
+
+    torch.manual_seed(0)
+    cfg = get_preset("base", size=size)
+    model = Principal(cfg)
+    x = torch.randn(1, 1, 520, 704)
+    with torch.no_grad():
+        feat4 = model.features(x)[4]
+    pts = _random_points(n)
+    bi = torch.zeros(n, dtype=torch.long)
+    base = _rss_mb()
+    if train:
+        def fn():
+            logits, _ = model.segmentor(feat4, pts, bi)
+            logits.sigmoid().mean().backward()
+    else:
+        def fn():
+            with torch.no_grad():
+                for i in range(0, n, model.inference_chunk):
+                    model.segmentor(feat4, pts[i:i + model.inference_chunk], bi[i:i + model.inference_chunk])
+    t = _median_time(fn, repeat)
+    return {"what": "seg_train" if train else "seg_infer", "n": n, "size": size, "time_s": t,
+            "ms_per_cell": 1000 * t / n, "base_rss_mb": base, "peak_rss_mb": _rss_mb()}
+
+
+def run_infer(n: int, size: str, repeat: int) -> dict:
+    import torch
+
+    from .config import get_preset
+    from .models.backbone import match_channels, pad_to_multiple
+    from .models.detector import decode, detection_targets
+    from .models.principal import Principal
+    from .windows import paste_labels
+
+    torch.manual_seed(0)
+    cfg = get_preset("base", size=size)
+    model = Principal(cfg).eval()
+    x = torch.randn(1, 1, 520, 704)
+    xp = pad_to_multiple(match_channels(x, cfg.backbone.in_channels), 32)
+    pts = _random_points(n)[None]
+    valid = torch.ones(1, n, dtype=torch.bool)
+    times = {}
+    with torch.no_grad():
+        times["backbone"] = _median_time(lambda: model.backbone.encoder(xp), repeat)
+        enc = model.backbone.encoder(xp)
+        times["fpn"] = _median_time(lambda: model.backbone.fpn(enc), repeat)
+        feats = dict(zip(model.backbone.strides, model.backbone.fpn(enc)))
+        times["detection_head"] = _median_time(lambda: model.detector(feats), repeat)
+        logits, offsets = {}, {}
+        for s in cfg.detector.strides:
+            tgt, off = detection_targets(pts, valid, s, tuple(feats[s].shape[-2:]), cfg.detector.smoothing_radius)
+            logits[s] = tgt * 8 - 4 + torch.rand_like(tgt)  # positives ~ +4..5, negatives ~ -4..-3
+            offsets[s] = off
+        dets = decode(logits, offsets, (520, 704), cfg.detector.min_score, cfg.detector.nms_radius,
+                      cfg.detector.max_output)
+        dp, ds = dets[0]
+        bi = torch.zeros(len(dp), dtype=torch.long)
+
+        def seg():
+            outs = [model.segmentor(feats[4], dp[i:i + model.inference_chunk], bi[i:i + model.inference_chunk])
+                    for i in range(0, len(dp), model.inference_chunk)]
+            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+        times["segmentation_head"] = _median_time(seg, repeat)
+        lg, org = seg()
+
+        def post():
+            d = decode(logits, offsets, (520, 704), cfg.detector.min_score, cfg.detector.nms_radius,
+                       cfg.detector.max_output)
+            paste_labels(lg, d[0][1], bi, org, (1, 520, 704), score_threshold=0.5)
+
+        times["decode_nms_paste"] = _median_time(post, repeat)
+    total = sum(times.values())
+    return {"what": "infer", "n": n, "n_detected": int(len(dp)), "size": size, **{k + "_s": v for k, v in times.items()},
+            "total_s": total, "decode_nms_paste_fraction": times["decode_nms_paste"] / total, "peak_rss_mb": _rss_mb()}
+
+
+def _sub(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "cks.bench", "--one", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m cks.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example: python -m cks.bench --quick --size convnext_atto")
+    p.add_argument("--one", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--seg-size", default="convnext_small", help="model size for the segmentation-head benchmark")
+    p.add_argument("--size", default="convnext_small", help="model size for the inference split")
+    p.add_argument("--cells", default="500,2000,4000")
+    a = p.parse_args(argv)
+    if a.one is not None:
+        kind, n, size, repeat = a.one[0], int(a.one[1]), a.one[2], int(a.one[3])
+        import torch
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        if kind == "seg_train":
+            r = run_seg(n, size, repeat, True)
+        elif kind == "seg_infer":
+            r = run_seg(n, size, repeat, False)
+        else:
+            r = run_infer(n, size, repeat)
+        print(json.dumps(r))
+        return
+    rep = 2 if a.quick else 5
+    cells = [int(c) for c in a.cells.split(",")]
+    rows = []
+    for kind in ("seg_train", "seg_infer"):
+        for n in cells:
+            r = _sub([kind, str(n), a.seg_size, str(rep)])
+            rows.append(r)
+            print(f"{kind:9s} n={n:5d}  {r['time_s']:.3f} s  {r['ms_per_cell']:.3f} ms/cell  "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB (after setup {r['base_rss_mb']:.0f} MB)", flush=True)
+        base = [r for r in rows if r["what"] == kind]
+        print(f"  linearity ({kind}): time ratio {cells[-1]}/{cells[0]} cells = "
+              f"{base[-1]['time_s'] / base[0]['time_s']:.2f} (cell ratio {cells[-1] / cells[0]:.1f})", flush=True)
+    for n in cells:
+        r = _sub(["infer", str(n), a.size, str(rep)])
+        rows.append(r)
+        parts = "  ".join(f"{k[:-2]} {r[k]:.3f}s" for k in r if k.endswith("_s") and k != "total_s")
+        print(f"infer {a.size} n={n} (detected {r['n_detected']}): total {r['total_s']:.3f} s | {parts} | "
+              f"decode/NMS/paste = {100 * r['decode_nms_paste_fraction']:.1f} % of the model time", flush=True)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

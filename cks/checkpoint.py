@@ -1,0 +1,87 @@
+"""Atomic checkpoints and model loading.
+
+A checkpoint is one ``torch.save`` file holding the configuration (as a dict), the weights of the
+principal model (and the collaborator while training), the optimiser state, the step and every
+RNG state, so ``--resume`` continues a killed run exactly. It is written to ``<path>.tmp``,
+flushed to disk and then renamed over ``<path>`` (``os.replace`` is atomic on POSIX), so a
+``kill -9`` at any moment leaves either the previous or the new checkpoint, never half of one.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config
+from .errors import CksCheckpointError, CksConfigError
+
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint file or a run folder (``<run>/checkpoint.pt``) with clear errors."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.exists():
+        raise CksCheckpointError(f"{p}: no checkpoint found; pass a run folder written by `cks train` or a .pt file")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated / not a torch file
+        raise CksCheckpointError(f"{p}: not a readable cks checkpoint ({type(e).__name__}); "
+                                 "re-run training or point at another file") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "principal" not in ckpt:
+        raise CksCheckpointError(f"{p}: not a cks checkpoint (missing config/principal weights)")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """The trained principal model (eval mode) of a run folder or checkpoint file."""
+    from .models.principal import Principal
+
+    ckpt = load_checkpoint(path)
+    try:
+        cfg = Config.from_dict(ckpt["config"])
+    except CksConfigError as e:
+        raise CksCheckpointError(f"{path}: checkpoint config is incompatible with this cks version: {e}") from None
+    model = Principal(cfg)
+    try:
+        model.load_state_dict(ckpt["principal"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CksCheckpointError(f"{path}: weights do not fit the model built from its config ({first})") from None
+    model.scale = float(ckpt.get("scale", 1.0))
+    return model.to(device).eval()

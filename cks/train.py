@@ -1,0 +1,295 @@
+"""Training: fully supervised, CKS from points (the paper's method) and every ablation preset.
+
+``train(cfg, train_samples, val_samples, out_dir)`` is the one entry point. Per step (Sec. III-E):
+
+* principal forward at the (GT or matched) training locations, ``L_det`` (Eq. 3);
+* supervised mode: ``+ BCE(m_i, GT window)``;
+* CKS mode: collaborator forward on the same image, ``L_S + L_MC + L_M + L_B``
+  (:func:`cks.losses.cks.cks_loss_terms`), gradient routing by detaching; one Adam(W) optimiser
+  over both models, so L_B enters the summed objective once.
+
+Warm-up (author, diff #11; ``train.warmup_steps``): prior d = 100, pi = 1 and the softplus
+overlap variant of L_S. Learning rate: ``lr`` then ``finetune_lr`` after ``finetune_from`` of the
+steps (the paper's "fine-tune rate"). Data order and augmentation are pure functions of
+(seed, step), and every RNG state is checkpointed, so ``resume=True`` continues a killed run
+exactly where its last checkpoint left it. Multi-process (``torchrun``) runs use
+DistributedDataParallel; each rank takes its share of every global batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from .config import Config
+from .data.augment import augment_sample
+from .data.io import normalize_image
+from .losses.cks import cks_loss_terms
+from .losses.detection import detection_loss
+from .losses.supervised import supervised_loss, window_targets
+from .models.collaborator import Collaborator
+from .models.principal import Principal
+
+
+class TrainSet:
+    """Augmented training crops indexed by a *global* sample counter (pure function of seed, index).
+
+    ``get(i)``: epoch ``e = i // n``, sample ``perm_e[i % n]`` with ``perm_e`` a seeded permutation,
+    augmented with ``default_rng([seed, e, sample])``. Returns a dict of tensors: ``image [C,S,S]``,
+    ``points [M,2]``, ``ids [M]`` (label id of each point, 0 if unknown), ``label [S,S]`` (if any),
+    ``cell_type``.
+    """
+
+    def __init__(self, samples: list[dict], crop_size: int = 512, seed: int = 0, augment: bool = True):
+        from .errors import CksDataError
+
+        if not samples:
+            raise CksDataError("no training samples; check the --data spec")
+        self.samples, self.crop, self.seed, self.augment = samples, crop_size, seed, augment
+        self._norm: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, i: int) -> dict:
+        n = len(self.samples)
+        epoch, k = divmod(int(i), n)
+        idx = int(np.random.default_rng([self.seed, epoch]).permutation(n)[k])
+        s = self.samples[idx]
+        if idx not in self._norm:
+            self._norm[idx] = normalize_image(s["image"])
+        src = dict(s, image=self._norm[idx])
+        if src.get("point_ids") is None and src.get("label") is not None and src.get("points") is not None:
+            src["point_ids"] = None  # augment_sample reads the label under each point
+        rng = np.random.default_rng([self.seed, epoch, idx])
+        kw = {} if self.augment else {"scale_range": None, "d4": False, "contrast_range": None, "brightness": 0.0}
+        a = augment_sample(src, rng, size=self.crop, **kw)
+        pts = a["points"]
+        ids = a["point_ids"] if a["point_ids"] is not None else np.zeros(len(pts), np.int32)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(a["image"])),
+                "points": torch.from_numpy(np.ascontiguousarray(pts, np.float32).reshape(-1, 2)),
+                "ids": torch.from_numpy(np.asarray(ids, np.int64)),
+                "cell_type": max(int(s.get("cell_type", 0) or 0), 0)}
+        if a["label"] is not None:
+            item["label"] = torch.from_numpy(a["label"].astype(np.int64))
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad points to ``[B, Nmax, 2]`` with ``valid [B, Nmax]``; stack images / labels."""
+    n = max([len(it["points"]) for it in items] + [0])
+    b = len(items)
+    points = torch.zeros(b, n, 2)
+    ids = torch.zeros(b, n, dtype=torch.long)
+    valid = torch.zeros(b, n, dtype=torch.bool)
+    for j, it in enumerate(items):  # loop over images in the batch
+        m = len(it["points"])
+        points[j, :m], ids[j, :m], valid[j, :m] = it["points"], it["ids"], True
+    out = {"image": torch.stack([it["image"] for it in items]), "points": points, "ids": ids, "valid": valid,
+           "cell_type": torch.tensor([it["cell_type"] for it in items], dtype=torch.long)}
+    if all("label" in it for it in items):
+        out["label"] = torch.stack([it["label"] for it in items])
+    return out
+
+
+class CKSModule(nn.Module):
+    """Principal + collaborator; ``forward(batch, step)`` returns the loss terms and the total."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.principal = Principal(cfg)
+        self.collaborator = Collaborator(cfg.collaborator) if cfg.loss.mode == "cks" else None
+
+    def loss_config(self, step: int):
+        lc = self.cfg.loss
+        if step < self.cfg.train.warmup_steps:
+            lc = replace(lc, prior_d=(100.0,), prior_scale=1.0, overlap="softplus")
+        return lc
+
+    def forward(self, batch: dict, step: int = 0) -> dict:
+        cfg = self.cfg
+        image, points, valid = batch["image"], batch["points"], batch["valid"]
+        out = self.principal(image, points, valid)
+        d = cfg.detector
+        terms = detection_loss(out["det_logits"], out["det_offsets"], points, valid, d.smoothing_radius,
+                               d.always_positive_own_cell, d.focal_gamma, d.offset_loss)
+        total = cfg.loss.lambda_det * terms["L_det"]
+        shape = (image.shape[0], image.shape[-2], image.shape[-1])
+        if cfg.loss.mode == "supervised":
+            ids = batch["ids"].reshape(-1)[out["seg_index"]]
+            tgt = window_targets(batch["label"], out["seg_batch"], out["seg_origin"], ids, cfg.segmentor.window)
+            terms["L_sup"] = supervised_loss(out["seg_logits"], tgt) if len(ids) else total * 0
+            total = total + terms["L_sup"]
+        elif cfg.loss.mode == "cks":
+            collab = self.collaborator(image, batch.get("cell_type"))
+            seg = {"logits": out["seg_logits"], "batch": out["seg_batch"], "origin": out["seg_origin"],
+                   "points": out["seg_points"]}
+            lc = self.loss_config(step)
+            ck = cks_loss_terms(seg, collab, shape, batch.get("cell_type"), lc.prior_d, lc)
+            terms.update({k: v for k, v in ck.items() if k != "total"})
+            total = total + ck["total"]
+        else:
+            raise ValueError(f"loss.mode must be 'cks' or 'supervised', got {cfg.loss.mode!r}")
+        terms["total"] = total
+        return terms
+
+
+def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(module.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(module.parameters(), lr=t.lr, weight_decay=t.weight_decay or 1e-4)
+    raise ValueError(f"train.optimizer must be 'adam' or 'adamw', got {t.optimizer!r}")
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    t = cfg.train
+    return t.finetune_lr if step >= math.floor(t.finetune_from * t.steps) else t.lr
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def validate(principal: Principal, val_samples: list[dict], scale: float = 1.0, max_images: int | None = None) -> dict:
+    """AP50 / AP75 / mAP / Dice of the principal model on ``val_samples`` (native resolution)."""
+    from .metrics import evaluate
+    from .predict import predict, scores_by_label
+
+    was = principal.training
+    principal.eval()
+    preds, scores, gts = [], [], []
+    for s in val_samples[:max_images]:
+        lab, table = predict(principal, s["image"], scale=scale)
+        preds.append(lab)
+        scores.append(scores_by_label(table))
+        gts.append(s["label"])
+    principal.train(was)
+    r = evaluate(preds, scores, gts)
+    return {"val_ap50": r["ap50"], "val_ap75": r["ap75"], "val_map": r["map"], "val_dice": r["dice"],
+            "val_n_pred": r["n_pred"], "val_n_gt": r["n_gt"]}
+
+
+def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
+          out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+          max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10) -> dict:
+    """Train and return ``{"model": principal, "collaborator": ..., "history": [...], "step": n}``.
+
+    Args:
+        cfg: configuration (``cfg.train.steps`` steps of ``cfg.train.batch_size`` crops).
+        train_samples / val_samples: sample dicts (``cks.data``), already at model scale
+            (``scale`` is recorded in the checkpoint so ``predict`` maps results back).
+        out_dir: run folder: ``config.json``, ``checkpoint.pt`` (atomic), ``metrics.jsonl``.
+        resume: continue from ``out_dir/checkpoint.pt`` (same config required).
+        max_minutes: stop (and save) after this wall time even if steps remain.
+    """
+    rank, world = _dist_info()
+    t_cfg = cfg.train
+    torch.manual_seed(t_cfg.seed + rank)
+    np.random.seed(t_cfg.seed + rank)
+    module = CKSModule(cfg)
+    if t_cfg.init_principal:
+        init = load_checkpoint(t_cfg.init_principal)
+        module.principal.load_state_dict(init["principal"])
+    opt = make_optimizer(module, cfg)
+    start, history = 0, []
+    out = Path(out_dir) if out_dir else None
+    ckpt_path = out / "checkpoint.pt" if out else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck["config"] != cfg.to_dict():
+            from .errors import CksCheckpointError
+            raise CksCheckpointError(f"{ckpt_path}: was written with another configuration; "
+                                     "resume with the same preset/--set values or use a new --out folder")
+        module.principal.load_state_dict(ck["principal"])
+        if module.collaborator is not None:
+            module.collaborator.load_state_dict(ck["collaborator"])
+        opt.load_state_dict(ck["optimizer"])
+        start = int(ck["step"])
+        set_rng_state(ck["rng"])
+    if out and rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg.to_json(), out / "config.json")
+        if not resume and (out / "metrics.jsonl").exists():
+            (out / "metrics.jsonl").unlink()
+    ddp = module
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+    train_set = TrainSet(train_samples, crop_size=t_cfg.crop_size, seed=t_cfg.seed)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=t_cfg.steps, initial=start, desc=f"train[{cfg.loss.mode}]", dynamic_ncols=True)
+
+    def save(step: int):
+        if out is None or rank != 0:
+            return
+        atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
+                     "collaborator": module.collaborator.state_dict() if module.collaborator else None,
+                     "optimizer": opt.state_dict(), "step": step, "rng": rng_state(), "scale": scale,
+                     "version": 1}, ckpt_path)
+
+    t0 = time.time()
+    step = start
+    module.train()
+    running: dict[str, float] = {}
+    while step < t_cfg.steps:
+        if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        items = [train_set.get(step * t_cfg.batch_size * world + rank * t_cfg.batch_size + j)
+                 for j in range(t_cfg.batch_size)]
+        batch = collate(items)
+        terms = ddp(batch, step)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        for k, v in terms.items():
+            running[k] = 0.9 * running.get(k, float(v.detach())) + 0.1 * float(v.detach())
+        rec = None
+        if step % log_every == 0 or step == t_cfg.steps:
+            rec = {"step": step, "time_s": round(time.time() - t0, 2), "lr": lr_at(step - 1, cfg),
+                   **{k: float(v.detach()) for k, v in terms.items()}}
+        if val_samples and rank == 0 and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
+            rec = rec or {"step": step, "time_s": round(time.time() - t0, 2)}
+            rec.update(validate(module.principal, val_samples, scale=scale))
+        if rec is not None:
+            history.append(rec)
+            if out and rank == 0:
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "L_det", "L_S", "L_M",
+                                                                                  "L_B", "L_MC", "L_sup")})
+        if step % t_cfg.checkpoint_every == 0:
+            save(step)
+    save(step)
+    if bar is not None:
+        bar.close()
+    if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
+        rec = {"step": step, "time_s": round(time.time() - t0, 2), **validate(module.principal, val_samples, scale=scale)}
+        history.append(rec)
+        if out:
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+    module.principal.scale = scale
+    return {"model": module.principal.eval(), "collaborator": module.collaborator, "history": history, "step": step}
