@@ -185,7 +185,8 @@ def validate(principal: Principal, val_samples: list[dict], scale: float = 1.0, 
 
 def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-          max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10) -> dict:
+          max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10,
+          stop_at: int | None = None) -> dict:
     """Train and return ``{"model": principal, "collaborator": ..., "history": [...], "step": n}``.
 
     Args:
@@ -195,6 +196,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         out_dir: run folder: ``config.json``, ``checkpoint.pt`` (atomic), ``metrics.jsonl``.
         resume: continue from ``out_dir/checkpoint.pt`` (same config required).
         max_minutes: stop (and save) after this wall time even if steps remain.
+        stop_at: stop (and save) once this step is reached (simulates an interruption in tests).
     """
     rank, world = _dist_info()
     t_cfg = cfg.train
@@ -248,6 +250,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     running: dict[str, float] = {}
     while step < t_cfg.steps:
         if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+            break
+        if stop_at is not None and step >= stop_at:
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
