@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,8 @@ def read_simple_json(path, location_offset: float = 0.0, root=None) -> list[dict
             raise CksDataError(f"{path}: record {k} has no image_file; each record needs one")
         image_path = root / rec["image_file"]
         image = read_image(image_path)
-        label = read_label(root / rec["label_file"]) if rec.get("label_file") else None
+        label_path = root / rec["label_file"] if rec.get("label_file") else ""
+        label = read_label(label_path) if label_path else None
         points = None
         if rec.get("locations") is not None:
             try:
@@ -102,7 +104,7 @@ def read_simple_json(path, location_offset: float = 0.0, root=None) -> list[dict
                                    f"image {image_path} size {image.shape[-2:]}; pair each image with its mask")
         name = str(rec["img_id"]) if rec.get("img_id") is not None else Path(rec["image_file"]).as_posix()
         samples.append(make_sample(image, label, points, name=name, image_path=image_path, cell_type=ctype_id,
-                                   cell_type_name=ctype_name, **extra))
+                                   cell_type_name=ctype_name, label_path=label_path, **extra))
     return samples
 
 
@@ -175,7 +177,9 @@ def read_coco(path, image_root=None, cell_type_from: str = "auto", scale_by_type
             anns = [anns[i] for i in remove_duplicates([a["bbox"] for a in anns], dedup_iou)]
         label = np.zeros((h, w), np.int32)
         for k, ann in enumerate(anns, start=1):
-            m = coco.annToMask(ann).astype(bool)
+            with warnings.catch_warnings():  # pycocotools vs numpy 2 copy-keyword deprecation
+                warnings.simplefilter("ignore", DeprecationWarning)
+                m = coco.annToMask(ann).astype(bool)
             if m.shape != (h, w):
                 raise CksDataError(f"{path}: image {img_id} is {info.get('height')}x{info.get('width')} in the "
                                    f"JSON but {image_path} is {h}x{w}; use the matching image files")

@@ -36,8 +36,13 @@ def _fail(path, what: str, todo: str) -> CksDataError:
     return CksDataError(f"{path}: {what}; {todo}")
 
 
-def _read_raw(path) -> np.ndarray:
-    """Read the pixel array of ``path`` as stored (any shape), or raise CksDataError."""
+def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
+    """Read the pixel array of ``path`` as stored, or raise CksDataError.
+
+    Returns ``(array, channels_last)``; ``channels_last`` is True for PIL-read files, whose
+    colour axis is always last. Palette images give their indices if ``palette_indices``
+    (label images), else their colours.
+    """
     path = Path(path)
     if not path.exists():
         raise _fail(path, "file not found", "check the path (relative paths resolve against CKS_DATA_DIR)")
@@ -53,17 +58,23 @@ def _read_raw(path) -> np.ndarray:
         except Exception as exc:  # tifffile raises many types for damaged files
             raise _fail(path, f"corrupt or truncated TIFF ({type(exc).__name__}: {exc})",
                         "re-download the file or re-save it with an image editor") from None
-        return np.asarray(arr)
+        return np.asarray(arr), False
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
-            if mode == "P":  # palette: keep the indices (label images are often saved this way)
+            if mode == "P" and palette_indices:  # label images are often saved with a palette
                 arr = np.asarray(im)
-            elif mode in ("LA", "RGBA", "PA"):
-                arr = np.asarray(im.convert("RGBA" if mode != "LA" else "LA"))
+            elif mode in ("P", "PA"):
+                arr = np.asarray(im.convert("RGBA"))
+                if arr[..., 3].min() == arr[..., 3].max():
+                    arr = arr[..., :3]
+                if (arr[..., :1] == arr[..., 1:3]).all():  # gray palette
+                    arr = arr[..., :1] if arr.shape[-1] == 3 else arr[..., [0, 3]]
+            elif mode in ("LA", "RGBA"):
+                arr = np.asarray(im)
                 alpha = arr[..., -1]
                 if alpha.min() == alpha.max():  # a constant (opaque) alpha channel carries nothing
                     arr = arr[..., :-1]
@@ -76,7 +87,7 @@ def _read_raw(path) -> np.ndarray:
                     "give a PNG or TIFF file (other formats: convert them first)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise _fail(path, f"corrupt or truncated image ({exc})", "re-download or re-export the file") from None
-    return arr
+    return arr, True
 
 
 def _check_values(arr: np.ndarray, path) -> None:
@@ -89,9 +100,12 @@ def _check_values(arr: np.ndarray, path) -> None:
         raise _fail(path, f"{n_bad} NaN/inf pixel(s)", "replace them (e.g. with 0) before use")
 
 
-def _to_chw(arr: np.ndarray, path) -> np.ndarray:
-    """Bring a 2-D or 3-D pixel array into ``[C, H, W]`` layout."""
-    if arr.ndim > 2:
+def _to_chw(arr: np.ndarray, path, channels_last: bool = False) -> np.ndarray:
+    """Bring a 2-D or 3-D pixel array into ``[C, H, W]`` layout (guessing the channel axis for TIFF)."""
+    if channels_last and arr.ndim == 3:  # PIL: [H, W, C]
+        arr = np.moveaxis(arr, -1, 0)
+        channels_last = False
+    elif arr.ndim > 2:
         arr = arr.reshape([s for s in arr.shape if s != 1] or [1])  # drop singleton axes (ImageJ stacks)
         if arr.ndim < 2:  # everything was singleton except one axis
             raise _fail(path, f"image is 1-D (shape {arr.shape})", "give a 2-D image")
@@ -101,7 +115,7 @@ def _to_chw(arr: np.ndarray, path) -> np.ndarray:
         raise _fail(path, f"image has {arr.ndim} dimensions (shape {tuple(arr.shape)})",
                     "give a 2-D image with at most 3 channels (split stacks into single images)")
     first, last = arr.shape[0], arr.shape[-1]
-    if last <= 4 and first > 4:  # [H, W, C] (PNG, RGB TIFF)
+    if channels_last or (last <= 4 and first > 4):  # [H, W, C] (PNG, RGB TIFF)
         arr = np.moveaxis(arr, -1, 0)
     elif not first <= 4:
         raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
@@ -125,11 +139,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         CksDataError: missing/empty/unreadable/corrupt file, NaN or inf pixels, zero size,
             more than 3 channels. A constant (blank) image is valid.
     """
-    arr = _read_raw(path)
+    arr, channels_last = _read_raw(path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     _check_values(arr, path)
-    arr = _to_chw(arr, path)
+    arr = _to_chw(arr, path, channels_last)
     out = arr.astype(np.float32)
     if not np.isfinite(out).all():  # float64 values beyond float32 range
         raise _fail(path, "pixel values overflow float32", "rescale the image intensities")
@@ -147,7 +161,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
         CksDataError: the file problems of :func:`read_image`, or a label image with several
             channels, negative ids or non-integer values.
     """
-    arr = _read_raw(path)
+    arr, _ = _read_raw(path, palette_indices=True)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     _check_values(arr, path)

@@ -64,14 +64,14 @@ def cell_type_id(name: str) -> int:
 
 
 def make_sample(image, label=None, points=None, *, name: str, image_path="", cell_type=-1,
-                cell_type_name="", point_ids=None, **extra) -> dict:
+                cell_type_name="", point_ids=None, label_path="", **extra) -> dict:
     """Build a sample dict (see module docstring); makes centroid points when a label is given and points is None."""
     image = np.asarray(image, np.float32)
     if image.ndim == 2:
         image = image[None]
     if label is not None:
         label = np.asarray(label, np.int32)
-        check_same_shape(image, label, image_path or name, f"label of {name}")
+        check_same_shape(image, label, image_path or name, label_path or f"label of {name}")
         if points is None:
             point_ids, points = centroids(label)
     if points is not None:
@@ -149,10 +149,11 @@ def _first(folder: Path, patterns) -> Path | None:
 
 
 def _relname(folder: Path, root: Path | None) -> str:
-    try:
-        return folder.relative_to(root).as_posix() if root is not None else folder.name
-    except ValueError:
+    if root is None:
         return folder.name
+    folder, root = folder.resolve(), Path(root).resolve()
+    rel = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else "."
+    return folder.name if rel == "." else rel
 
 
 def read_usiigaci(folder, root=None, clean: bool = True) -> dict:
@@ -166,11 +167,13 @@ def read_usiigaci(folder, root=None, clean: bool = True) -> dict:
     image_path = _first(folder, ["raw.*"])
     if image_path is None:
         raise CksDataError(f"{folder}: no raw.tif in this Usiigaci set folder; check the dataset layout")
-    label = read_label(folder / "instances_ids.png")
+    label_path = folder / "instances_ids.png"
+    label = read_label(label_path)
+    image = read_image(image_path)
+    check_same_shape(image, label, image_path, label_path)
     if clean:
         label = keep_largest_component(label)
-    image = read_image(image_path)
-    return make_sample(image, label, name=_relname(folder, root), image_path=image_path,
+    return make_sample(image, label, name=_relname(folder, root), image_path=image_path, label_path=label_path,
                        cell_type=cell_type_id("NIH3T3"), cell_type_name="NIH3T3")
 
 

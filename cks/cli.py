@@ -1,0 +1,328 @@
+"""The ``cks`` command line (also ``python -m cks``): demo, points, train, predict, evaluate, presets.
+
+Every user error (bad file, unknown preset, incompatible checkpoint, ...) ends in a one-line
+``error: ...`` message on stderr and exit status 2, never a traceback; outputs are written
+atomically (temp file + rename), so an interrupted command never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CksError
+
+EXAMPLES = {
+    "demo": "cks demo --out demo_run            # ~2 min CPU: generated images, CKS from points, figure",
+    "points": "cks points nuclear1.png nuclear2.png --out points.json --min-sigma 3 --max-sigma 10",
+    "train": ("cks train --data usiigaci_nih3t3_phase/train:set1-16@0.5 --val usiigaci_nih3t3_phase/train:set17-20 "
+              "--labels points --out runs/cks --size convnext_atto --minutes 30"),
+    "predict": "cks predict --model runs/cks $CKS_DATA_DIR/usiigaci_nih3t3_phase/val/set4*/raw.tif --out preds/",
+    "evaluate": "cks evaluate --pred preds/ --gt usiigaci_nih3t3_phase/val:set46-50",
+    "presets": "cks presets",
+}
+
+
+def _atomic_bytes(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_tiff(label: np.ndarray, path: Path) -> None:
+    import tifffile
+
+    dtype = np.uint16 if int(label.max(initial=0)) < 65536 else np.uint32
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, label.astype(dtype))
+    _atomic_bytes(buf.getvalue(), path)
+
+
+def _write_csv(table: dict, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["label", "score", "y", "x", "area"])
+    for row in zip(table["label"], table["score"], table["y"], table["x"], table["area"]):
+        w.writerow([int(row[0]), f"{row[1]:.5f}", f"{row[2]:.2f}", f"{row[3]:.2f}", int(row[4])])
+    _atomic_bytes(buf.getvalue().encode(), path)
+
+
+def _read_csv_scores(path: Path) -> dict[int, float]:
+    with open(path) as f:
+        return {int(r["label"]): float(r["score"]) for r in csv.DictReader(f)}
+
+
+def _common_root(paths: list[Path]) -> Path:
+    parents = [p.resolve().parent for p in paths]
+    return Path(os.path.commonpath([str(p) for p in parents])) if parents else Path(".")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_demo(a) -> dict:
+    from .config import get_preset
+    from .data.synthetic import synthetic_dataset
+    from .metrics import evaluate
+    from .predict import predict, scores_by_label
+    from .train import train
+    from .viz import plot_history, show_segmentation
+
+    import torch
+    torch.manual_seed(0)
+    out = Path(a.out)
+    cfg = get_preset(a.preset, size="test", overrides={
+        "train.steps": a.steps, "train.crop_size": 128, "segmentor.window": 48, "train.lr": 3e-3,
+        "train.finetune_lr": 3e-3, "loss.prior_d": (8.0,), "train.val_every": max(a.steps // 4, 1),
+        "train.checkpoint_every": 100})
+    train_set = synthetic_dataset(4, size=(128, 128), n_cells=10, radius=(7, 11), seed=1)
+    for s in train_set:
+        s["label"] = None  # CKS sees points only
+    val = synthetic_dataset(2, size=(128, 128), n_cells=10, radius=(7, 11), seed=100)
+    r = train(cfg, train_set, val, out_dir=out, max_minutes=a.minutes)
+    preds = [predict(r["model"], v["image"]) for v in val]
+    ev = evaluate([p[0] for p in preds], [scores_by_label(p[1]) for p in preds], [v["label"] for v in val])
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    show_segmentation(val[0]["image"], preds[0][0], points=val[0]["points"], ax=axes[0],
+                      title=f"CKS from points ({r['step']} steps)")
+    show_segmentation(val[0]["image"], val[0]["label"], ax=axes[1], title="ground truth (never used)")
+    fig.tight_layout()
+    fig.savefig(out / "demo.png", dpi=100)
+    plot_history(r["history"], title="demo training").savefig(out / "history.png", dpi=80)
+    res = {k: ev[k] for k in ("ap50", "ap75", "map", "dice", "n_pred", "n_gt")}
+    print(f"demo: generated images, {r['step']} steps -> val AP50 {ev['ap50']:.3f}, Dice {ev['dice']:.3f}; "
+          f"figure {out / 'demo.png'}")
+    return res
+
+
+def cmd_points(a) -> dict:
+    from .data.io import read_image
+    from .points import points_from_nuclei
+
+    kw = {"background_size": a.background, "smooth_sigma": a.smooth, "min_sigma": a.min_sigma,
+          "max_sigma": a.max_sigma, "threshold": a.threshold}
+    inputs = [Path(p) for p in a.inputs]
+    records = []
+    for p in inputs:
+        img = read_image(p)
+        pts = points_from_nuclei(img[a.channel], **kw)
+        records.append({"image_file": str(p), "locations": [[round(float(y), 2), round(float(x), 2)] for y, x in pts]})
+        print(f"{p}: {len(pts)} points")
+    out = Path(a.out)
+    if out.suffix.lower() == ".csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["image_file", "y", "x"])
+        for r in records:
+            for y, x in r["locations"]:
+                w.writerow([r["image_file"], y, x])
+        _atomic_bytes(buf.getvalue().encode(), out)
+    else:
+        _atomic_bytes(json.dumps(records, indent=1).encode(), out)
+    return {"images": len(records), "points": sum(len(r["locations"]) for r in records)}
+
+
+def _load_training(a, spec, scale, labels):
+    from .data.spec import load_dataset
+    from .points import jitter
+
+    pts_mode = {"points": "auto", "masks": "centroid", "nuclei": "nuclei"}[labels]
+    samples = load_dataset(spec, scale=scale, points=pts_mode)
+    rng = np.random.default_rng(a.seed)
+    for s in samples:
+        if labels in ("points", "nuclei"):
+            s["label"] = None  # point supervision: masks never reach the trainer
+            if s.get("points") is None or len(s["points"]) == 0:
+                raise CksError(f"{s.get('image_path') or s['name']}: no points; give point labels (or --labels masks)")
+            if a.jitter > 0:
+                s["points"] = jitter(s["points"], a.jitter, rng, shape=s["image"].shape[-2:])
+    return samples
+
+
+def cmd_train(a) -> dict:
+    from .config import get_preset, with_overrides
+    from .data.spec import load_dataset, parse_spec
+    from .train import train
+
+    cfg = get_preset(a.preset, size=a.size)
+    if a.labels == "masks" and cfg.loss.mode != "supervised":
+        cfg = with_overrides(cfg, {"loss.mode": "supervised"})
+    if a.labels in ("points", "nuclei") and cfg.loss.mode == "supervised":
+        raise CksError(f"preset {a.preset!r} is fully supervised; use --labels masks or a CKS preset")
+    if a.steps is not None:
+        cfg = with_overrides(cfg, {"train.steps": a.steps})
+    cfg = with_overrides(cfg, a.set or [])
+    spec_scale = parse_spec(a.data)[2]
+    scale = a.scale if a.scale is not None else (spec_scale or 1.0)
+    samples = _load_training(a, a.data, scale, a.labels)
+    n_types = max(int(s.get("cell_type", 0) or 0) for s in samples) + 1
+    if cfg.collaborator.n_cell_types < n_types and len(cfg.loss.prior_d) > 1:
+        cfg = with_overrides(cfg, {"collaborator.n_cell_types": n_types})
+    val = None
+    if a.val:
+        val = load_dataset(a.val, scale=1.0, points="none")  # scored at native resolution
+        if any(v.get("label") is None for v in val):
+            raise CksError(f"{a.val}: validation needs instance masks")
+    print(f"train: {len(samples)} images ({sum(len(s['points'] if s.get('points') is not None else []) for s in samples)}"
+          f" points) at scale {scale}, preset {a.preset}, size {a.size}, mode {cfg.loss.mode}, {cfg.train.steps} steps")
+    r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale)
+    last = {k: v for k, v in (r["history"][-1] if r["history"] else {}).items() if k.startswith("val_")}
+    print(f"train: stopped at step {r['step']}; checkpoint {Path(a.out) / 'checkpoint.pt'} {last}")
+    return {"step": r["step"], **last}
+
+
+def cmd_predict(a) -> dict:
+    from .checkpoint import load_model
+    from .data.io import read_image
+    from .predict import predict
+
+    model = load_model(a.model)
+    inputs = [Path(p) for p in a.inputs]
+    root = _common_root(inputs)
+    out = Path(a.out)
+    n_cells = 0
+    for p in inputs:
+        img = read_image(p)
+        if a.channel is not None:
+            img = img[a.channel:a.channel + 1]
+        label, table = predict(model, img, score_threshold=a.score_threshold, scale=a.scale, diameter=a.diameter,
+                               tile=a.tile)
+        rel = p.resolve().relative_to(root).with_suffix("")
+        _write_tiff(label, out / (str(rel) + ".labels.tif"))
+        _write_csv(table, out / (str(rel) + ".csv"))
+        n_cells += len(table["label"])
+        print(f"{p}: {len(table['label'])} cells -> {out / (str(rel) + '.labels.tif')}")
+    return {"images": len(inputs), "cells": n_cells}
+
+
+def cmd_evaluate(a) -> dict:
+    from .data.io import read_label
+    from .data.spec import load_dataset
+    from .metrics import evaluate
+
+    gts = load_dataset(a.gt, scale=1.0, points="none")
+    pred_dir = Path(a.pred)
+    preds = sorted(pred_dir.rglob("*.labels.tif"))
+    if not preds:
+        raise CksError(f"{pred_dir}: no *.labels.tif files; run `cks predict ... --out {pred_dir}` first")
+    keys = {str(p.relative_to(pred_dir))[: -len(".labels.tif")]: p for p in preds}
+    labels, scores, gt_labels, names = [], [], [], []
+    for g in gts:
+        stem = str(Path(g["image_path"]).with_suffix("")) if g.get("image_path") else g["name"]
+        hits = [k for k in keys if stem.endswith(k) or stem.endswith(k.split(os.sep, 1)[-1])]
+        if not hits:
+            raise CksError(f"no prediction for ground-truth image {g.get('image_path') or g['name']} in {pred_dir}")
+        k = max(hits, key=len)
+        labels.append(read_label(keys[k]))
+        scores.append(_read_csv_scores(keys[k].with_name(keys[k].name[: -len('.labels.tif')] + ".csv")))
+        gt_labels.append(g["label"])
+        names.append(g["name"])
+    r = evaluate(labels, scores, gt_labels)
+    res = {"ap50": r["ap50"], "ap75": r["ap75"], "map": r["map"], "dice": r["dice"], "n_images": r["n_images"],
+           "n_gt": r["n_gt"], "n_pred": r["n_pred"], "images": names}
+    print("| metric | value |\n|---|---|")
+    for k in ("ap50", "ap75", "map", "dice"):
+        print(f"| {k.upper() if k != 'map' else 'mAP'} | {res[k]:.4f} |")
+    print(f"| images / GT cells / predicted | {r['n_images']} / {r['n_gt']} / {r['n_pred']} |")
+    if a.json:
+        _atomic_bytes(json.dumps(res, indent=2).encode(), Path(a.json))
+    print(json.dumps({k: res[k] for k in ("ap50", "ap75", "map", "dice", "n_gt", "n_pred")}))
+    return res
+
+
+def cmd_presets(a) -> dict:
+    from .config import PRESETS, SIZES
+
+    for name, diff in PRESETS.items():
+        print(f"{name:40s} {json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper)'}")
+    print("\nsizes: " + ", ".join(SIZES))
+    return {"presets": list(PRESETS)}
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cks", description="Point-supervised cell segmentation by collaborative "
+                                "knowledge sharing (Yu, IEEE TMI 2023).",
+                                epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name, helptext):
+        return sub.add_parser(name, help=helptext, description=helptext, epilog="example:\n  " + EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    d = add("demo", "train CKS from points on generated images (no download) and write a figure")
+    d.add_argument("--out", default="demo_run")
+    d.add_argument("--steps", type=int, default=600)
+    d.add_argument("--minutes", type=float, default=2.0, help="wall-time cap (default 2)")
+    d.add_argument("--preset", default="base")
+
+    q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, or CSV)")
+    q.add_argument("inputs", nargs="+")
+    q.add_argument("--out", required=True, help="points.json or points.csv")
+    q.add_argument("--channel", type=int, default=0, help="channel of the nuclear stain (default 0)")
+    q.add_argument("--background", type=int, default=101, help="background box size in px (default 101)")
+    q.add_argument("--smooth", type=float, default=2.0, help="Gaussian sigma before LoG (default 2)")
+    q.add_argument("--min-sigma", type=float, default=3.0)
+    q.add_argument("--max-sigma", type=float, default=10.0)
+    q.add_argument("--threshold", type=float, default=0.15)
+
+    t = add("train", "train a model (CKS from points, supervised from masks, or any ablation preset)")
+    t.add_argument("--data", required=True, help="dataset spec PATH[:SELECTOR][@SCALE] (see cks.data.spec)")
+    t.add_argument("--val", help="validation spec (needs masks); scored at native resolution")
+    t.add_argument("--labels", choices=["points", "masks", "nuclei"], default="points",
+                   help="points: the data's points (centroids of masks if only masks); masks: fully supervised; "
+                        "nuclei: points detected on the nuclear channel")
+    t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl)")
+    t.add_argument("--preset", default="base", help="see `cks presets`")
+    t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto, test")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--minutes", type=float, help="wall-time budget; saves and stops when reached")
+    t.add_argument("--scale", type=float, help="resize factor for training images (overrides @SCALE)")
+    t.add_argument("--jitter", type=float, default=0.0, help="Gaussian jitter of the points, sigma in px")
+    t.add_argument("--seed", type=int, default=0, help="seed for the point jitter (training seed: --set train.seed=N)")
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. loss.prior_scale=0")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+
+    r = add("predict", "segment images with a trained model -> label TIFF + CSV per image")
+    r.add_argument("--model", required=True, help="run folder or checkpoint.pt")
+    r.add_argument("inputs", nargs="+")
+    r.add_argument("--out", required=True)
+    r.add_argument("--score-threshold", type=float, default=0.5)
+    r.add_argument("--scale", type=float, help="resize factor (default: the training scale)")
+    r.add_argument("--diameter", type=float, help="expected cell diameter in px (sets the scale)")
+    r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
+    r.add_argument("--channel", type=int, help="use only this channel of the input")
+
+    e = add("evaluate", "score predicted label images against ground truth (AP50, AP75, mAP, Dice)")
+    e.add_argument("--pred", required=True, help="folder written by `cks predict`")
+    e.add_argument("--gt", required=True, help="dataset spec with masks")
+    e.add_argument("--json", help="also write the metrics to this file")
+
+    add("presets", "list configuration presets (ablations) and model sizes")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        {"demo": cmd_demo, "points": cmd_points, "train": cmd_train, "predict": cmd_predict,
+         "evaluate": cmd_evaluate, "presets": cmd_presets}[a.cmd](a)
+    except CksError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (the last checkpoint is intact; use --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
