@@ -32,8 +32,12 @@ EXAMPLES = {
 def _atomic_bytes(data: bytes, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_tiff(label: np.ndarray, path: Path) -> None:
@@ -55,8 +59,52 @@ def _write_csv(table: dict, path: Path) -> None:
 
 
 def _read_csv_scores(path: Path) -> dict[int, float]:
-    with open(path) as f:
-        return {int(r["label"]): float(r["score"]) for r in csv.DictReader(f)}
+    if not path.is_file():
+        raise CksError(f"{path}: missing (every .labels.tif needs its .csv); re-run `cks predict`")
+    try:
+        with open(path) as f:
+            return {int(r["label"]): float(r["score"]) for r in csv.DictReader(f)}
+    except (KeyError, ValueError, TypeError):
+        raise CksError(f"{path}: not a `cks predict` table (label,score,y,x,area); re-run `cks predict`") from None
+
+
+def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list[str]:
+    """The prediction key (path below ``pred_dir``, no suffix) of every ground-truth sample.
+
+    A key matches an image when its trailing path components equal those of the image path (all of
+    the key's components, or at least the file name and its folder); the longest match wins.
+    """
+    kparts = {k: Path(k).parts for k in keys}
+    chosen: list[str] = []
+    for g in gts:
+        where = g.get("image_path") or g["name"]
+        stem = Path(g["image_path"]).with_suffix("").parts if g.get("image_path") else Path(g["name"]).parts
+        best, best_n = [], 0
+        for k, kp in kparts.items():
+            n = 0
+            while n < min(len(kp), len(stem)) and kp[-1 - n] == stem[-1 - n]:
+                n += 1
+            if n == 0 or not (n == len(kp) or n == len(stem) or n >= 2):
+                continue
+            if n > best_n:
+                best, best_n = [k], n
+            elif n == best_n:
+                best.append(k)
+        if not best:
+            raise CksError(f"no prediction for ground-truth image {where} in {pred_dir}; "
+                           f"run `cks predict` on it with --out {pred_dir}")
+        if len(best) > 1:
+            raise CksError(f"ground-truth image {where} matches several predictions in {pred_dir} "
+                           f"({', '.join(sorted(best)[:3])}); predict each set into its own --out folder")
+        chosen.append(best[0])
+    seen: dict[str, str] = {}
+    for g, k in zip(gts, chosen):
+        where = g.get("image_path") or g["name"]
+        if k in seen:
+            raise CksError(f"{pred_dir / k}.labels.tif matches two ground-truth images ({seen[k]}, {where}); "
+                           "predict all images in one `cks predict` call so outputs keep their folders")
+        seen[k] = where
+    return chosen
 
 
 def _common_root(paths: list[Path]) -> Path:
@@ -142,6 +190,18 @@ def _load_training(a, spec, scale, labels):
                 raise CksError(f"{s.get('image_path') or s['name']}: no points; give point labels (or --labels masks)")
             if a.jitter > 0:
                 s["points"] = jitter(s["points"], a.jitter, rng, shape=s["image"].shape[-2:])
+        elif s.get("label") is None:
+            raise CksError(f"{s.get('image_path') or s['name']}: --labels masks needs an instance label image; "
+                           "add one (label_file) or train from points with --labels points")
+        pts = s.get("points")
+        if pts is not None and len(pts):
+            h, w = s["image"].shape[-2:]
+            bad = ~((pts[:, 0] >= -0.5) & (pts[:, 0] < h - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < w - 0.5))
+            if bad.any() or not np.isfinite(pts).all():
+                y, x = pts[np.argmax(bad | ~np.isfinite(pts).all(1))]
+                raise CksError(f"{s.get('image_path') or s['name']}: {int(bad.sum())} point(s) outside the "
+                               f"{h} x {w} image (e.g. y={y:.1f}, x={x:.1f}); fix the locations ([y, x] order, "
+                               "pixels of this image)")
     return samples
 
 
@@ -190,12 +250,15 @@ def cmd_predict(a) -> dict:
     for p in inputs:
         img = read_image(p)
         if a.channel is not None:
+            if not 0 <= a.channel < img.shape[0]:
+                raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
+                               f"use --channel 0..{img.shape[0] - 1}")
             img = img[a.channel:a.channel + 1]
         label, table = predict(model, img, score_threshold=a.score_threshold, scale=a.scale, diameter=a.diameter,
                                tile=a.tile)
         rel = p.resolve().relative_to(root).with_suffix("")
+        _write_csv(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
         _write_tiff(label, out / (str(rel) + ".labels.tif"))
-        _write_csv(table, out / (str(rel) + ".csv"))
         n_cells += len(table["label"])
         print(f"{p}: {len(table['label'])} cells -> {out / (str(rel) + '.labels.tif')}")
     return {"images": len(inputs), "cells": n_cells}
@@ -212,14 +275,15 @@ def cmd_evaluate(a) -> dict:
     if not preds:
         raise CksError(f"{pred_dir}: no *.labels.tif files; run `cks predict ... --out {pred_dir}` first")
     keys = {str(p.relative_to(pred_dir))[: -len(".labels.tif")]: p for p in preds}
+    if any(g.get("label") is None for g in gts):
+        raise CksError(f"{a.gt}: ground truth needs instance masks (label images)")
     labels, scores, gt_labels, names = [], [], [], []
-    for g in gts:
-        stem = str(Path(g["image_path"]).with_suffix("")) if g.get("image_path") else g["name"]
-        hits = [k for k in keys if stem.endswith(k) or stem.endswith(k.split(os.sep, 1)[-1])]
-        if not hits:
-            raise CksError(f"no prediction for ground-truth image {g.get('image_path') or g['name']} in {pred_dir}")
-        k = max(hits, key=len)
-        labels.append(read_label(keys[k]))
+    for g, k in zip(gts, _match_predictions(gts, list(keys), pred_dir)):
+        lab = read_label(keys[k])
+        if lab.shape != g["label"].shape:
+            raise CksError(f"{keys[k]}: size {lab.shape} differs from ground truth {g.get('image_path') or g['name']} "
+                           f"{g['label'].shape}; predict the native-size images (cks predict maps back to input size)")
+        labels.append(lab)
         scores.append(_read_csv_scores(keys[k].with_name(keys[k].name[: -len('.labels.tif')] + ".csv")))
         gt_labels.append(g["label"])
         names.append(g["name"])
@@ -310,13 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import logging
+
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # damaged files are reported once, as an error
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
         {"demo": cmd_demo, "points": cmd_points, "train": cmd_train, "predict": cmd_predict,
          "evaluate": cmd_evaluate, "presets": cmd_presets}[a.cmd](a)
-    except CksError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (CksError, FloatingPointError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
+        return 2
+    except OSError as e:  # unwritable --out, disk full, ...
+        print(f"error: {e.filename or ''}: {e.strerror or e}; check the path and free space", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (the last checkpoint is intact; use --resume)", file=sys.stderr)

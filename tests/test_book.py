@@ -19,6 +19,7 @@ def glued(nb: dict) -> dict:
             meta = o.get("metadata", {}).get("scrapbook", {})
             if meta.get("name"):
                 text = o.get("data", {}).get("text/plain", "nan")
+                text = "".join(text) if isinstance(text, list) else text
                 out[meta["name"]] = float(text.strip("'\""))
     return out
 
