@@ -231,6 +231,10 @@ def cmd_train(a) -> dict:
             raise CksError(f"{a.val}: validation needs instance masks")
     print(f"train: {len(samples)} images ({sum(len(s['points'] if s.get('points') is not None else []) for s in samples)}"
           f" points) at scale {scale}, preset {a.preset}, size {a.size}, mode {cfg.loss.mode}, {cfg.train.steps} steps")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process per GPU / CPU slot
+        import torch
+        import torch.distributed as dist
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale)
     last = {k: v for k, v in (r["history"][-1] if r["history"] else {}).items() if k.startswith("val_")}
     print(f"train: stopped at step {r['step']}; checkpoint {Path(a.out) / 'checkpoint.pt'} {last}")

@@ -186,7 +186,7 @@ def validate(principal: Principal, val_samples: list[dict], scale: float = 1.0, 
 def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
           max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, device: str | None = None) -> dict:
     """Train and return ``{"model": principal, "collaborator": ..., "history": [...], "step": n}``.
 
     Args:
@@ -197,15 +197,19 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         resume: continue from ``out_dir/checkpoint.pt`` (same config required).
         max_minutes: stop (and save) after this wall time even if steps remain.
         stop_at: stop (and save) once this step is reached (simulates an interruption in tests).
+        device: "cuda"/"cpu" (default: cuda when available; under torchrun, cuda:LOCAL_RANK).
     """
     rank, world = _dist_info()
     t_cfg = cfg.train
     torch.manual_seed(t_cfg.seed + rank)
     np.random.seed(t_cfg.seed + rank)
+    if device is None:
+        device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     module = CKSModule(cfg)
     if t_cfg.init_principal:
         init = load_checkpoint(t_cfg.init_principal)
         module.principal.load_state_dict(init["principal"])
+    module.to(device)
     opt = make_optimizer(module, cfg)
     start, history = 0, []
     out = Path(out_dir) if out_dir else None
@@ -217,6 +221,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             raise CksCheckpointError(f"{ckpt_path}: was written with another configuration; "
                                      "resume with the same preset/--set values or use a new --out folder")
         module.principal.load_state_dict(ck["principal"])
+        module.to(device)
         if module.collaborator is not None:
             module.collaborator.load_state_dict(ck["collaborator"])
         opt.load_state_dict(ck["optimizer"])
@@ -229,7 +234,9 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             (out / "metrics.jsonl").unlink()
     ddp = module
     if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+        ddp = nn.parallel.DistributedDataParallel(
+            module, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None,
+            find_unused_parameters=True)
     train_set = TrainSet(train_samples, crop_size=t_cfg.crop_size, seed=t_cfg.seed)
     bar = None
     if progress and rank == 0:
@@ -257,7 +264,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             g["lr"] = lr_at(step, cfg)
         items = [train_set.get(step * t_cfg.batch_size * world + rank * t_cfg.batch_size + j)
                  for j in range(t_cfg.batch_size)]
-        batch = collate(items)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(items).items()}
         terms = ddp(batch, step)
         loss = terms["total"]
         if not torch.isfinite(loss):
