@@ -62,8 +62,7 @@ def _read_csv_scores(path: Path) -> dict[int, float]:
     if not path.is_file():
         raise CksError(f"{path}: missing (every .labels.tif needs its .csv); re-run `cks predict`")
     try:
-        with open(path) as f:
-            return {int(r["label"]): float(r["score"]) for r in csv.DictReader(f)}
+        return {int(r["label"]): float(r["score"]) for r in csv.DictReader(io.StringIO(path.read_text()))}
     except (KeyError, ValueError, TypeError):
         raise CksError(f"{path}: not a `cks predict` table (label,score,y,x,area); re-run `cks predict`") from None
 
@@ -76,6 +75,7 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
     """
     kparts = {k: Path(k).parts for k in keys}
     chosen: list[str] = []
+    seen: dict[str, str] = {}
     for g in gts:
         where = g.get("image_path") or g["name"]
         stem = Path(g["image_path"]).with_suffix("").parts if g.get("image_path") else Path(g["name"]).parts
@@ -96,14 +96,11 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
         if len(best) > 1:
             raise CksError(f"ground-truth image {where} matches several predictions in {pred_dir} "
                            f"({', '.join(sorted(best)[:3])}); predict each set into its own --out folder")
+        if best[0] in seen:
+            raise CksError(f"{pred_dir / best[0]}.labels.tif matches two ground-truth images ({seen[best[0]]}, "
+                           f"{where}); predict all images in one `cks predict` call so outputs keep their folders")
+        seen[best[0]] = where
         chosen.append(best[0])
-    seen: dict[str, str] = {}
-    for g, k in zip(gts, chosen):
-        where = g.get("image_path") or g["name"]
-        if k in seen:
-            raise CksError(f"{pred_dir / k}.labels.tif matches two ground-truth images ({seen[k]}, {where}); "
-                           "predict all images in one `cks predict` call so outputs keep their folders")
-        seen[k] = where
     return chosen
 
 
@@ -197,8 +194,8 @@ def _load_training(a, spec, scale, labels):
         if pts is not None and len(pts):
             h, w = s["image"].shape[-2:]
             bad = ~((pts[:, 0] >= -0.5) & (pts[:, 0] < h - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < w - 0.5))
-            if bad.any() or not np.isfinite(pts).all():
-                y, x = pts[np.argmax(bad | ~np.isfinite(pts).all(1))]
+            if bad.any():  # (NaN compares False, so it counts as outside)
+                y, x = pts[np.argmax(bad)]
                 raise CksError(f"{s.get('image_path') or s['name']}: {int(bad.sum())} point(s) outside the "
                                f"{h} x {w} image (e.g. y={y:.1f}, x={x:.1f}); fix the locations ([y, x] order, "
                                "pixels of this image)")
@@ -235,7 +232,8 @@ def cmd_train(a) -> dict:
         import torch
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale)
+    r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale,
+              max_cpu_minutes=a.cpu_minutes)
     last = {k: v for k, v in (r["history"][-1] if r["history"] else {}).items() if k.startswith("val_")}
     print(f"train: stopped at step {r['step']}; checkpoint {Path(a.out) / 'checkpoint.pt'} {last}")
     return {"step": r["step"], **last}
@@ -352,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto, test")
     t.add_argument("--steps", type=int)
     t.add_argument("--minutes", type=float, help="wall-time budget; saves and stops when reached")
+    t.add_argument("--cpu-minutes", type=float, help="CPU-time budget over all resumed segments; saves and stops")
     t.add_argument("--scale", type=float, help="resize factor for training images (overrides @SCALE)")
     t.add_argument("--jitter", type=float, default=0.0, help="Gaussian jitter of the points, sigma in px")
     t.add_argument("--seed", type=int, default=0, help="seed for the point jitter (training seed: --set train.seed=N)")

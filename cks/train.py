@@ -186,7 +186,7 @@ def validate(principal: Principal, val_samples: list[dict], scale: float = 1.0, 
 def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
           max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10,
-          stop_at: int | None = None, device: str | None = None) -> dict:
+          stop_at: int | None = None, device: str | None = None, max_cpu_minutes: float | None = None) -> dict:
     """Train and return ``{"model": principal, "collaborator": ..., "history": [...], "step": n}``.
 
     Args:
@@ -196,6 +196,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         out_dir: run folder: ``config.json``, ``checkpoint.pt`` (atomic), ``metrics.jsonl``.
         resume: continue from ``out_dir/checkpoint.pt`` (same config required).
         max_minutes: stop (and save) after this wall time even if steps remain.
+        max_cpu_minutes: stop (and save) when the run's cumulative CPU time (all segments, this process's
+            threads) reaches this budget — a fair "same budget" on a shared machine.
         stop_at: stop (and save) once this step is reached (simulates an interruption in tests).
         device: "cuda"/"cpu" (default: cuda when available; under torchrun, cuda:LOCAL_RANK).
     """
@@ -212,6 +214,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     module.to(device)
     opt = make_optimizer(module, cfg)
     start, history = 0, []
+    t_offset, cpu_offset = 0.0, 0.0  # wall / CPU seconds of earlier segments of a resumed run
     out = Path(out_dir) if out_dir else None
     ckpt_path = out / "checkpoint.pt" if out else None
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -226,6 +229,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             module.collaborator.load_state_dict(ck["collaborator"])
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
+        t_offset, cpu_offset = float(ck.get("wall_s", 0.0)), float(ck.get("cpu_s", 0.0))
         set_rng_state(ck["rng"])
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -249,14 +253,23 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
                      "collaborator": module.collaborator.state_dict() if module.collaborator else None,
                      "optimizer": opt.state_dict(), "step": step, "rng": rng_state(), "scale": scale,
-                     "version": 1}, ckpt_path)
+                     "wall_s": wall(), "cpu_s": cpu(), "version": 1}, ckpt_path)
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
+
+    def wall() -> float:  # cumulative over resumed segments
+        return round(t_offset + time.time() - t0, 2)
+
+    def cpu() -> float:
+        return round(cpu_offset + time.process_time() - c0, 2)
+
     step = start
     module.train()
     running: dict[str, float] = {}
     while step < t_cfg.steps:
-        if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+        if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:  # this segment's budget
+            break
+        if max_cpu_minutes is not None and cpu() / 60 >= max_cpu_minutes:
             break
         if stop_at is not None and step >= stop_at:
             break
@@ -277,10 +290,10 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             running[k] = 0.9 * running.get(k, float(v.detach())) + 0.1 * float(v.detach())
         rec = None
         if step % log_every == 0 or step == t_cfg.steps:
-            rec = {"step": step, "time_s": round(time.time() - t0, 2), "lr": lr_at(step - 1, cfg),
+            rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), "lr": lr_at(step - 1, cfg),
                    **{k: float(v.detach()) for k, v in terms.items()}}
         if val_samples and rank == 0 and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
-            rec = rec or {"step": step, "time_s": round(time.time() - t0, 2)}
+            rec = rec or {"step": step, "time_s": wall(), "cpu_s": cpu()}
             rec.update(validate(module.principal, val_samples, scale=scale))
         if rec is not None:
             history.append(rec)
@@ -297,7 +310,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     if bar is not None:
         bar.close()
     if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
-        rec = {"step": step, "time_s": round(time.time() - t0, 2), **validate(module.principal, val_samples, scale=scale)}
+        rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=scale)}
         history.append(rec)
         if out:
             with open(out / "metrics.jsonl", "a") as f:

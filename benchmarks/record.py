@@ -1,0 +1,77 @@
+"""Write one result file with provenance: ``results/<protocol>/<model>.json``.
+
+    python benchmarks/record.py --protocol usiigaci_points --model cks_base \
+        --run /path/to/run_dir --eval eval.json --note "what differs from the paper"
+
+Collects: the metrics of ``cks evaluate --json`` (``--eval``), the run's config.json, its
+metrics.jsonl (validation curve), steps reached, wall time, git commit, hardware (CPU model, cores,
+torch version, GPU if any) and the free-text ``--note`` (what differs from the paper).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hardware() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads_per_run": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def main(argv=None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--run", help="run folder (config.json, metrics.jsonl)")
+    p.add_argument("--eval", required=True, help="JSON written by `cks evaluate --json`")
+    p.add_argument("--note", default="")
+    p.add_argument("--command", default="", help="the command lines that produced the run and the evaluation")
+    p.add_argument("--commit", default=None, help="commit the run was trained at (default: HEAD)")
+    p.add_argument("--cpu-minutes", type=float, default=None, help="measured CPU time of the training process(es)")
+    a = p.parse_args(argv)
+    rec = {"protocol": a.protocol, "model": a.model, "metrics": json.loads(Path(a.eval).read_text()),
+           "note": a.note, "command": a.command, "git_commit": a.commit or git_commit(), "hardware": hardware()}
+    if a.run:
+        run = Path(a.run)
+        rec["config"] = json.loads((run / "config.json").read_text())
+        hist = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+        rec["steps"] = max((h["step"] for h in hist), default=0)
+        rec["validation_curve"] = [{k: h[k] for k in h if k == "step" or k.startswith("val_") or k == "time_s"}
+                                   for h in hist if "val_ap50" in h]
+        rec["seed"] = rec["config"]["train"]["seed"]
+    if a.cpu_minutes is not None:
+        rec["cpu_minutes"] = a.cpu_minutes
+    out = ROOT / "results" / a.protocol / f"{a.model}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rec, indent=1))
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
