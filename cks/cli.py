@@ -175,30 +175,28 @@ def cmd_points(a) -> dict:
 
 def _load_training(a, spec, scale, labels):
     from .data.spec import load_dataset
-    from .points import jitter
+    from .points import centroids, jitter
 
-    pts_mode = {"points": "auto", "masks": "centroid", "nuclei": "nuclei"}[labels]
-    samples = load_dataset(spec, scale=scale, points=pts_mode)
+    samples = load_dataset(spec, scale=scale, points="nuclei" if labels == "nuclei" else "auto")
     rng = np.random.default_rng(a.seed)
     for s in samples:
-        if labels in ("points", "nuclei"):
-            s["label"] = None  # point supervision: masks never reach the trainer
-            if s.get("points") is None or len(s["points"]) == 0:
-                raise CksError(f"{s.get('image_path') or s['name']}: no points; give point labels (or --labels masks)")
-            if a.jitter > 0:
-                s["points"] = jitter(s["points"], a.jitter, rng, shape=s["image"].shape[-2:])
-        elif s.get("label") is None:
-            raise CksError(f"{s.get('image_path') or s['name']}: --labels masks needs an instance label image; "
-                           "add one (label_file) or train from points with --labels points")
-        pts = s.get("points")
-        if pts is not None and len(pts):
-            h, w = s["image"].shape[-2:]
-            bad = ~((pts[:, 0] >= -0.5) & (pts[:, 0] < h - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < w - 0.5))
-            if bad.any():  # (NaN compares False, so it counts as outside)
-                y, x = pts[np.argmax(bad)]
-                raise CksError(f"{s.get('image_path') or s['name']}: {int(bad.sum())} point(s) outside the "
-                               f"{h} x {w} image (e.g. y={y:.1f}, x={x:.1f}); fix the locations ([y, x] order, "
-                               "pixels of this image)")
+        where, pts, (h, w) = s.get("image_path") or s["name"], s.get("points"), s["image"].shape[-2:]
+        if labels == "masks":
+            if s.get("label") is None:
+                raise CksError(f"{where}: --labels masks needs an instance label image; add one (label_file) "
+                               "or train from points with --labels points")
+            s["point_ids"], s["points"] = centroids(s["label"])
+            continue
+        s["label"] = None  # point supervision: masks never reach the trainer
+        if pts is None or len(pts) == 0:
+            raise CksError(f"{where}: no points; give point labels (or --labels masks)")
+        bad = ~((pts[:, 0] >= -0.5) & (pts[:, 0] < h - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < w - 0.5))
+        if bad.any():  # (NaN compares False, so it counts as outside)
+            y, x = pts[np.argmax(bad)]
+            raise CksError(f"{where}: {int(bad.sum())} point(s) outside the {h} x {w} image (e.g. y={y:.1f}, "
+                           f"x={x:.1f}); fix the locations ([y, x] order, pixels of this image)")
+        if a.jitter > 0:
+            s["points"] = jitter(pts, a.jitter, rng, shape=(h, w))
     return samples
 
 

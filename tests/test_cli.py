@@ -1,0 +1,349 @@
+"""The ``cks`` command line end to end on tiny generated data sets, bad inputs, and kill -9 + --resume.
+
+Commands run in-process through ``cks.cli.main`` (exit status checked), except ``python -m cks``
+smoke runs and the killed training run, which are subprocesses. Models are tiny (``--size test``,
+window 48, 96 px crops, a few steps).
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from cks.cli import main
+from cks.data.synthetic import synthetic_sample
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--size", "test", "--set", "segmentor.window=48", "train.crop_size=96"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def write_set(folder: Path, seed: int, size=(128, 128)) -> dict:
+    """One Usiigaci set folder: raw.tif (uint16) + instances_ids.png (uint8)."""
+    s = synthetic_sample(size, n_cells=10, radius=(7, 11), seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "raw.tif", (s["image"][0] * 10000 + 20000).clip(0, 65535).astype(np.uint16))
+    Image.fromarray(s["label"].astype(np.uint8)).save(folder / "instances_ids.png")
+    return s
+
+
+def run_cli(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``cks argv``."""
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc, err, *needles):
+    """Exit 2, exactly one stderr line ``error: ...`` that contains every needle, no traceback."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert str(n) in lines[0], (n, lines[0])
+
+
+def no_tmp_files(folder: Path) -> bool:
+    return not [p for p in Path(folder).rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("usiigaci")
+    samples = {f"set{i}": write_set(root / f"set{i}", seed=i) for i in (1, 2, 3)}
+    return root, samples
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """A CKS run trained from points for 3 steps through the CLI."""
+    out = tmp_path_factory.mktemp("run") / "RUN"
+    assert main(["train", "--data", str(data[0]), "--labels", "points", "--out", str(out), "--steps", "3", *TINY]) == 0
+    return out
+
+
+def test_train_predict_evaluate(data, run, tmp_path, capsys):
+    root, samples = data
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["loss"]["mode"] == "cks" and cfg["train"]["steps"] == 3 and cfg["segmentor"]["window"] == 48
+    from cks.checkpoint import load_checkpoint
+    assert load_checkpoint(run)["step"] == 3
+    pred = tmp_path / "PRED"
+    rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", root / "set2/raw.tif",
+                           "--out", pred, "--score-threshold", "0.0")
+    assert rc == 0, err
+    for name in ("set1", "set2"):  # names follow the inputs' paths below their common folder
+        lab = tifffile.imread(pred / name / "raw.labels.tif")
+        assert lab.dtype == np.uint16 and lab.shape == (128, 128)
+        with open(pred / name / "raw.csv") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["label", "score", "y", "x", "area"]
+        ids = np.unique(lab)
+        assert [int(r[0]) for r in rows[1:]] == ids[ids > 0].tolist()
+        assert [int(r[4]) for r in rows[1:]] == np.bincount(lab.ravel())[ids[ids > 0]].tolist()
+    assert no_tmp_files(pred)
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", f"{root}:set1,set2", "--json", tmp_path / "M.json")
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "M.json").read_text())
+    assert {"ap50", "ap75", "map", "dice"} <= set(metrics) and metrics["n_images"] == 2 and metrics["n_gt"] > 0
+    assert "AP50" in out
+    # ground truth without a prediction is an error, not a silent match with another image's prediction
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", str(root))
+    assert_user_error(rc, err, "set3", "no prediction")
+
+
+def test_evaluate_pairs_each_image_with_its_own_prediction(data, tmp_path, capsys):
+    """Perfect predictions (the ground truth itself) must score 1.0: set2 must not be paired with set1."""
+    root, samples = data
+    pred = tmp_path / "P"
+    for name in ("set1", "set2", "set3"):
+        (pred / name).mkdir(parents=True)
+        lab = samples[name]["label"]
+        tifffile.imwrite(pred / name / "raw.labels.tif", lab.astype(np.uint16))
+        rows = ["label,score,y,x,area"] + [f"{k},1.0,0,0,{(lab == k).sum()}" for k in range(1, lab.max() + 1)]
+        (pred / name / "raw.csv").write_text("\n".join(rows) + "\n")
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root, "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["ap50"] == 1.0 and m["dice"] == 1.0 and m["n_images"] == 3
+    (pred / "set3" / "raw.csv").unlink()  # a label image without its table
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root)
+    assert_user_error(rc, err, "raw.csv")
+
+
+def test_masks_train_supervised(data, tmp_path, capsys):
+    rc, out, err = run_cli(capsys, "train", "--data", f"{data[0]}:set1-2", "--labels", "masks", "--out",
+                           tmp_path / "SUP", "--steps", "2", *TINY)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "SUP" / "config.json").read_text())["loss"]["mode"] == "supervised"
+    assert "mode supervised" in out
+
+
+def test_python_m_cks_presets_and_help():
+    r = subprocess.run([sys.executable, "-m", "cks", "presets"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "base" in r.stdout and "supervised" in r.stdout and "sizes:" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "cks", "train", "--help"], cwd=REPO, env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "example:" in r.stdout and "cks train --data" in r.stdout
+
+
+def test_demo_writes_figure(tmp_path, capsys):
+    rc, out, err = run_cli(capsys, "demo", "--out", tmp_path / "D", "--steps", "5", "--minutes", "1")
+    assert rc == 0, err
+    assert (tmp_path / "D" / "demo.png").stat().st_size > 1000
+    assert "demo:" in out
+
+
+# ---------------------------------------------------------------- bad input
+def _bad_image(kind: str, path: Path) -> None:
+    rng = np.random.default_rng(0)
+    if kind == "4d":
+        tifffile.imwrite(path, rng.integers(0, 9, (2, 3, 40, 40)).astype(np.uint16), photometric="minisblack")
+    elif kind == "4channels":
+        tifffile.imwrite(path, rng.integers(0, 9, (4, 40, 40)).astype(np.uint16), photometric="minisblack")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "nan":
+        img = rng.random((40, 40)).astype(np.float32)
+        img[3, 4], img[5, 6] = np.nan, np.inf
+        tifffile.imwrite(path, img)
+    elif kind == "truncated":
+        tifffile.imwrite(path, rng.integers(0, 60000, (96, 96)).astype(np.uint16))
+        path.write_bytes(path.read_bytes()[:9000])
+    elif kind == "stub":  # only the TIFF header survived
+        tifffile.imwrite(path, rng.integers(0, 60000, (96, 96)).astype(np.uint16))
+        path.write_bytes(path.read_bytes()[:8])
+    elif kind == "text":
+        path.write_text("this is not an image\n")
+
+
+@pytest.mark.parametrize("kind,needle", [("4d", "dimensions"), ("4channels", "channels"), ("empty", "empty"),
+                                         ("nan", "NaN"), ("truncated", "truncated"), ("stub", "size"),
+                                         ("text", "TIFF")])
+def test_predict_bad_image(run, tmp_path, capsys, kind, needle):
+    bad = tmp_path / "in" / f"bad_{kind}.tif"
+    bad.parent.mkdir()
+    _bad_image(kind, bad)
+    rc, out, err = run_cli(capsys, "predict", "--model", run, bad, "--out", tmp_path / "PRED")
+    assert_user_error(rc, err, bad.name, needle)
+    assert not list((tmp_path / "PRED").rglob("*")) if (tmp_path / "PRED").exists() else True
+
+
+def test_failure_on_second_input_leaves_first_complete(data, run, tmp_path, capsys):
+    bad = tmp_path / "in" / "b.tif"
+    bad.parent.mkdir()
+    _bad_image("truncated", bad)
+    good = data[0] / "set1" / "raw.tif"
+    pred = tmp_path / "PRED"
+    rc, out, err = run_cli(capsys, "predict", "--model", run, good, bad, "--out", pred, "--score-threshold", "0")
+    assert_user_error(rc, err, "b.tif")
+    files = sorted(p.relative_to(pred).as_posix() for p in pred.rglob("*") if p.is_file())
+    first = [f for f in files if "raw" in f]
+    assert len(first) == 2 and not [f for f in files if "/b." in f or f.startswith("b.")], files
+    assert no_tmp_files(pred)
+    lab_file = next(pred.rglob("raw.labels.tif"))
+    lab = tifffile.imread(lab_file)
+    assert lab.shape == (128, 128)
+    rows = list(csv.DictReader(open(lab_file.with_name("raw.csv"))))
+    assert len(rows) == len(np.unique(lab)) - (1 if (lab == 0).any() else 0)
+
+
+def test_blank_image_is_not_an_error(run, tmp_path, capsys):
+    img = tmp_path / "blank.tif"
+    tifffile.imwrite(img, np.full((64, 80), 1234, np.uint16))
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P")
+    assert rc == 0, err
+    lab = tifffile.imread(tmp_path / "P" / "blank.labels.tif")
+    assert lab.shape == (64, 80) and not lab.any()
+    assert (tmp_path / "P" / "blank.csv").read_text().strip() == "label,score,y,x,area"
+
+
+def _points_json(folder: Path, locations) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "img.tif", (synthetic_sample((64, 64), n_cells=4, seed=0)["image"][0] * 1000 + 5000)
+                     .astype(np.uint16))
+    path = folder / "points.json"
+    path.write_text(json.dumps([{"image_file": "img.tif", "locations": locations}]))
+    return path
+
+
+@pytest.mark.parametrize("case", ["outside", "none", "masks_without_labels", "mismatch", "preset", "set_key",
+                                  "no_data"])
+def test_train_bad_input(tmp_path, capsys, case):
+    argv = ["--out", tmp_path / "RUN", "--steps", "1", *TINY]
+    if case == "outside":
+        spec, needles = _points_json(tmp_path / "d", [[10, 10], [200.5, 20]]), ["img.tif", "outside", "64 x 64"]
+    elif case == "none":
+        spec, needles = _points_json(tmp_path / "d", []), ["img.tif", "no points"]
+    elif case == "masks_without_labels":
+        spec, needles = _points_json(tmp_path / "d", [[10, 10]]), ["img.tif", "--labels masks"]
+        argv += ["--labels", "masks"]
+    elif case == "mismatch":
+        write_set(tmp_path / "d" / "set1", seed=1)
+        write_set(tmp_path / "other", seed=2, size=(96, 128))
+        os.replace(tmp_path / "other" / "instances_ids.png", tmp_path / "d" / "set1" / "instances_ids.png")
+        spec, needles = tmp_path / "d", ["instances_ids.png", "does not match"]
+    elif case == "preset":
+        write_set(tmp_path / "d" / "set1", seed=1)
+        spec, needles = tmp_path / "d", ["unknown preset", "'nope'"]
+        argv += ["--preset", "nope"]
+    elif case == "set_key":
+        write_set(tmp_path / "d" / "set1", seed=1)
+        spec, needles = tmp_path / "d", ["unknown config key", "segmentor.windoww"]
+        argv += ["segmentor.windoww=3"]
+    else:
+        spec, needles = tmp_path / "nothing_here", ["nothing_here", "not found"]
+    rc, out, err = run_cli(capsys, "train", "--data", spec, *argv)
+    assert_user_error(rc, err, *needles)
+    assert not (tmp_path / "RUN" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("case", ["weights", "unknown_key", "truncated", "not_torch", "missing"])
+def test_predict_bad_checkpoint(data, run, tmp_path, capsys, case):
+    ck_path = tmp_path / "ck" / "checkpoint.pt"
+    ck_path.parent.mkdir()
+    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    if case == "weights":  # config edited so the weights no longer fit
+        ck["config"]["backbone"]["fpn_channels"] = 16
+        torch.save(ck, ck_path)
+        needle = "weights do not fit"
+    elif case == "unknown_key":
+        ck["config"]["segmentor"]["shiny_new_option"] = 1
+        torch.save(ck, ck_path)
+        needle = "incompatible"
+    elif case == "truncated":
+        ck_path.write_bytes((run / "checkpoint.pt").read_bytes()[:5000])
+        needle = "not a readable cks checkpoint"
+    elif case == "not_torch":
+        ck_path.write_text("hello")
+        needle = "not a readable cks checkpoint"
+    else:
+        ck_path = tmp_path / "ck"
+        needle = "no checkpoint found"
+    rc, out, err = run_cli(capsys, "predict", "--model", ck_path, data[0] / "set1/raw.tif", "--out", tmp_path / "P")
+    assert_user_error(rc, err, "checkpoint.pt" if case == "missing" else ck_path.name, needle)
+    assert not (tmp_path / "P").exists()
+
+
+def test_resume_with_another_config_is_refused(data, run, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "RUN"
+    shutil.copytree(run, copy)
+    before = (copy / "checkpoint.pt").read_bytes()
+    rc, out, err = run_cli(capsys, "train", "--data", data[0], "--labels", "points", "--out", copy, "--steps", "3",
+                           "--resume", *TINY, "loss.prior_scale=1.5")
+    assert_user_error(rc, err, "checkpoint.pt", "another configuration")
+    assert (copy / "checkpoint.pt").read_bytes() == before
+
+
+def test_bad_channel_and_tile(data, run, tmp_path, capsys):
+    img = data[0] / "set1" / "raw.tif"
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P", "--channel", "2")
+    assert_user_error(rc, err, "raw.tif", "channel")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P", "--tile", "100")
+    assert_user_error(rc, err, "tile")
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+@pytest.mark.slow
+def test_kill_minus_9_then_resume(data, tmp_path, capsys):
+    out = tmp_path / "RUN"
+    args = ["train", "--data", str(data[0]), "--labels", "points", "--out", str(out), "--steps", "60", *TINY,
+            "train.checkpoint_every=5"]
+    proc = subprocess.Popen([sys.executable, "-m", "cks", *args], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while not (out / "checkpoint.pt").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(0.4)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9, "the run finished before it was killed"
+    from cks.checkpoint import load_checkpoint
+    (out / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # what a kill during a save leaves
+    ck = load_checkpoint(out)
+    saved = int(ck["step"])
+    assert saved % 5 == 0 and 5 <= saved < 60
+    rc, o, err = run_cli(capsys, *args, "--resume")
+    assert rc == 0, err
+    assert load_checkpoint(out)["step"] == 60
+    assert no_tmp_files(out)
+    steps = [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    assert steps.count(10) == 1 and steps[-1] == 60  # continued, not restarted
+
+
+# ---------------------------------------------------------------- real data
+@pytest.mark.realdata
+def test_real_usiigaci_two_steps(tmp_path, capsys):
+    if not os.environ.get("CKS_DATA_DIR") or not Path(os.environ["CKS_DATA_DIR"]).is_dir():
+        pytest.skip("CKS_DATA_DIR not set")
+    from cks.data.spec import load_dataset
+    spec = "usiigaci_nih3t3_phase/train:set1@0.5"
+    s = load_dataset(spec, points="centroid")
+    assert len(s) == 1 and len(s[0]["points"]) > 10
+    assert s[0]["image"].shape[-2:] == s[0]["label"].shape
+    rc, out, err = run_cli(capsys, "train", "--data", spec, "--labels", "points", "--out", tmp_path / "R",
+                           "--steps", "2", "--size", "test", "--set", "segmentor.window=48", "train.crop_size=128")
+    assert rc == 0, err
+    assert "scale 0.5" in out
+    from cks.checkpoint import load_checkpoint
+    ck = load_checkpoint(tmp_path / "R")
+    assert ck["step"] == 2 and ck["scale"] == 0.5
