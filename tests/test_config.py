@@ -1,0 +1,51 @@
+"""Configuration: paper defaults, presets as small diffs, overrides and round trips."""
+import pytest
+
+from cks.config import BASE, PRESETS, Config, get_preset, preset_diff, with_overrides
+from cks.errors import CksConfigError
+
+
+def test_paper_defaults():
+    assert BASE.backbone.name == "convnext_small" and BASE.backbone.init == "he"
+    assert BASE.detector.strides == (4, 8, 16, 32)
+    assert BASE.segmentor.window == 96 and BASE.segmentor.encoding == "learned"
+    assert BASE.collaborator.foreground == (16, 32, 64) and BASE.collaborator.border == "cnn"
+    assert BASE.loss.prior_scale == 2.0 and BASE.loss.collapse_exponent == 1.0
+    assert BASE.loss.consistency_principal == "linear" and BASE.loss.consistency_collaborator == "linear"
+    assert BASE.train.steps == 90_000 and BASE.train.lr == 1e-3 and BASE.train.finetune_lr == 2e-4
+
+
+def test_every_table_has_presets():
+    names = set(PRESETS)
+    for table, n in (("table2_", 3), ("table5_", 2), ("table6_", 3), ("table7_", 4)):
+        assert sum(k.startswith(table) for k in names) >= n, table
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_small_visible_diffs(name):
+    cfg = get_preset(name)
+    diff = preset_diff(name)
+    assert len(diff) <= 12
+    base, new = BASE.to_dict(), cfg.to_dict()
+    changed = {f"{s}.{k}" for s in base for k in base[s] if base[s][k] != new[s][k]}
+    assert changed <= set(diff)  # nothing changes beyond the stated diff
+
+
+def test_overrides_and_errors():
+    cfg = with_overrides(BASE, ["loss.prior_scale=0", "detector.strides=4,8", "backbone.pretrained=false"])
+    assert cfg.loss.prior_scale == 0.0 and cfg.detector.strides == (4, 8) and cfg.backbone.pretrained is False
+    with pytest.raises(CksConfigError, match="unknown config key"):
+        with_overrides(BASE, ["loss.nope=1"])
+    with pytest.raises(CksConfigError, match="section.key"):
+        with_overrides(BASE, ["steps=3"])
+    with pytest.raises(CksConfigError, match="unknown preset"):
+        get_preset("table99")
+    with pytest.raises(CksConfigError, match="bad value"):
+        with_overrides(BASE, ["train.steps=many"])
+
+
+def test_round_trip():
+    cfg = get_preset("table7_a3_b2", size="convnext_atto")
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(CksConfigError):
+        Config.from_dict({"loss": {"bogus": 1}})
