@@ -144,6 +144,22 @@ class CKSModule(nn.Module):
         return terms
 
 
+#: config fields a resumed run may change: extending the step budget (and moving the fine-tune point with it)
+EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every"}
+
+
+def config_changes(old: dict, new: dict) -> dict[str, list]:
+    """``{"section.key": [old, new]}`` for every differing field of two config dicts."""
+    out = {}
+    for sec in set(old) | set(new):
+        a, b = old.get(sec, {}), new.get(sec, {})
+        for k in set(a) | set(b):
+            va, vb = a.get(k), b.get(k)
+            if (list(va) if isinstance(va, (list, tuple)) else va) != (list(vb) if isinstance(vb, (list, tuple)) else vb):
+                out[f"{sec}.{k}"] = [va, vb]
+    return out
+
+
 def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     t = cfg.train
     if t.optimizer == "adam":
@@ -219,10 +235,18 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     ckpt_path = out / "checkpoint.pt" if out else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
-        if ck["config"] != cfg.to_dict():
+        changed = config_changes(ck["config"], cfg.to_dict())
+        if set(changed) - EXTENDABLE:
             from .errors import CksCheckpointError
-            raise CksCheckpointError(f"{ckpt_path}: was written with another configuration; "
-                                     "resume with the same preset/--set values or use a new --out folder")
+            raise CksCheckpointError(f"{ckpt_path}: was written with another configuration "
+                                     f"({', '.join(sorted(set(changed) - EXTENDABLE))} differ); resume with the same "
+                                     "preset/--set values or use a new --out folder")
+        if changed and rank == 0 and out:
+            old_b = math.floor(ck["config"]["train"]["finetune_from"] * ck["config"]["train"]["steps"])
+            with open(out / "metrics.jsonl", "a") as f:  # an extension is part of the run's record
+                f.write(json.dumps({"step": int(ck["step"]), "event": "extended", "changes": changed,
+                                    "finetune_step_before": old_b,
+                                    "finetune_step_now": math.floor(t_cfg.finetune_from * t_cfg.steps)}) + "\n")
         module.principal.load_state_dict(ck["principal"])
         module.to(device)
         if module.collaborator is not None:

@@ -127,3 +127,16 @@ def test_ddp_two_cpu_ranks_identical_weights(tmp_path):
         assert torch.equal(a[k], b[k]), k
         changed |= not torch.equal(a[k], init[k])
     assert changed
+
+
+def test_resume_may_extend_steps(tmp_path):
+    import json
+    data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=3)
+    cfg = get_preset("supervised", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 2})
+    train(cfg, data, out_dir=tmp_path, progress=False)
+    longer = get_preset("supervised", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 4,
+                                                              "train.finetune_from": 0.45})
+    r = train(longer, data, out_dir=tmp_path, progress=False, resume=True)
+    assert r["step"] == 4
+    events = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if "event" in l]
+    assert events and events[0]["changes"]["train.steps"] == [2, 4] and events[0]["step"] == 2
