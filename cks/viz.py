@@ -126,3 +126,142 @@ def plot_history(history: list[dict], keys=("total", "L_det", "L_S", "L_M", "L_B
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _boundary_rgb(image, label, color=(0.0, 0.9, 1.0)) -> np.ndarray:
+    """Gray image as RGB with the inner boundaries of ``label`` drawn in ``color``."""
+    from skimage.segmentation import find_boundaries
+
+    rgb = gray(image)[..., None].repeat(3, -1)
+    if label is not None:
+        rgb[find_boundaries(np.asarray(label), mode="inner")] = color
+    return rgb
+
+
+def _zoom(ax, zoom):
+    """Restrict ``ax`` to ``zoom = (y0, x0, h, w)`` pixels (None: leave as is)."""
+    if zoom is not None:
+        y0, x0, h, w = zoom
+        ax.set_xlim(x0 - 0.5, x0 + w - 0.5)
+        ax.set_ylim(y0 + h - 0.5, y0 - 0.5)
+
+
+_POINT_STYLES = (("+", "yellow"), ("x", "red"), ("o", "lime"), ("^", "magenta"), ("s", "orange"))
+
+
+def show_points(image, point_sets: dict, label=None, title: str = "", ax=None, figsize=(6, 6), zoom=None,
+                ms: float = 6.0):
+    """Image in gray, GT outlines of ``label`` (cyan) and one marker style per named point set.
+
+    Args:
+        point_sets: ``{name: [N, 2] (y, x) points}`` (the legend shows each set's size).
+        zoom: optional ``(y0, x0, h, w)`` region to show.
+    """
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    ax.imshow(_boundary_rgb(image, label))
+    for (name, pts), (marker, color) in zip(point_sets.items(), _POINT_STYLES):
+        p = np.asarray(pts, np.float32).reshape(-1, 2)
+        ax.plot(p[:, 1], p[:, 0], marker, color=color, ms=ms, mew=1.1, mfc="none", ls="none",
+                label=f"{name} ({len(p)})")
+    if point_sets:
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.7)
+    _zoom(ax, zoom)
+    ax.set_title(title)
+    ax.axis("off")
+    return fig or ax.figure
+
+
+def plot_coverage(rows: dict, title: str = "point coverage"):
+    """Stacked bars of :func:`cks.points.point_coverage` results, one bar per named point set:
+    fraction of cells with exactly one point, with none and with two or more."""
+    plt = _plt()
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.4))
+    left = np.zeros(len(names))
+    for key, text, color in (("exactly_one", "exactly one point", "tab:green"), ("none", "no point", "0.6"),
+                             ("multiple", "two or more", "tab:red")):
+        v = np.array([float(rows[n][key]) for n in names])
+        ax.barh(names, v, left=left, color=color, label=text)
+        left += v
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("fraction of annotated cells")
+    ax.legend(fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(title, pad=22)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(x, curves: dict, xlabel: str = "", ylabel: str = "", title: str = "", logx: bool = False,
+                logy: bool = False, marks: dict | None = None, ax=None, figsize=(5.5, 3.6)):
+    """Line plot of ``{name: y}`` against ``x``; ``marks = {text: (x, y)}`` adds annotated dots."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    for name, y in curves.items():
+        ax.plot(np.asarray(x), np.asarray(y), label=name)
+    for text, (mx, my) in (marks or {}).items():
+        ax.plot([mx], [my], "o", color="k", ms=4)
+        ax.annotate(text, (mx, my), textcoords="offset points", xytext=(5, 6), fontsize=7)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if curves:
+        ax.legend(fontsize=7)
+    (fig or ax.figure).tight_layout()
+    return fig or ax.figure
+
+
+def _cells(rows: dict, columns, digits: int):
+    columns = list(columns or dict.fromkeys(k for r in rows.values() for k in r))
+
+    def cell(v):
+        if v is None:
+            return "-"
+        if isinstance(v, (float, np.floating)):
+            return "nan" if v != v else f"{float(v):.{digits}f}"
+        return str(v)
+
+    return columns, [(str(name), [cell(r.get(c)) for c in columns]) for name, r in rows.items()]
+
+
+def markdown_table(rows: dict, columns=None, digits: int = 3) -> str:
+    """``{row name: {column: value}}`` as a Markdown (GFM) table (floats rounded; missing -> "-")."""
+    columns, body = _cells(rows, columns, digits)
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(vals) + " |" for name, vals in body]
+    return "\n".join(lines)
+
+
+class Table:
+    """A small results table that notebooks show as HTML (and text consoles as Markdown).
+
+    ``Table(rows, columns=None, digits=3)`` with ``rows = {row name: {column: value}}``; end a
+    notebook cell with it (the book renders the HTML form, which needs no Markdown table extension).
+    """
+
+    def __init__(self, rows: dict, columns=None, digits: int = 3):
+        self.rows, self.columns, self.digits = rows, columns, digits
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        columns, body = _cells(self.rows, self.columns, self.digits)
+        head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+        trs = "".join(f"<tr><th>{escape(n)}</th>" + "".join(f"<td>{escape(v)}</td>" for v in vals) + "</tr>"
+                      for n, vals in body)
+        return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+    def _repr_markdown_(self) -> str:
+        return markdown_table(self.rows, self.columns, self.digits)
+
+    def __str__(self) -> str:
+        return self._repr_markdown_()
