@@ -12,6 +12,53 @@ CHAPTERS = sorted(p for p in (ROOT / "book").glob("[0-9]*.md"))
 RANGES = {"qs_steps": (1, 10_000), "qs_ap50": (0.0, 1.0), "qs_dice": (0.0, 1.0)}
 
 
+# chapters 07-10: ablations, nuclear points, results, own images
+_P = (0.0, 1.0)  # a proportion or score
+RANGES.update({
+    "ch07_n_train": (1, 1000), "ch07_n_val_cells": (1, 100_000),
+    **{f"ch07_{m}_{v}": ((1, 1_000_000) if m == "steps" else _P)
+       for m in ("steps", "ap50", "dice") for v in ("single", "constant", "full")},
+    "ch07b_n_points": (1, 1_000_000),
+    **{f"ch07b_{m}_{v}": ((1, 1_000_000) if m == "steps" else _P)
+       for m in ("steps", "ap50", "dice") for v in ("entropy_principal", "entropy_collaborator", "linear")},
+    "ch07c_n_types": (1, 14),
+    **{f"ch07c_{m}_{v}": ((1, 1_000_000) if m == "steps" else _P)
+       for m in ("steps", "ap50", "map") for v in ("no_prior", "constant_d", "per_type_d")},
+    "ch07d_params_a1_b1": (1_000, 10_000_000), "ch07d_params_a3_b2": (1_000, 10_000_000),
+    "ch07d_params_principal": (1_000_000, 1_000_000_000),
+    **{f"ch07d_ap50_{v}": _P for v in ("a1_b1", "a2_b1", "a3_b1", "a1_b2", "a3_b2")},
+    **{f"ch07d_{m}_{v}": _P for m in ("agree", "correct") for v in ("a1_b1", "a3_b2")},
+    "ch08_load_s": (0, 3600), "ch08_n_points": (1, 1_000_000), "ch08_exactly_one": _P, "ch08_in_background": _P,
+    "ch08_steps": (1, 1_000_000), "ch08_train_s": (0, 36_000), "ch08_radius_voronoi": (0.5, 100),
+    "ch08_radius_watershed": (0.5, 100),
+    **{f"ch08_{k}_{m}": _P for k in ("cks", "voronoi", "watershed") for m in ("dice", "ap50")},
+    "ch09_n_files": (0, 100_000), "ch09_n_protocols": (0, 1000), "ch09_n_ablation_rows": (0, 100),
+    "ch10_n_points": (1, 100_000), "ch10_exactly_one": _P, "ch10_train_s": (0, 3600), "ch10_cells_val0": (0, 10_000),
+    "ch10_ap50": _P, "ch10_dice": _P, "ch10_cells_whole": (0, 100_000), "ch10_cells_tiled": (0, 100_000),
+})
+
+# chapters 02-06: data and points, detection, segmentation head, collaborator, CKS training
+_F = (0.0, 1.0)  # a fraction, AP or Dice
+RANGES.update({
+    "ch2_usi_images": (1, 100), "ch2_usi_cells": (1, 100_000), "ch2_usi_median_area": (10, 100_000),
+    "ch2_dc_images": (1, 100), "ch2_dc_cells": (1, 100_000), "ch2_dc_median_area": (10, 100_000),
+    **{f"ch2_cov_{k}": _F for k in ("usi_centroid", "usi_jitter", "dc_centroid", "nuclei_one", "nuclei_none",
+                                    "nuclei_multiple", "nuclei_background")},
+    "ch3_steps": (1, 1_000_000), "ch3_n_gt": (1, 1_000_000), "ch3_ap5": _F, "ch3_ap2": _F,
+    **{f"ch3_ap5_s{s}": _F for s in (4, 8, 16, 32)},
+    "ch4_steps": (1, 1_000_000), "ch4_window": (8, 512), "ch4_fw": (2, 128), "ch4_n_gt": (1, 1_000_000),
+    "ch4_sup_fps": (0.0, 10_000.0), **{f"ch4_sup_{m}": _F for m in ("dice", "ap50", "ap75", "map")},
+    "ch5_params_fg": (1_000, 10_000_000), "ch5_params_border": (100, 10_000_000), "ch5_steps": (1, 1_000_000),
+    "ch5_L_S": (0.0, 100.0), "ch5_L_M": _F, "ch5_L_B": _F, "ch5_L_MC": (0.0, 100.0), "ch5_L_CE": (0.0, 100.0),
+    "ch5_d": (0.5, 200.0), "ch5_pi": (0.0, 100.0), "ch5_grad_lm_at_0": (0.999, 1.001), "ch5_grad_lm_at_half": (-1e-3, 1e-3),
+    "ch5_min_frac_paper": (0.09, 0.11), "ch5_closed_paper": (0.099, 0.101),
+    "ch5_min_frac_author": (0.026, 0.032), "ch5_closed_author": (0.028, 0.03),
+    "ch5_min_px_paper": (800, 1050), "ch5_min_px_author": (230, 300), "ch5_cell_frac": _F,
+    "ch5_window": (8, 512), "ch5_S_demo": (8, 512),
+    "ch6_n_gt": (1, 1_000_000), "ch6_cks_steps": (1, 1_000_000), "ch6_sup_steps": (1, 1_000_000),
+    **{f"ch6_{k}_{m}": _F for k in ("cks", "sup") for m in ("dice", "ap50", "ap75", "map")},
+})
+
 def glued(nb: dict) -> dict:
     out = {}
     for cell in nb["cells"]:

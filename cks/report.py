@@ -1,0 +1,247 @@
+"""Our measured results next to the paper's tables, and small helpers for the book's tables and figures.
+
+**Results** are the files ``results/<protocol>/<model>.json`` written by ``benchmarks/record.py`` (trained
+models) and ``benchmarks/point_baselines.py`` (point baselines): ``protocol`` (data and label protocol,
+e.g. ``usiigaci_points``), ``model`` (for an ablation: its preset name, e.g. ``table5_entropy_principal``;
+the paper's base also answers to ``cks_base``), ``metrics`` (``cks evaluate --json``: ap50, ap75, map,
+dice, ...) and the provenance: ``git_commit``, ``hardware`` (cpu, cores, torch, gpu), ``steps`` and the
+run's ``config`` (its ``train.steps`` is the step budget), ``cpu_minutes``, ``wall_s``, ``reported_on``.
+:func:`load_results` reads them all; tables come back as Markdown text (render with
+``IPython.display.Markdown``; built with :func:`cks.viz.markdown_table`). A row we have not measured
+reads "not yet measured", never a number.
+
+How our results meet the paper's tables:
+
+* ablation tables (II, V, VI, VII): each paper row has a preset (:data:`ROW_PRESETS`); its result is
+  the one whose ``model`` is that preset, preferring the protocols of :data:`TABLE_PROTOCOLS`;
+* Tables I, III and VIII list every result that fits (:func:`table_records`): supervised models (I),
+  centroid-point protocols (III) and nuclear-point protocols (VIII).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .paper import paper_table
+from .viz import markdown_table
+
+#: Paper column name -> our metric key.
+METRIC_KEYS = {"Dice": "dice", "AP50": "ap50", "AP75": "ap75", "mAP": "map", "Speed (fps)": "fps"}
+
+NOT_MEASURED = "not yet measured"
+
+#: Paper row -> our row (a preset of :data:`cks.config.PRESETS`) for the tables whose rows are presets.
+ROW_PRESETS: dict[str, dict[str, str]] = {
+    "II": {"single-scale detection, constant encoding": "table2_single_scale_constant_encoding",
+           "multi-scale detection, constant encoding": "table2_constant_encoding",
+           "multi-scale detection, encoding net": "table2_full"},
+    "V": {"principal entropy, collaborator linear": "table5_entropy_principal",
+          "principal linear, collaborator entropy": "table5_entropy_collaborator",
+          "principal linear, collaborator linear": "base"},
+    "VI": {"not used (pi = 0)": "table6_no_prior", "constant d (20)": "table6_constant_d",
+           "per-cell-line d": "table6_per_type_d"},
+    "VII": {"a1 / b1": "base", "a2 / b1": "table7_a2_b1", "a3 / b1": "table7_a3_b1", "a1 / b2": "table7_a1_b2",
+            "a3 / b2": "table7_a3_b2"},
+}
+
+#: Other model names a preset's result may carry.
+MODEL_ALIASES = {"base": ("base", "cks_base")}
+
+#: Protocols preferred for each table (Usiigaci stands in for LIVECell; DeepCell has several cell types
+#: and a nuclear channel).
+TABLE_PROTOCOLS = {"I": ("usiigaci_points", "usiigaci_masks"), "II": ("usiigaci_masks", "usiigaci_points"),
+                   "III": ("usiigaci_points", "deepcell_points"), "V": ("usiigaci_points",),
+                   "VI": ("deepcell_points",), "VII": ("usiigaci_points",), "VIII": ("deepcell_nuclei",)}
+
+
+def repo_root() -> Path:
+    """The folder above the ``cks`` package (the repository root for a source checkout)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def default_results_dir() -> Path:
+    """``$CKS_RESULTS_DIR`` if set, else ``<repository root>/results``."""
+    env = os.environ.get("CKS_RESULTS_DIR", "").strip()
+    return Path(env).expanduser() if env else repo_root() / "results"
+
+
+def _table_key(table) -> str:
+    return str(table).upper().removeprefix("TABLE").strip()
+
+
+# ------------------------------------------------------------------ reading results
+def load_results(root: str | os.PathLike | None = None) -> list[dict]:
+    """Every result under ``root`` (default :func:`default_results_dir`), sorted by path.
+
+    A result is a JSON object with a ``metrics`` object; others are skipped. Missing ``protocol`` /
+    ``model`` default to the folder and file names. Each record gets ``path`` and lower-case
+    metric keys; a missing folder gives ``[]``.
+    """
+    root = Path(root) if root is not None else default_results_dir()
+    out = []
+    if not root.is_dir():
+        return out
+    for p in sorted(root.rglob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if not (isinstance(rec, dict) and isinstance(rec.get("metrics"), dict)):
+            continue
+        rec["protocol"] = str(rec.get("protocol") or p.parent.name)
+        rec["model"] = str(rec.get("model") or p.stem)
+        rec["metrics"] = {METRIC_KEYS.get(k, str(k).lower()): v for k, v in rec["metrics"].items()}
+        rec["path"] = str(p)
+        out.append(rec)
+    return out
+
+
+def find_result(records: list[dict], model: str, protocols=()) -> dict | None:
+    """The result of ``model`` (or an alias, :data:`MODEL_ALIASES`), from the first of ``protocols`` that has
+    one, else from any protocol (the first by path); None if there is none."""
+    names = MODEL_ALIASES.get(model, (model,))
+    hits = [r for r in records if r["model"] in names]
+    for proto in protocols:
+        for r in hits:
+            if r["protocol"] == proto:
+                return r
+    return hits[0] if hits else None
+
+
+def table_records(records: list[dict], key: str) -> list[dict]:
+    """Our results that belong to one of the free-form tables: supervised models (I), results of
+    centroid-point protocols (III: protocol without "nuclei"), nuclear-point protocols (VIII)."""
+    key = _table_key(key)
+    if key == "I":
+        return [r for r in records if "supervised" in r["model"] or r["model"] == "table2_full"]
+    if key == "III":
+        return [r for r in records if "nuclei" not in r["protocol"]]
+    if key == "VIII":
+        return [r for r in records if "nuclei" in r["protocol"]]
+    raise KeyError(f"table {key} has preset rows; use comparison_markdown (or find_result)")
+
+
+def metrics_from_history(history: list[dict]) -> dict:
+    """The last validation metrics of a training history (``train(...)["history"]`` or metrics.jsonl rows)."""
+    for rec in reversed(history):
+        if "val_ap50" in rec:
+            return {k.removeprefix("val_"): rec[k] for k in ("val_dice", "val_ap50", "val_ap75", "val_map")
+                    if k in rec}
+    return {}
+
+
+# ------------------------------------------------------------------ Markdown tables
+def provenance_text(rec: dict | None) -> str:
+    """One line: commit, hardware, steps reached / step budget, CPU minutes, wall time."""
+    if rec is None:
+        return NOT_MEASURED
+    parts = []
+    if rec.get("git_commit"):
+        parts.append(f"commit {str(rec['git_commit'])[:7]}")
+    hw = rec.get("hardware")
+    if isinstance(hw, dict):
+        parts.append(hw.get("gpu") or f"{hw.get('cpu') or 'CPU'}, {hw.get('cores')} cores")
+    elif hw:
+        parts.append(str(hw))
+    budget = ((rec.get("config") or {}).get("train") or {}).get("steps")
+    if rec.get("steps") is not None:
+        parts.append(f"{rec['steps']} steps" + (f" of {budget}" if budget else ""))
+    if rec.get("cpu_minutes") is not None:
+        parts.append(f"{float(rec['cpu_minutes']):.0f} CPU-min")
+    if rec.get("wall_s") is not None:
+        parts.append(f"{float(rec['wall_s']) / 60:.1f} min wall")
+    return ", ".join(parts) or "no provenance recorded"
+
+
+def paper_markdown(key: str) -> str:
+    """The paper's table ``key`` as Markdown, titled as the paper's values."""
+    t = paper_table(key)
+    return (f"**Paper, {t['source']}** ({t['data']}): {t['title']}\n\n" + markdown_table(t["rows"], t["columns"])
+            + (f"\n\n*{t['note']}*" if t.get("note") else ""))
+
+
+def comparison_markdown(key: str, records: list[dict], columns: list[str] | None = None) -> str:
+    """The paper's rows of an ablation table next to ours (our row = the row's preset, :data:`ROW_PRESETS`).
+
+    Columns: our row and protocol, then for each metric the paper's value and ours, then our
+    provenance. A row we have not measured shows "not yet measured".
+    """
+    key = _table_key(key)
+    t = paper_table(key)
+    cols = columns or [c for c in t["columns"] if c in METRIC_KEYS]
+    rows = {}
+    for name, vals in t["rows"].items():
+        preset = ROW_PRESETS[key][name]
+        rec = find_result(records, preset, TABLE_PROTOCOLS.get(key, ()))
+        row = {"our row": preset, "protocol": rec["protocol"] if rec else "-"}
+        for c in cols:
+            row[f"{c} (paper)"] = vals.get(c)
+            row[f"{c} (ours)"] = rec["metrics"].get(METRIC_KEYS[c]) if rec else NOT_MEASURED
+        row["our provenance"] = provenance_text(rec)
+        rows[name] = row
+    return markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")]
+                          + ["our provenance"])
+
+
+def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP")) -> str:
+    """Our results, one row per file (protocol / model), with their provenance; "not yet measured" if none."""
+    if not records:
+        return f"*{NOT_MEASURED}*"
+    rows = {f"{r['protocol']} / {r['model']}": {**{c: r["metrics"].get(METRIC_KEYS[c]) for c in columns},
+                                                "evaluated on": r.get("reported_on"),
+                                                "provenance": provenance_text(r)} for r in records}
+    return markdown_table(rows, list(columns) + ["evaluated on", "provenance"])
+
+
+def smoke_markdown(rows: dict[str, dict], columns=("steps", "dice", "ap50", "ap75", "map"),
+                   label: str = "smoke run") -> str:
+    """A table of freshly measured rows ``{name: {column: value}}``; every score column is tagged ``label``."""
+    def head(c):
+        return f"{c} ({label})" if c in ("dice", "ap50", "ap75", "map") else c
+
+    return markdown_table({name: {head(c): vals.get(c) for c in columns} for name, vals in rows.items()},
+                          [head(c) for c in columns])
+
+
+def diff_markdown(diffs: dict[str, dict]) -> str:
+    """``{preset: preset_diff(preset)}`` as a table of the changed configuration keys."""
+    col = "difference from the base preset"
+    return markdown_table({name: {col: "; ".join(f"`{k}` = {v!r}" for k, v in diff.items())
+                                  or "(none: the paper's base)"} for name, diff in diffs.items()}, [col])
+
+
+# ------------------------------------------------------------------ collaborator maps (Fig. 7)
+def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict:
+    """The collaborator's ``M_c`` (foreground) and ``B_c`` (border) probabilities for one image.
+
+    Args:
+        collaborator: a trained :class:`cks.models.collaborator.Collaborator` (``train(...)["collaborator"]``).
+        image: ``[C, H, W]`` or ``[H, W]`` raw image (normalised here as in training).
+        cell_type: the image's cell-type index (needed when the collaborator has several heads).
+    Returns:
+        ``{"M_c": float32 [H, W], "B_c": float32 [H, W]}`` in [0, 1].
+    """
+    import numpy as np
+    import torch
+
+    from .data.io import normalize_image
+
+    img = np.asarray(image, np.float32)
+    img = img[None] if img.ndim == 2 else img
+    param = next(collaborator.parameters())
+    x = torch.from_numpy(normalize_image(img))[None].to(param.device)
+    ct = None if cell_type is None else torch.tensor([int(cell_type)], device=param.device)
+    was = collaborator.training
+    collaborator.eval()
+    with torch.no_grad():
+        out = collaborator(x, ct)
+    collaborator.train(was)
+    return {"M_c": torch.sigmoid(out["fg_logits"][0]).cpu().numpy(),
+            "B_c": torch.sigmoid(out["border_logits"][0]).cpu().numpy()}
+
+
+__all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "TABLE_PROTOCOLS", "repo_root",
+           "default_results_dir", "load_results", "find_result", "table_records", "metrics_from_history",
+           "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
+           "diff_markdown", "collaborator_maps"]

@@ -1,0 +1,130 @@
+"""cks.paper (the paper's tables) and cks.report (reading results with provenance, Markdown tables)."""
+import json
+
+import numpy as np
+import pytest
+
+from cks.config import PRESETS, preset_diff
+from cks.paper import TABLES, paper_table
+from cks.report import (NOT_MEASURED, ROW_PRESETS, collaborator_maps, comparison_markdown, diff_markdown,
+                        find_result, load_results, metrics_from_history, paper_markdown, provenance_text,
+                        results_markdown, smoke_markdown, table_records)
+
+
+def test_paper_tables_complete_and_in_range():
+    assert list(TABLES) == ["I", "II", "III", "IV", "V", "VI", "VII", "VIII"]
+    for key, t in TABLES.items():
+        assert t["rows"], key
+        for row, vals in t["rows"].items():
+            assert list(vals) == t["columns"], (key, row)
+            for col, v in vals.items():
+                if v is not None and col != "Speed (fps)":
+                    assert 0.0 <= v <= 1.0, (key, row, col)
+    # spot checks against the paper's text
+    assert TABLES["II"]["rows"]["multi-scale detection, encoding net"] == {"Dice": 0.824, "AP50": 0.806, "mAP": 0.450}
+    assert TABLES["VIII"]["rows"]["CKS-1"]["AP50"] == 0.887
+    assert TABLES["III"]["rows"]["ALL"]["mAP CKS-2"] == 0.361
+    assert TABLES["I"]["rows"]["Cellpose"]["AP50"] is None
+    # the paper's base row appears in Tables III, V, VI and VII with the same numbers
+    assert TABLES["V"]["rows"]["principal linear, collaborator linear"]["AP50"] == TABLES["III"]["rows"]["ALL"][
+        "AP50 CKS-2"] == TABLES["VI"]["rows"]["per-cell-line d"]["AP50"] == TABLES["VII"]["rows"]["a1 / b1"]["AP50"]
+
+
+def test_paper_table_is_a_copy_and_keys():
+    t = paper_table("table ii")
+    t["rows"].clear()
+    assert TABLES["II"]["rows"]
+    with pytest.raises(KeyError, match="VIII"):
+        paper_table("IX")
+
+
+def test_row_presets_exist_and_cover_paper_rows():
+    for key, mapping in ROW_PRESETS.items():
+        assert set(mapping) == set(TABLES[key]["rows"]), key
+        for preset in mapping.values():
+            assert preset in PRESETS
+            preset_diff(preset)
+
+
+def _write(path, rec):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def _rec(protocol, model, **metrics):
+    """A result in the format of benchmarks/record.py."""
+    return {"protocol": protocol, "model": model, "metrics": metrics, "git_commit": "0123456789abcdef",
+            "hardware": {"cpu": "cpu-x", "cores": 2, "gpu": None}, "steps": 7, "config": {"train": {"steps": 9}},
+            "cpu_minutes": 12.4, "wall_s": 90.0, "reported_on": "set/val"}
+
+
+def test_load_results_normalises_and_skips(tmp_path):
+    _write(tmp_path / "usiigaci_points" / "cks_base.json", _rec("usiigaci_points", "cks_base", ap50=0.5, Dice=0.25))
+    _write(tmp_path / "deepcell_points" / "table6_no_prior.json", {"metrics": {"ap50": 0.125}})
+    _write(tmp_path / "usiigaci_points" / "eval.json", {"ap50": 0.9})  # not a result: no metrics object
+    (tmp_path / "broken.json").write_text("{")
+    recs = load_results(tmp_path)
+    assert [(r["protocol"], r["model"]) for r in recs] == [("deepcell_points", "table6_no_prior"),
+                                                            ("usiigaci_points", "cks_base")]
+    assert recs[1]["metrics"] == {"ap50": 0.5, "dice": 0.25} and recs[1]["path"].endswith("cks_base.json")
+    assert load_results(tmp_path / "missing") == []
+
+
+def test_find_result_aliases_and_protocol_preference():
+    recs = [_rec("deepcell_points", "base", ap50=0.1), _rec("usiigaci_points", "cks_base", ap50=0.2),
+            _rec("usiigaci_points", "table7_a2_b1", ap50=0.3)]
+    assert find_result(recs, "base", ("usiigaci_points",))["metrics"]["ap50"] == 0.2
+    assert find_result(recs, "base")["metrics"]["ap50"] == 0.1  # no preference: the first
+    assert find_result(recs, "table7_a3_b2") is None
+    assert [r["model"] for r in table_records(recs + [_rec("deepcell_nuclei", "cks", ap50=0.4)], "VIII")] == ["cks"]
+    assert table_records(recs + [_rec("usiigaci_points", "supervised")], "I")[0]["model"] == "supervised"
+    with pytest.raises(KeyError):
+        table_records(recs, "II")
+
+
+def test_comparison_says_not_measured_and_never_invents():
+    md = comparison_markdown("II", [_rec("usiigaci_masks", "table2_full", dice=0.123, ap50=0.456, map=0.0789)])
+    lines = md.splitlines()
+    assert len(lines) == 2 + len(TABLES["II"]["rows"])
+    full = next(line for line in lines if "table2_full" in line)
+    assert all(x in full for x in ("0.123", "0.456", "0.079", "usiigaci_masks", "commit 0123456", "7 steps of 9",
+                                   "12 CPU-min", "1.5 min wall", "cpu-x, 2 cores"))
+    single = next(line for line in lines if "table2_single_scale" in line)
+    assert NOT_MEASURED in single and "0.793" in single  # the paper's value; ours missing
+    assert results_markdown([]) == f"*{NOT_MEASURED}*"
+    assert "set/val" in results_markdown([_rec("p", "m", dice=0.5)])
+    assert "Paper, Table VIII" in paper_markdown("VIII")
+
+
+def test_markdown_helpers():
+    md = smoke_markdown({"v": {"steps": 3, "dice": 0.1}}, columns=("steps", "dice", "map"))
+    assert md.splitlines() == ["| | steps | dice (smoke run) | map (smoke run) |", "|---|---|---|---|",
+                               "| v | 3 | 0.100 | - |"]
+    assert provenance_text(None) == NOT_MEASURED
+    assert provenance_text({"hardware": {"gpu": "H100"}}) == "H100"
+    assert provenance_text({}) == "no provenance recorded"
+    assert "(none: the paper's base)" in diff_markdown({"base": {}})
+    assert "`loss.prior_scale` = 0.0" in diff_markdown({"p": preset_diff("table6_no_prior")})
+
+
+def test_metrics_from_history():
+    hist = [{"step": 5, "total": 1.0}, {"step": 10, "val_ap50": 0.5, "val_dice": 0.6, "val_map": 0.2, "val_ap75": 0.1},
+            {"step": 12, "total": 0.9}]
+    assert metrics_from_history(hist) == {"dice": 0.6, "ap50": 0.5, "ap75": 0.1, "map": 0.2}
+    assert metrics_from_history([{"step": 1}]) == {}
+
+
+def test_collaborator_maps_shapes_and_range():
+    import torch
+
+    from cks.config import CollaboratorConfig
+    from cks.models.collaborator import Collaborator
+
+    torch.manual_seed(0)
+    col = Collaborator(CollaboratorConfig(n_cell_types=2))
+    img = np.random.default_rng(0).normal(size=(1, 32, 40)).astype(np.float32)
+    m = collaborator_maps(col, img, cell_type=1)
+    assert set(m) == {"M_c", "B_c"}
+    for v in m.values():
+        assert v.shape == (32, 40) and v.min() >= 0 and v.max() <= 1
+    assert col.training  # mode restored
