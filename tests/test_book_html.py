@@ -1,0 +1,51 @@
+"""The built book renders: a chapter page, opened in headless Chromium from localhost, shows its figures.
+
+Needs the HTML of ``book/run_chapters.py`` (``_build/src/_build/html``) and Debian's chromium; skipped
+otherwise (``.ci/run`` builds the book and installs chromium first).
+"""
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "src" / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.skip("book not built (run python book/run_chapters.py --mode smoke)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def render(url: str) -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--user-data-dir=/tmp/cks-chromium", "--virtual-time-budget=5000", "--dump-dom", url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.parametrize("page", ["book/01_quickstart.html", "book/05_collaborator.html"])
+def test_chapter_page_renders_figures(server, page):
+    if not (HTML / page).exists():
+        pytest.skip(f"{page} not built")
+    dom = render(f"{server}/{page}")
+    assert "<h1" in dom
+    imgs = re.findall(r'<img[^>]+src="([^"]+\.png)"', dom)
+    assert imgs, "no figure on the rendered page"
+    for src in imgs[:3]:
+        assert (HTML / "book" / src).resolve().exists() or (HTML / src.lstrip("./")).exists(), src
