@@ -112,10 +112,15 @@ def paste_labels(logits: Tensor, scores: Tensor, batch: Tensor, origin: Tensor, 
     rank[order] = torch.arange(k, device=device)
     key = (k - rank)  # in 1..K, highest score -> K
     size = logits.shape[-1]
-    index, valid = window_index(batch, origin, size, (h, w))
-    inside = valid & (logits >= _logit(mask_threshold)) & keep[:, None, None]
-    idx = index[inside]
-    src = key[:, None, None].expand_as(logits)[inside]
+    # only the pixels that are on: (window, row, col) of every mask pixel of a kept window
+    on = (logits >= _logit(mask_threshold)) & keep[:, None, None]
+    kk, aa, cc = torch.nonzero(on, as_tuple=True)
+    yy = origin[kk, 0] + aa
+    xx = origin[kk, 1] + cc
+    inimg = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    kk, yy, xx = kk[inimg], yy[inimg], xx[inimg]
+    idx = batch[kk] * (h * w) + yy * w + xx
+    src = key[kk]
     win = torch.zeros(b * h * w, dtype=torch.int64, device=device).scatter_reduce(0, idx, src, "amax")
     # map winning keys back to windows, count visible pixels per window
     fg = win > 0
