@@ -43,6 +43,7 @@ def run(mode: str, build: bool = True, only: list[str] | None = None) -> dict[st
     shutil.copy(ROOT / "_toc.yml", src / "_toc.yml")
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_path if env_path else "")
+    os.environ["CKS_STATIC_FIGURES"] = "1"  # cks.viewer draws static figures when executed headless
     times = {}
     for ch in chapters():
         path = ROOT / (ch + ".md")

@@ -84,6 +84,7 @@ def test_chapter_smoke(path, tmp_path, monkeypatch):
         jupytext = pytest.importorskip("jupytext")
         pm = pytest.importorskip("papermill")
         monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        monkeypatch.setenv("CKS_STATIC_FIGURES", "1")
         out = tmp_path / (path.stem + ".ipynb")
         pm.execute_notebook(jupytext.read(path), str(out), parameters={"SMOKE": True}, kernel_name="python3",
                             cwd=str(path.parent), progress_bar=False)
