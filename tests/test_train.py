@@ -140,3 +140,15 @@ def test_resume_may_extend_steps(tmp_path):
     assert r["step"] == 4
     events = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if "event" in l]
     assert events and events[0]["changes"]["train.steps"] == [2, 4] and events[0]["step"] == 2
+
+
+def test_init_principal_from_checkpoint(tmp_path):
+    """CKS-2: a principal pretrained elsewhere (here: 2 supervised steps) starts the CKS run."""
+    data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=4)
+    sup = get_preset("supervised", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 2})
+    pre = train(sup, data, out_dir=tmp_path / "pre", progress=False)["model"]
+    cks_cfg = get_preset("base", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 0,
+                                                          "train.init_principal": str(tmp_path / "pre")})
+    start = train(cks_cfg, data, progress=False)["model"]
+    for k, v in pre.state_dict().items():
+        assert torch.equal(v, start.state_dict()[k]), k
