@@ -50,12 +50,14 @@ def main(argv=None) -> Path:
     p.add_argument("--run", help="run folder (config.json, metrics.jsonl)")
     p.add_argument("--eval", required=True, help="JSON written by `cks evaluate --json`")
     p.add_argument("--note", default="")
+    p.add_argument("--reported-on", default="", help="the report split's spec")
+    p.add_argument("--tuned-on", default="", help="the tuning split's spec")
     p.add_argument("--command", default="", help="the command lines that produced the run and the evaluation")
     p.add_argument("--commit", default=None, help="commit the run was trained at (default: HEAD)")
     p.add_argument("--cpu-minutes", type=float, default=None, help="measured CPU time of the training process(es)")
     a = p.parse_args(argv)
     rec = {"protocol": a.protocol, "model": a.model, "metrics": json.loads(Path(a.eval).read_text()),
-           "note": a.note, "command": a.command, "git_commit": a.commit or git_commit(), "hardware": hardware()}
+           "note": a.note, "command": a.command, "reported_on": a.reported_on, "tuned_on": a.tuned_on, "git_commit": a.commit or git_commit(), "hardware": hardware()}
     if a.run:
         run = Path(a.run)
         rec["config"] = json.loads((run / "config.json").read_text())
