@@ -124,6 +124,8 @@ def cmd_demo(a) -> dict:
     cfg = get_preset(a.preset, size="test", overrides={
         "train.steps": a.steps, "train.crop_size": 128, "segmentor.window": 48, "train.lr": 3e-3,
         "train.finetune_lr": 3e-3, "loss.prior_d": (8.0,), "train.val_every": max(a.steps // 4, 1),
+        # the author's L_MC exponent: the paper's forces masks >= 10 % of the window (cks/losses/collapse.py)
+        "loss.collapse_exponent": 0.5,
         "train.checkpoint_every": 100})
     train_set = synthetic_dataset(4, size=(128, 128), n_cells=10, radius=(7, 11), seed=1)
     for s in train_set:
