@@ -31,8 +31,7 @@ from torch import nn
 
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import Config
-from .data.augment import augment_sample
-from .data.io import normalize_image
+from .data.dataset import TrainingDataset, collate  # noqa: F401  (collate is part of this module's API)
 from .losses.cks import cks_loss_terms
 from .losses.detection import detection_loss
 from .losses.supervised import supervised_loss, window_targets
@@ -41,64 +40,28 @@ from .models.principal import Principal
 
 
 class TrainSet:
-    """Augmented training crops indexed by a *global* sample counter (pure function of seed, index).
+    """Training crops indexed by a *global* sample counter, so data order is a pure function of (seed, i).
 
-    ``get(i)``: epoch ``e = i // n``, sample ``perm_e[i % n]`` with ``perm_e`` a seeded permutation,
-    augmented with ``default_rng([seed, e, sample])``. Returns a dict of tensors: ``image [C,S,S]``,
-    ``points [M,2]``, ``ids [M]`` (label id of each point, 0 if unknown), ``label [S,S]`` (if any),
-    ``cell_type``.
+    ``get(i)``: epoch ``e = i // n``, sample ``perm_e[i % n]`` with ``perm_e`` a seeded permutation;
+    the crop itself is :class:`cks.data.dataset.TrainingDataset` item ``perm_e[i % n]`` of epoch ``e``
+    (augmented with ``default_rng([seed, e, sample])``), with its cell type clipped to >= 0.
     """
 
     def __init__(self, samples: list[dict], crop_size: int = 512, seed: int = 0, augment: bool = True):
-        from .errors import CksDataError
-
-        if not samples:
-            raise CksDataError("no training samples; check the --data spec")
-        self.samples, self.crop, self.seed, self.augment = samples, crop_size, seed, augment
-        self._norm: dict[int, np.ndarray] = {}
+        self.dataset = TrainingDataset(samples, size=crop_size, augment=augment, seed=seed)
+        self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.dataset)
 
     def get(self, i: int) -> dict:
-        n = len(self.samples)
+        n = len(self.dataset)
         epoch, k = divmod(int(i), n)
         idx = int(np.random.default_rng([self.seed, epoch]).permutation(n)[k])
-        s = self.samples[idx]
-        if idx not in self._norm:
-            self._norm[idx] = normalize_image(s["image"])
-        src = dict(s, image=self._norm[idx])
-        if src.get("point_ids") is None and src.get("label") is not None and src.get("points") is not None:
-            src["point_ids"] = None  # augment_sample reads the label under each point
-        rng = np.random.default_rng([self.seed, epoch, idx])
-        kw = {} if self.augment else {"scale_range": None, "d4": False, "contrast_range": None, "brightness": 0.0}
-        a = augment_sample(src, rng, size=self.crop, **kw)
-        pts = a["points"]
-        ids = a["point_ids"] if a["point_ids"] is not None else np.zeros(len(pts), np.int32)
-        item = {"image": torch.from_numpy(np.ascontiguousarray(a["image"])),
-                "points": torch.from_numpy(np.ascontiguousarray(pts, np.float32).reshape(-1, 2)),
-                "ids": torch.from_numpy(np.asarray(ids, np.int64)),
-                "cell_type": max(int(s.get("cell_type", 0) or 0), 0)}
-        if a["label"] is not None:
-            item["label"] = torch.from_numpy(a["label"].astype(np.int64))
+        self.dataset.set_epoch(epoch)
+        item = self.dataset[idx]
+        item["cell_type"] = max(item["cell_type"], 0)
         return item
-
-
-def collate(items: list[dict]) -> dict:
-    """Pad points to ``[B, Nmax, 2]`` with ``valid [B, Nmax]``; stack images / labels."""
-    n = max([len(it["points"]) for it in items] + [0])
-    b = len(items)
-    points = torch.zeros(b, n, 2)
-    ids = torch.zeros(b, n, dtype=torch.long)
-    valid = torch.zeros(b, n, dtype=torch.bool)
-    for j, it in enumerate(items):  # loop over images in the batch
-        m = len(it["points"])
-        points[j, :m], ids[j, :m], valid[j, :m] = it["points"], it["ids"], True
-    out = {"image": torch.stack([it["image"] for it in items]), "points": points, "ids": ids, "valid": valid,
-           "cell_type": torch.tensor([it["cell_type"] for it in items], dtype=torch.long)}
-    if all("label" in it for it in items):
-        out["label"] = torch.stack([it["label"] for it in items])
-    return out
 
 
 class CKSModule(nn.Module):
@@ -118,7 +81,7 @@ class CKSModule(nn.Module):
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         cfg = self.cfg
-        image, points, valid = batch["image"], batch["points"], batch["valid"]
+        image, points, valid = batch["image"], batch["points"], batch["points_valid"]
         out = self.principal(image, points, valid)
         d = cfg.detector
         terms = detection_loss(out["det_logits"], out["det_offsets"], points, valid, d.smoothing_radius,

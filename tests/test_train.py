@@ -47,7 +47,7 @@ def test_gradient_routing_on_models():
     torch.manual_seed(0)
     m = CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48}))
     batch = _batch("cks")
-    out = m.principal(batch["image"], batch["points"], batch["valid"])
+    out = m.principal(batch["image"], batch["points"], batch["points_valid"])
     col = m.collaborator(batch["image"], batch["cell_type"])
     from cks.losses.cks import cks_loss_terms
     seg = {"logits": out["seg_logits"], "batch": out["seg_batch"], "origin": out["seg_origin"], "points": out["seg_points"]}

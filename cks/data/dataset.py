@@ -5,6 +5,7 @@ Each item is a dict::
     image      float32 tensor [C, S, S]   normalised ((x - mean) / std per channel), augmented
     points     float32 tensor [N, 2]      (y, x) point labels inside the crop, N may be 0
     label      int64 tensor [S, S]        instance ids (only when the samples have labels)
+    ids        int64 tensor [N]           label id of each point (only when known: ``point_ids`` or a label)
     cell_type  int
     name       str
     index      int                        position of the sample in the list
@@ -87,18 +88,22 @@ class TrainingDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             out = augment_sample(src, rng, size=self.size, **self.augment_kwargs)
-            image, label, points = out["image"], out["label"], out["points"]
+            image, label, points, ids = out["image"], out["label"], out["points"], out["point_ids"]
         elif self.size is not None:
             pts = np.zeros((0, 2), np.float32) if s.get("points") is None else s["points"]
             image, label, points = crop_or_pad(src["image"], src.get("label"), pts, (self.size, self.size))
             keep = ((points >= -0.5) & (points < self.size - 0.5)).all(axis=1)
             points = points[keep]
+            ids = None if s.get("point_ids") is None else np.asarray(s["point_ids"])[keep]
         else:
             image, label = src["image"], src.get("label")
             points = np.zeros((0, 2), np.float32) if s.get("points") is None else s["points"]
+            ids = s.get("point_ids")
         item = dict(image=torch.from_numpy(np.ascontiguousarray(image, np.float32)),
                     points=torch.from_numpy(np.ascontiguousarray(points, np.float32).reshape(-1, 2)),
                     cell_type=int(s.get("cell_type", -1)), name=s.get("name", ""), index=index)
+        if ids is not None:
+            item["ids"] = torch.from_numpy(np.asarray(ids, np.int64).reshape(-1))
         if label is not None:
             item["label"] = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
         return item
@@ -113,6 +118,7 @@ def collate(batch: list[dict], pad_multiple: int = 1) -> dict:
         ``points`` float32 [B, Nmax, 2], zero-padded, where ``Nmax`` is the largest point count
         rounded up to ``pad_multiple``;
         ``points_valid`` bool [B, Nmax], True for real points (``points[b, :n_b]``);
+        ``ids`` int64 [B, Nmax], the label id of each point (0 where unknown or padded);
         ``label`` int64 [B, S, S] (only when every item has one);
         ``cell_type`` int64 [B]; ``name`` list[str]; ``index`` int64 [B].
     """
@@ -128,10 +134,13 @@ def collate(batch: list[dict], pad_multiple: int = 1) -> dict:
         n_max = -(-n_max // pad_multiple) * pad_multiple
     points = torch.zeros(len(batch), n_max, 2, dtype=torch.float32)
     valid = torch.zeros(len(batch), n_max, dtype=torch.bool)
+    ids = torch.zeros(len(batch), n_max, dtype=torch.int64)
     for i, (b, n) in enumerate(zip(batch, counts)):
         points[i, :n] = b["points"]
         valid[i, :n] = True
-    out = dict(image=torch.stack([b["image"] for b in batch]), points=points, points_valid=valid,
+        if "ids" in b:
+            ids[i, :n] = b["ids"]
+    out = dict(image=torch.stack([b["image"] for b in batch]), points=points, points_valid=valid, ids=ids,
                cell_type=torch.tensor([b["cell_type"] for b in batch], dtype=torch.int64),
                name=[b["name"] for b in batch],
                index=torch.tensor([b.get("index", -1) for b in batch], dtype=torch.int64))

@@ -54,6 +54,18 @@ def match_channels(image: Tensor, channels: int) -> Tensor:
                      f"select channels first or build the model with backbone.in_channels={c}")
 
 
+def conv_norm_stack(in_channels: int, channels: int, n_layers: int) -> list[nn.Module]:
+    """``n_layers`` x [3x3 conv (no bias) -> GroupNorm(C groups, i.e. per-channel) -> ReLU], as a layer list
+    (the trunks of the detection and segmentation heads; author's design)."""
+    layers: list[nn.Module] = []
+    c = in_channels
+    for _ in range(n_layers):
+        layers += [nn.Conv2d(c, channels, 3, padding=1, bias=False), nn.GroupNorm(channels, channels),
+                   nn.ReLU(inplace=True)]
+        c = channels
+    return layers
+
+
 def he_init_(module: nn.Module) -> None:
     """He (Kaiming-normal, fan-out) initialisation of every conv / linear weight (paper's CKS-1)."""
     for m in module.modules():

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DetectorConfig
+from .backbone import conv_norm_stack
 
 
 class DetectionHead(nn.Module):
@@ -29,12 +30,8 @@ class DetectionHead(nn.Module):
 
     def __init__(self, in_channels: int, cfg: DetectorConfig):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for _ in range(cfg.n_layers):
-            layers += [nn.Conv2d(c, cfg.channels, 3, padding=1, bias=False),
-                       nn.GroupNorm(cfg.channels, cfg.channels), nn.ReLU(inplace=True)]
-            c = cfg.channels
+        layers = conv_norm_stack(in_channels, cfg.channels, cfg.n_layers)
+        c = cfg.channels if cfg.n_layers else in_channels
         self.trunk = nn.Sequential(*layers)
         self.score = nn.Conv2d(c, 1, 1)
         self.offset = nn.Conv2d(c, 2, 1)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import SegmentorConfig
+from .backbone import conv_norm_stack
 from ..windows import window_index
 
 FEATURE_STRIDE = 4
@@ -79,12 +80,8 @@ class SegmentationHead(nn.Module):
             raise ValueError(f"segmentor.window must be a multiple of 8, got {cfg.window}")
         self.window = cfg.window
         self.fw = cfg.window // FEATURE_STRIDE
-        layers: list[nn.Module] = []
-        c = in_channels
-        for _ in range(cfg.n_layers):
-            layers += [nn.Conv2d(c, cfg.channels, 3, padding=1, bias=False),
-                       nn.GroupNorm(cfg.channels, cfg.channels), nn.ReLU(inplace=True)]
-            c = cfg.channels
+        layers = conv_norm_stack(in_channels, cfg.channels, cfg.n_layers)
+        c = cfg.channels if cfg.n_layers else in_channels
         layers.append(nn.Conv2d(c, cfg.patch_channels, 3, padding=1, bias=False))
         self.trunk = nn.Sequential(*layers)
         self.encoding = cfg.encoding
