@@ -55,6 +55,7 @@ def main(argv=None) -> Path:
     p.add_argument("--command", default="", help="the command lines that produced the run and the evaluation")
     p.add_argument("--commit", default=None, help="commit the run was trained at (default: HEAD)")
     p.add_argument("--cpu-minutes", type=float, default=None, help="measured CPU time of the training process(es)")
+    p.add_argument("--wall-s", type=float, default=None, help="wall time of the training (s)")
     a = p.parse_args(argv)
     rec = {"protocol": a.protocol, "model": a.model, "metrics": json.loads(Path(a.eval).read_text()),
            "note": a.note, "command": a.command, "reported_on": a.reported_on, "tuned_on": a.tuned_on, "git_commit": a.commit or git_commit(), "hardware": hardware()}
@@ -68,6 +69,8 @@ def main(argv=None) -> Path:
         rec["seed"] = rec["config"]["train"]["seed"]
     if a.cpu_minutes is not None:
         rec["cpu_minutes"] = a.cpu_minutes
+    if a.wall_s is not None:
+        rec["wall_s"] = a.wall_s
     out = ROOT / "results" / a.protocol / f"{a.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, indent=1))

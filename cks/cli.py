@@ -292,9 +292,15 @@ def cmd_evaluate(a) -> dict:
     r = evaluate(labels, scores, gt_labels)
     res = {"ap50": r["ap50"], "ap75": r["ap75"], "map": r["map"], "dice": r["dice"], "n_images": r["n_images"],
            "n_gt": r["n_gt"], "n_pred": r["n_pred"], "images": names}
+    if a.bootstrap:
+        from .bootstrap import bootstrap_intervals, image_terms
+
+        terms = [image_terms(p, s, g) for p, s, g in zip(labels, scores, gt_labels)]
+        res["ci95"] = bootstrap_intervals(terms, n_boot=a.bootstrap)
     print("| metric | value |\n|---|---|")
     for k in ("ap50", "ap75", "map", "dice"):
-        print(f"| {k.upper() if k != 'map' else 'mAP'} | {res[k]:.4f} |")
+        ci = f" [{res['ci95'][k][0]:.4f}, {res['ci95'][k][1]:.4f}]" if "ci95" in res else ""
+        print(f"| {k.upper() if k != 'map' else 'mAP'} | {res[k]:.4f}{ci} |")
     print(f"| images / GT cells / predicted | {r['n_images']} / {r['n_gt']} / {r['n_pred']} |")
     if a.json:
         _atomic_bytes(json.dumps(res, indent=2).encode(), Path(a.json))
@@ -371,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pred", required=True, help="folder written by `cks predict`")
     e.add_argument("--gt", required=True, help="dataset spec with masks")
     e.add_argument("--json", help="also write the metrics to this file")
+    e.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="add 95%% bootstrap intervals over images from N resamples (e.g. 1000)")
 
     add("presets", "list configuration presets (ablations) and model sizes")
     return p

@@ -113,10 +113,12 @@ def test_evaluate_pairs_each_image_with_its_own_prediction(data, tmp_path, capsy
         tifffile.imwrite(pred / name / "raw.labels.tif", lab.astype(np.uint16))
         rows = ["label,score,y,x,area"] + [f"{k},1.0,0,0,{(lab == k).sum()}" for k in range(1, lab.max() + 1)]
         (pred / name / "raw.csv").write_text("\n".join(rows) + "\n")
-    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root, "--json", tmp_path / "m.json")
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root, "--json", tmp_path / "m.json",
+                           "--bootstrap", "50")
     assert rc == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["ap50"] == 1.0 and m["dice"] == 1.0 and m["n_images"] == 3
+    assert m["ci95"]["ap50"] == [1.0, 1.0] and m["ci95"]["n_boot"] == 50  # perfect on every image
     (pred / "set3" / "raw.csv").unlink()  # a label image without its table
     rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root)
     assert_user_error(rc, err, "raw.csv")
