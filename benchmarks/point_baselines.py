@@ -3,7 +3,12 @@
     python benchmarks/point_baselines.py --tune usiigaci_nih3t3_phase/train:set17-20 \
         --report usiigaci_nih3t3_phase/val:set46-50 --protocol usiigaci_points
 
-Points are the mask centroids (the paper's LIVECell protocol). The disk radius r of
+    python benchmarks/point_baselines.py --points nuclei --protocol deepcell_nuclei \
+        --tune deepcell2016_covertlab:<val split> --report deepcell2016_covertlab:<test split>
+    (``--split-tune val --split-report test`` take the named splits of cks.data.registry.SPLITS)
+
+Points are the mask centroids (the paper's LIVECell protocol) or, with ``--points nuclei``, detected on
+the nuclear channel (the A431 protocol). The disk radius r of
 :func:`cks.baselines.voronoi_disks` and the watershed's ``max_radius``/``smooth`` are chosen by instance
 Dice on the tuning split (these methods give no scores, so AP ranks by label order; Dice is the
 metric they can be judged on). Writes ``results/<protocol>/{voronoi_disks,seeded_watershed}.json``.
@@ -21,19 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.record import git_commit, hardware  # noqa: E402
+from cks.bootstrap import bootstrap_intervals, image_terms  # noqa: E402
 from cks.baselines import constant_scores, seeded_watershed, voronoi_disks  # noqa: E402
 from cks.data.spec import load_dataset  # noqa: E402
 from cks.metrics import evaluate  # noqa: E402
 
 
-def run(method, samples, **kw):
+def run(method, samples, intervals: bool = False, **kw):
     labs = []
     for s in samples:
         if method == "voronoi_disks":
             labs.append(voronoi_disks(s["points"], s["label"].shape, **kw))
         else:
             labs.append(seeded_watershed(s["image"], s["points"], **kw))
-    return evaluate(labs, [constant_scores(l) for l in labs], [s["label"] for s in samples])
+    scores, gts = [constant_scores(l) for l in labs], [s["label"] for s in samples]
+    r = evaluate(labs, scores, gts)
+    if intervals:
+        r["ci95"] = bootstrap_intervals([image_terms(*t) for t in zip(labs, scores, gts)])
+    return r
 
 
 GRIDS = {"voronoi_disks": {"radius": [10, 15, 20, 25, 30, 35, 40, 50]},
@@ -45,9 +55,12 @@ def main(argv=None):
     p.add_argument("--tune", required=True)
     p.add_argument("--report", required=True)
     p.add_argument("--protocol", required=True)
+    p.add_argument("--points", choices=["centroid", "nuclei"], default="centroid")
+    p.add_argument("--split-tune", help="named split of the --tune data set (e.g. val)")
+    p.add_argument("--split-report", help="named split of the --report data set (e.g. test)")
     a = p.parse_args(argv)
-    tune = load_dataset(a.tune, points="centroid")
-    report = load_dataset(a.report, points="centroid")
+    tune = load_dataset(a.tune, split=a.split_tune, points=a.points)
+    report = load_dataset(a.report, split=a.split_report, points=a.points)
     for method, grid in GRIDS.items():
         t0 = time.time()
         keys = list(grid)
@@ -56,12 +69,14 @@ def main(argv=None):
             kw = dict(zip(keys, values))
             scored.append((run(method, tune, **kw)["dice"], kw))
         best_dice, best = max(scored, key=lambda x: x[0])
-        r = run(method, report, **best)
+        r = run(method, report, intervals=True, **best)
         rec = {"protocol": a.protocol, "model": method,
-               "metrics": {k: r[k] for k in ("ap50", "ap75", "map", "dice", "n_gt", "n_pred", "n_images")},
-               "tuned_on": a.tune, "reported_on": a.report, "tuned_params": best, "tuning_dice": best_dice,
+               "metrics": {k: r[k] for k in ("ap50", "ap75", "map", "dice", "n_gt", "n_pred", "n_images", "ci95")},
+               "tuned_on": a.tune + (f" ({a.split_tune} split)" if a.split_tune else ""),
+               "reported_on": a.report + (f" ({a.split_report} split)" if a.split_report else ""), "tuned_params": best, "tuning_dice": best_dice,
                "tuning_grid": [{"dice": d, **kw} for d, kw in scored],
-               "note": "points = mask centroids at native resolution; no scores, so AP ranks by label order",
+               "note": (f"points = {'mask centroids' if a.points == 'centroid' else 'LoG detections on the nuclear channel'}"
+                        " at native resolution; no scores, so AP ranks by label order"),
                "git_commit": git_commit(), "hardware": hardware(), "wall_s": round(time.time() - t0, 1)}
         out = ROOT / "results" / a.protocol / f"{method}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,9 @@ Measurements (each in its own subprocess, so peak memory is honest; peak RSS inc
    decode + NMS + paste. The detection maps are replaced by maps that encode n cells on a jittered
    grid, so decode/NMS/paste run on n detections even with random weights; the pasted masks are the
    head's windows shifted to 10 % fill (random weights fill ~50 % of a window, 10x a real cell).
+3. ``tiles`` (with ``--model RUN --image PATH``) — end-to-end :func:`cks.predict.predict` of a *trained* model
+   on one real image mirrored out to S x S px (S = 512 ... 4000; above the tile size the image is cut into
+   overlapping tiles), so cell counts are real: time, time per megapixel, cells found and peak RSS per size.
 """
 from __future__ import annotations
 
@@ -139,6 +142,25 @@ def run_infer(n: int, size: str, repeat: int) -> dict:
             "total_s": total, "decode_nms_paste_fraction": times["decode_nms_paste"] / total, "peak_rss_mb": _rss_mb()}
 
 
+def run_tiles(side: int, model_path: str, image_path: str, repeat: int) -> dict:
+    """predict() on ``image_path`` mirrored (numpy 'symmetric' padding) to ``side`` x ``side`` px."""
+    import numpy as np
+
+    from .checkpoint import load_model
+    from .data.io import read_image
+    from .predict import predict
+
+    model = load_model(model_path)
+    img = read_image(image_path)
+    h, w = img.shape[-2:]
+    big = np.pad(img, ((0, 0), (0, max(0, side - h)), (0, max(0, side - w))), mode="symmetric")[:, :side, :side]
+    base = _rss_mb()
+    label, table = predict(model, big)
+    t = _median_time(lambda: predict(model, big), repeat)
+    return {"what": "tiles", "side": side, "megapixels": side * side / 1e6, "cells": int(len(table["label"])),
+            "time_s": t, "s_per_megapixel": t / (side * side / 1e6), "base_rss_mb": base, "peak_rss_mb": _rss_mb()}
+
+
 def _sub(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, "-m", "cks.bench", "--one", *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -155,7 +177,25 @@ def main(argv=None) -> None:
     p.add_argument("--seg-size", default="convnext_small", help="model size for the segmentation-head benchmark")
     p.add_argument("--size", default="convnext_small", help="model size for the inference split")
     p.add_argument("--cells", default="500,2000,4000")
+    p.add_argument("--model", help="trained run folder: measure image-size scaling only (with --image)")
+    p.add_argument("--image", help="real image mirrored out to each size of --sides")
+    p.add_argument("--sides", default="512,1024,2048,4000")
     a = p.parse_args(argv)
+    if a.one is not None and a.one[0] == "tiles":
+        print(json.dumps(run_tiles(int(a.one[1]), a.one[2], a.one[3], int(a.one[4]))))
+        return
+    if a.model:
+        if not a.image:
+            p.error("--model needs --image (a real image to mirror out to each size)")
+        rows = []
+        for side in [int(s) for s in a.sides.split(",")]:
+            r = _sub(["tiles", str(side), a.model, a.image, "1" if a.quick else "3"])
+            rows.append(r)
+            print(f"tiles {side:5d}^2: {r['time_s']:.2f} s, {r['s_per_megapixel']:.2f} s/MP "
+                  f"(x{r['s_per_megapixel'] / rows[0]['s_per_megapixel']:.2f} of the {rows[0]['side']}^2 rate), "
+                  f"{r['cells']} cells, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        print(json.dumps(rows))
+        return
     if a.one is not None:
         kind, n, size, repeat = a.one[0], int(a.one[1]), a.one[2], int(a.one[3])
         import torch

@@ -51,8 +51,9 @@ MODEL_ALIASES = {"base": ("base", "cks_base")}
 #: Protocols preferred for each table (Usiigaci stands in for LIVECell; DeepCell has several cell types
 #: and a nuclear channel).
 TABLE_PROTOCOLS = {"I": ("usiigaci_points", "usiigaci_masks"), "II": ("usiigaci_masks", "usiigaci_points"),
-                   "III": ("usiigaci_points", "deepcell_points"), "V": ("usiigaci_points",),
-                   "VI": ("deepcell_points",), "VII": ("usiigaci_points",), "VIII": ("deepcell_nuclei",)}
+                   "III": ("usiigaci_points",), "V": ("usiigaci_ablation", "usiigaci_points"),
+                   "VI": ("deepcell_nuclei", "deepcell_points"), "VII": ("usiigaci_ablation", "usiigaci_points"),
+                   "VIII": ("deepcell_nuclei",)}
 
 
 def repo_root() -> Path:
@@ -114,9 +115,10 @@ def table_records(records: list[dict], key: str) -> list[dict]:
     centroid-point protocols (III: protocol without "nuclei"), nuclear-point protocols (VIII)."""
     key = _table_key(key)
     if key == "I":
-        return [r for r in records if "supervised" in r["model"] or r["model"] == "table2_full"]
+        return [r for r in records if "supervised" in r["model"] or r["model"] == "table2_full"
+                or r["model"].startswith("cellpose")]
     if key == "III":
-        return [r for r in records if "nuclei" not in r["protocol"]]
+        return [r for r in records if r["protocol"] in TABLE_PROTOCOLS["III"]]
     if key == "VIII":
         return [r for r in records if "nuclei" in r["protocol"]]
     raise KeyError(f"table {key} has preset rows; use comparison_markdown (or find_result)")
@@ -132,6 +134,18 @@ def metrics_from_history(history: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------ Markdown tables
+def metric_text(rec: dict | None, key: str, digits: int = 3):
+    """A result's metric with its 95 % bootstrap interval when recorded: ``"0.504 [0.423, 0.583]"``;
+    the bare value without one; :data:`NOT_MEASURED` without a result."""
+    if rec is None:
+        return NOT_MEASURED
+    v = rec["metrics"].get(key)
+    ci = (rec["metrics"].get("ci95") or {}).get(key)
+    if v is None or not ci:
+        return v
+    return f"{float(v):.{digits}f} [{float(ci[0]):.{digits}f}, {float(ci[1]):.{digits}f}]"
+
+
 def provenance_text(rec: dict | None) -> str:
     """One line: commit, hardware, steps reached / step budget, CPU minutes, wall time."""
     if rec is None:
@@ -177,21 +191,27 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
         row = {"our row": preset, "protocol": rec["protocol"] if rec else "-"}
         for c in cols:
             row[f"{c} (paper)"] = vals.get(c)
-            row[f"{c} (ours)"] = rec["metrics"].get(METRIC_KEYS[c]) if rec else NOT_MEASURED
+            row[f"{c} (ours)"] = metric_text(rec, METRIC_KEYS[c])
         row["our provenance"] = provenance_text(rec)
         rows[name] = row
     return markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")]
                           + ["our provenance"])
 
 
-def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP")) -> str:
-    """Our results, one row per file (protocol / model), with their provenance; "not yet measured" if none."""
+def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"), notes: bool = False) -> str:
+    """Our results, one row per file (protocol / model): each metric with its 95 % bootstrap interval over
+    images when recorded, the cell count, where it was evaluated, its provenance and (``notes``) what
+    differs from the paper; "not yet measured" if there is none."""
     if not records:
         return f"*{NOT_MEASURED}*"
-    rows = {f"{r['protocol']} / {r['model']}": {**{c: r["metrics"].get(METRIC_KEYS[c]) for c in columns},
+    rows = {f"{r['protocol']} / {r['model']}": {**{c: metric_text(r, METRIC_KEYS[c]) for c in columns},
+                                                "cells": r["metrics"].get("n_gt"),
                                                 "evaluated on": r.get("reported_on"),
-                                                "provenance": provenance_text(r)} for r in records}
-    return markdown_table(rows, list(columns) + ["evaluated on", "provenance"])
+                                                "provenance": provenance_text(r),
+                                                **({"differs from the paper": r.get("note") or "-"} if notes else {})}
+            for r in records}
+    return markdown_table(rows, list(columns) + ["cells", "evaluated on", "provenance"]
+                          + (["differs from the paper"] if notes else []))
 
 
 def smoke_markdown(rows: dict[str, dict], columns=("steps", "dice", "ap50", "ap75", "map"),

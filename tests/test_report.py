@@ -128,3 +128,17 @@ def test_collaborator_maps_shapes_and_range():
     for v in m.values():
         assert v.shape == (32, 40) and v.min() >= 0 and v.max() <= 1
     assert col.training  # mode restored
+
+
+def test_intervals_and_notes_are_shown_next_to_the_number():
+    from cks.report import metric_text
+
+    rec = _rec("usiigaci_points", "cks_base", ap50=0.5)
+    assert metric_text(rec, "ap50") == 0.5  # no interval recorded: the bare value
+    rec["metrics"]["ci95"] = {"ap50": [0.25, 0.75]}
+    rec["note"] = "16 images instead of 3,253"
+    assert metric_text(rec, "ap50") == "0.500 [0.250, 0.750]"
+    assert metric_text(None, "ap50") == NOT_MEASURED
+    md = results_markdown([rec], notes=True)
+    assert "0.500 [0.250, 0.750]" in md and "16 images instead of 3,253" in md
+    assert "0.500 [0.250, 0.750]" in comparison_markdown("V", [{**rec, "model": "base"}])
