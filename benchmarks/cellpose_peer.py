@@ -139,34 +139,38 @@ def main() -> None:
     kw = dict(channels=[0, 0], normalize=True, SGD=True, learning_rate=a.lr, weight_decay=1e-5, momentum=0.9,
               batch_size=8, bsize=224, rescale=True, min_train_masks=5, save_every=10**9,
               save_path=str(out), model_name="cellpose_peer")
-    batches_per_epoch = -(-len(imgs) // kw["batch_size"])
+    bpe = -(-len(imgs) // kw["batch_size"])  # batches per epoch
 
     real_loss = train._loss_fn_seg
-    state = {"calls": 0, "limit": None, "losses": []}
+    state = {"calls": 0, "limit": None, "losses": [], "cpu_at_call": []}
 
     def guarded_loss(lbl, y, device):  # called once per training batch (no test set is given)
         if state["limit"] is not None and time.process_time() >= state["limit"]:
             raise OutOfBudget
         state["calls"] += 1
+        state["cpu_at_call"].append(time.process_time())
         loss = real_loss(lbl, y, device)
         state["losses"].append(float(loss.detach()))
         return loss
     train._loss_fn_seg = guarded_loss
 
     # ---- probe: CPU seconds per epoch (weights reset afterwards)
-    s_per_epoch, cpu_probe = None, 0.0
+    s_per_epoch, cpu_probe, overhead = None, 0.0, 0.0
     if a.probe_epochs > 0 and a.epochs > 0:
         init = copy.deepcopy(net.state_dict())
         c = time.process_time()
         train.train_seg(net, train_data=imgs, train_labels=flows, n_epochs=a.probe_epochs,
                         **{**kw, "model_name": "probe"})
         cpu_probe = time.process_time() - c
-        s_per_epoch = cpu_probe / a.probe_epochs
+        t = state["cpu_at_call"]  # steady state: the last epoch's batches (no first-step warm-up)
+        s_per_epoch = t[-1] - t[-1 - bpe] if len(t) > bpe else cpu_probe / a.probe_epochs
+        overhead = max(0.0, cpu_probe - a.probe_epochs * s_per_epoch)  # setup + warm-up, paid again below
         net.load_state_dict(init)
         (out / "models" / "probe").unlink(missing_ok=True)
-    left = budget_s - time.process_time()
+    left = budget_s - time.process_time() - overhead
     n_epochs = a.epochs if s_per_epoch is None else max(1, min(a.epochs, int(left // s_per_epoch)))
-    print(f"probe: {s_per_epoch} CPU s/epoch; {left:.0f} CPU s left -> n_epochs={n_epochs}", flush=True)
+    print(f"probe: {s_per_epoch} CPU s/epoch (+{overhead:.1f} s setup); {left:.0f} CPU s left "
+          f"-> n_epochs={n_epochs}", flush=True)
 
     # ---- training, hard-stopped at the CPU budget
     state.update(calls=0, limit=budget_s, losses=[])
@@ -178,7 +182,7 @@ def main() -> None:
         hard_stop = True
         net.save_model(str(out / "models" / "cellpose_peer"))
     train._loss_fn_seg = real_loss
-    epochs_done = state["calls"] / batches_per_epoch
+    epochs_done = state["calls"] / bpe
     cpu_train = time.process_time() - c_train
     cpu_total = time.process_time()
     wall_train = time.time() - t0
@@ -219,7 +223,7 @@ def main() -> None:
                cpu_minutes=round(cpu_total / 60, 3), cpu_s_breakdown=dict(
                    data_and_flows=round(cpu_data, 2), probe=round(cpu_probe, 2), train=round(cpu_train, 2),
                    predict=round(time.process_time() - c_pred, 2)),
-               cpu_s_per_epoch_probe=s_per_epoch, cpu_s_per_epoch_train=cpu_train / max(epochs_done, 1e-9),
+               cpu_s_per_epoch_probe=s_per_epoch, cpu_s_setup_probe=overhead, cpu_s_per_epoch_train=cpu_train / max(epochs_done, 1e-9),
                wall_s=round(wall_train, 1), wall_s_train=round(time.time() - w_train, 1),
                wall_s_total=round(time.time() - t0, 1), budget_cpu_minutes=a.cpu_minutes,
                settings=dict(scale=a.scale, train_sets=parse_sets(a.train_sets), pred_sets=parse_sets(a.pred_sets),

@@ -194,8 +194,18 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
             row[f"{c} (ours)"] = metric_text(rec, METRIC_KEYS[c])
         row["our provenance"] = provenance_text(rec)
         rows[name] = row
-    return markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")]
-                          + ["our provenance"])
+    table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")]
+                           + ["our provenance"])
+    return table + notes_markdown([find_result(records, ROW_PRESETS[key][n], TABLE_PROTOCOLS.get(key, ()))
+                                    for n in t["rows"]])
+
+
+def notes_markdown(recs: list[dict | None]) -> str:
+    """What differs from the paper, once per distinct note of the given results (below a table)."""
+    notes = list(dict.fromkeys(f"{r['protocol']}: {r['note']}" for r in recs if r and r.get("note")))
+    return "".join(f"\n\n*What differs from the paper ({n.split(':', 1)[0]}):* {n.split(': ', 1)[1]}"
+                   for n in notes) + ("\n\nOur values: point estimate [95 % bootstrap interval over images]."
+                                      if any(r and (r["metrics"].get("ci95")) for r in recs) else "")
 
 
 def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"), notes: bool = False) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cks.errors import CksDataError
 
-__all__ = ["DatasetInfo", "DATASETS", "SPLITS", "LIVECELL_SCALES_V1", "data_dir", "fetch",
+__all__ = ["DatasetInfo", "DATASETS", "SPLITS", "LIVECELL_SCALES_V1", "data_dir", "fetch", "fetch_book_data",
            "download_file", "sha256_file", "read_manifest", "verify"]
 
 ENV_VAR = "CKS_DATA_DIR"
@@ -227,6 +227,21 @@ def fetch(name: str | DatasetInfo, dest=None, url: str | None = None, files: str
             continue
         download_file(url if remote is None else _join(base, remote), path, digest)
     return target
+
+
+#: The real data sets the book's chapters read.
+BOOK_DATASETS = ("usiigaci_nih3t3_phase", "deepcell2016_covertlab")
+
+
+def fetch_book_data(dest=None, names=BOOK_DATASETS) -> Path:
+    """Download the sets the book reads into ``dest`` (default ``$CKS_DATA_DIR``, created if missing), skipping
+    files already there with the right checksum. The Colab install cell of every chapter calls this."""
+    root = Path(dest) if dest is not None else Path(os.environ.get(ENV_VAR, "").strip() or "cks_data").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        print(f"fetch {name} -> {root / name}", flush=True)
+        fetch(name, root)
+    return root
 
 
 def verify(name: str, root=None) -> dict[str, list[str]]:
