@@ -165,6 +165,8 @@ def provenance_text(rec: dict | None) -> str:
         parts.append(f"{float(rec['cpu_minutes']):.0f} CPU-min")
     if rec.get("wall_s") is not None:
         parts.append(f"{float(rec['wall_s']) / 60:.1f} min wall")
+    if (rec.get("metrics") or {}).get("score_threshold") is not None:
+        parts.append(f"score >= {rec['metrics']['score_threshold']}")
     return ", ".join(parts) or "no provenance recorded"
 
 

@@ -220,6 +220,25 @@ def plot_curves(x, curves: dict, xlabel: str = "", ylabel: str = "", title: str 
     return fig or ax.figure
 
 
+def plot_validation_curves(records: list[dict], metrics=("ap50", "dice"), title: str = "", size=(4.6, 3.2)):
+    """Tuning-split curves of recorded results (``record["validation_curve"]``: step, val_ap50, ...), one panel
+    per metric, one line per result: shows whether each run had converged when it stopped."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(size[0] * len(metrics), size[1]), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for r in records:
+            curve = [c for c in r.get("validation_curve") or [] if f"val_{m}" in c]
+            if curve:
+                ax.plot([c["step"] for c in curve], [c[f"val_{m}"] for c in curve], marker=".", label=r["model"])
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{m} (tuning split)")
+        ax.set_title(f"{title} {m}".strip(), fontsize=9)
+        if ax.lines:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def _cells(rows: dict, columns, digits: int):
     columns = list(columns or dict.fromkeys(k for r in rows.values() for k in r))
 
