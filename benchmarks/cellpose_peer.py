@@ -33,6 +33,7 @@ import argparse
 import copy
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -107,6 +108,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")  # train_seg's loss log
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
     torch.manual_seed(a.seed)
@@ -218,12 +220,14 @@ def main() -> None:
         n_cells[f"set{n}"] = k
         print(f"set{n}: {k} cells", flush=True)
 
-    rec = dict(method="cellpose3_from_scratch", cellpose=version("cellpose"), torch=torch.__version__, threads=a.threads,
+    rec = dict(method="cellpose3_from_scratch", cellpose=version("cellpose"), torch=torch.__version__,
+               threads=a.threads, mkldnn=bool(model.mkldnn),
                epochs_requested=a.epochs, epochs_planned=n_epochs, epochs=epochs_done, hard_stop=hard_stop,
-               cpu_minutes=round(cpu_total / 60, 3), cpu_s_breakdown=dict(
-                   data_and_flows=round(cpu_data, 2), probe=round(cpu_probe, 2), train=round(cpu_train, 2),
-                   predict=round(time.process_time() - c_pred, 2)),
-               cpu_s_per_epoch_probe=s_per_epoch, cpu_s_setup_probe=overhead, cpu_s_per_epoch_train=cpu_train / max(epochs_done, 1e-9),
+               cpu_minutes=round(cpu_total / 60, 3),  # process CPU from start to end of training
+               cpu_s_breakdown=dict(data_and_flows=round(cpu_data, 2), probe=round(cpu_probe, 2),
+                                    train=round(cpu_train, 2), predict=round(time.process_time() - c_pred, 2)),
+               cpu_s_per_epoch_probe=s_per_epoch, cpu_s_setup_probe=overhead,
+               cpu_s_per_epoch_train=cpu_train / max(epochs_done, 1e-9),
                wall_s=round(wall_train, 1), wall_s_train=round(wall_train_only, 1),
                wall_s_total=round(time.time() - t0, 1), budget_cpu_minutes=a.cpu_minutes,
                settings=dict(scale=a.scale, train_sets=parse_sets(a.train_sets), pred_sets=parse_sets(a.pred_sets),
