@@ -161,6 +161,26 @@ def run_tiles(side: int, model_path: str, image_path: str, repeat: int) -> dict:
             "time_s": t, "s_per_megapixel": t / (side * side / 1e6), "base_rss_mb": base, "peak_rss_mb": _rss_mb()}
 
 
+def _write_json(path: str, rows: list[dict], command: str, extra: dict) -> None:
+    """Measurements plus provenance (commit, CPU, cores, torch) as JSON."""
+    import os
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    meta = {"command": command, "git_commit": commit, "cpu": cpu, "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, **extra}
+    Path(path).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
 def _sub(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, "-m", "cks.bench", "--one", *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -180,6 +200,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", help="trained run folder: measure image-size scaling only (with --image)")
     p.add_argument("--image", help="real image mirrored out to each size of --sides")
     p.add_argument("--sides", default="512,1024,2048,4000")
+    p.add_argument("--json", help="also write the measurements (with commit and hardware) to this file")
     a = p.parse_args(argv)
     if a.one is not None and a.one[0] == "tiles":
         print(json.dumps(run_tiles(int(a.one[1]), a.one[2], a.one[3], int(a.one[4]))))
@@ -195,6 +216,9 @@ def main(argv=None) -> None:
                   f"(x{r['s_per_megapixel'] / rows[0]['s_per_megapixel']:.2f} of the {rows[0]['side']}^2 rate), "
                   f"{r['cells']} cells, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
         print(json.dumps(rows))
+        if a.json:
+            _write_json(a.json, rows, " ".join(["python -m cks.bench", *(argv if argv is not None else sys.argv[1:])]),
+                        {"model": a.model, "image": a.image})
         return
     if a.one is not None:
         kind, n, size, repeat = a.one[0], int(a.one[1]), a.one[2], int(a.one[3])
@@ -227,6 +251,8 @@ def main(argv=None) -> None:
         print(f"infer {a.size} n={n} (detected {r['n_detected']}): total {r['total_s']:.3f} s | {parts} | "
               f"decode/NMS/paste = {100 * r['decode_nms_paste_fraction']:.1f} % of the model time", flush=True)
     print(json.dumps(rows))
+    if a.json:
+        _write_json(a.json, rows, " ".join(["python -m cks.bench", *(argv if argv is not None else sys.argv[1:])]), {})
 
 
 if __name__ == "__main__":

@@ -142,3 +142,22 @@ def test_intervals_and_notes_are_shown_next_to_the_number():
     md = results_markdown([rec], notes=True)
     assert "0.500 [0.250, 0.750]" in md and "16 images instead of 3,253" in md
     assert "0.500 [0.250, 0.750]" in comparison_markdown("V", [{**rec, "model": "base"}])
+
+
+def test_speed_and_scaling_read_their_files(tmp_path):
+    from cks.report import scaling_markdown, speed_results
+
+    assert speed_results(tmp_path) is None and NOT_MEASURED in scaling_markdown(tmp_path)
+    _write(tmp_path / "speed_vs_lacss.json", {
+        "meta": {"git_commit": "abcdef0123", "cpu": "cpu-x", "threads": 2, "rounds": 3, "repeat": 3},
+        "markdown": "| table |", "ratios": [{"size": "520x704", "cks": "convnext_tiny", "ratio_lacss_best": 2.5}]})
+    s = speed_results(tmp_path)
+    assert s["ratio"][("520x704", "convnext_tiny")] == 2.5 and "commit abcdef0" in s["provenance"]
+    _write(tmp_path / "bench_tiles.json", {
+        "meta": {"command": "python -m cks.bench", "git_commit": "abcdef0123", "cpu": "cpu-x", "threads": 2,
+                 "torch": "2"},
+        "rows": [{"side": 512, "megapixels": 0.26, "cells": 40, "time_s": 0.5, "s_per_megapixel": 1.9,
+                  "peak_rss_mb": 900.4}]})
+    md = scaling_markdown(tmp_path)
+    assert "512 x 512" in md and "40" in md and "900" in md
+    assert "commit abcdef0" in md
