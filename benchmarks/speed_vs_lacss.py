@@ -12,7 +12,10 @@ is rotated each round, so slow drift of the machine's load hits every configurat
 * ``lacss/onetile`` — the same model with ``Predictor(..., grid_size=G, step_size=G - 32)``,
   ``G`` = the image's longer side rounded up to 32 px: one tile covering the whole image;
 * ``cks/convnext_tiny`` and ``cks/convnext_small`` — ``cks.predict.predict(model, image,
-  scale=1.0)`` of a random-init :class:`cks.models.principal.Principal` (one tile).
+  scale=1.0)`` of a random-init :class:`cks.models.principal.Principal` (one tile);
+* ``cks/convnext_tiny_stride4`` — an explanatory row, not the paper's model: ``convnext_tiny`` with the
+  detection head at stride 4 only (``detector.strides=(4,)``), the layout of lacss' current ``small``
+  (the paper, and cks by default, run the shared head at strides 4, 8, 16 and 32).
 
 Every subprocess gets the same threads: CPU affinity to the same ``--threads`` cores (this also
 sizes XLA's thread pool), ``OMP/MKL/OPENBLAS_NUM_THREADS``, ``torch.set_num_threads`` and, for one
@@ -136,7 +139,8 @@ def worker_cks(a) -> dict:
     h, w = image.shape
     t0 = time.perf_counter()
     torch.manual_seed(a.seed)
-    cfg = get_preset("base", size=a.config)
+    size, _, variant = a.config.partition("_stride")
+    cfg = get_preset("base", size=size, overrides={"detector.strides": (int(variant),)} if variant else None)
     model = Principal(cfg).eval()
     n_params = sum(p.numel() for p in model.parameters())
     pts = _jittered_grid(a.cells, (h, w), a.seed)[None]
@@ -397,7 +401,7 @@ def driver_main(a) -> None:
     for (h, w), name in zip(sizes, size_names):
         cells = int(a.cells) if a.cells != "auto" else CELLS_PER_GRID * _lacss_tiles(h, w)
         for impl, config in (("lacss", "tiled544"), ("cks", "convnext_tiny"), ("lacss", "onetile"),
-                             ("cks", "convnext_small")):
+                             ("cks", "convnext_small"), ("cks", "convnext_tiny_stride4")):
             if impl == "lacss" and a.skip_lacss:
                 continue
             if config in a.skip.split(","):

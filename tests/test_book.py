@@ -33,7 +33,7 @@ RANGES.update({
     "ch08_radius_watershed": (0.5, 100),
     **{f"ch08_{k}_{m}": _P for k in ("cks", "voronoi", "watershed") for m in ("dice", "ap50")},
     "ch09_n_files": (0, 100_000), "ch09_n_protocols": (0, 1000), "ch09_n_ablation_rows": (0, 100),
-    "ch09_speed_tiny_520": (0.01, 1000), "ch09_speed_tiny_512": (0.01, 1000),
+    "ch09_speed_tiny_520": (0.01, 1000), "ch09_speed_s4_520": (0.01, 1000), "ch09_speed_tiny_512": (0.01, 1000),
     "ch10_n_points": (1, 100_000), "ch10_exactly_one": _P, "ch10_train_s": (0, 3600), "ch10_cells_val0": (0, 10_000),
     "ch10_ap50": _P, "ch10_dice": _P, "ch10_cells_whole": (0, 100_000), "ch10_cells_tiled": (0, 100_000),
 })
