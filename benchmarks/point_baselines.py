@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.record import git_commit, hardware  # noqa: E402
-from cks.bootstrap import bootstrap_intervals, image_terms  # noqa: E402
+from cks.provenance import git_commit, hardware  # noqa: E402
+from cks.bootstrap import evaluate_with_intervals  # noqa: E402
 from cks.baselines import constant_scores, seeded_watershed, voronoi_disks  # noqa: E402
 from cks.data.spec import load_dataset  # noqa: E402
 from cks.metrics import evaluate  # noqa: E402
@@ -40,10 +40,7 @@ def run(method, samples, intervals: bool = False, **kw):
         else:
             labs.append(seeded_watershed(s["image"], s["points"], **kw))
     scores, gts = [constant_scores(l) for l in labs], [s["label"] for s in samples]
-    r = evaluate(labs, scores, gts)
-    if intervals:
-        r["ci95"] = bootstrap_intervals([image_terms(*t) for t in zip(labs, scores, gts)])
-    return r
+    return evaluate_with_intervals(labs, scores, gts) if intervals else evaluate(labs, scores, gts)
 
 
 GRIDS = {"voronoi_disks": {"radius": [10, 15, 20, 25, 30, 35, 40, 50]},

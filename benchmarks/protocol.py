@@ -82,10 +82,9 @@ def run_train(proto: dict, a, run_dir: Path) -> None:
 
 def predict_and_score(spec: str, run_dir: Path, n_boot: int) -> dict:
     """Predict every report image at native size (the model's training scale), score, bootstrap."""
-    from cks.bootstrap import bootstrap_intervals, image_terms
+    from cks.bootstrap import evaluate_with_intervals
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
-    from cks.metrics import evaluate
     from cks.predict import predict, scores_by_label
 
     model = load_model(run_dir)
@@ -94,13 +93,8 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int) -> dict:
     preds = [predict(model, s["image"]) for s in samples]  # score threshold 0.5 (predict's default)
     secs = time.perf_counter() - t0
     labels, scores = [p[0] for p in preds], [scores_by_label(p[1]) for p in preds]
-    gts = [s["label"] for s in samples]
-    r = evaluate(labels, scores, gts)
-    terms = [image_terms(p, s, g) for p, s, g in zip(labels, scores, gts)]
-    return {"ap50": r["ap50"], "ap75": r["ap75"], "map": r["map"], "dice": r["dice"], "n_images": r["n_images"],
-            "n_gt": r["n_gt"], "n_pred": r["n_pred"], "images": [s["name"] for s in samples],
-            "score_threshold": 0.5, "predict_s": round(secs, 2),
-            "ci95": bootstrap_intervals(terms, n_boot=n_boot)}
+    r = evaluate_with_intervals(labels, scores, [s["label"] for s in samples], n_boot=n_boot)
+    return {**r, "images": [s["name"] for s in samples], "score_threshold": 0.5, "predict_s": round(secs, 2)}
 
 
 def main(argv=None) -> Path:

@@ -1,7 +1,12 @@
 """End-to-end CPU speed: cks against the author's ``lacss`` (image in, label image out).
 
-    python benchmarks/speed_vs_lacss.py --threads 2 --rounds 5 --repeat 5 \
+    CKS_DATA_DIR=... CKS_LACSS_PYTHON=/path/to/lacss-venv/bin/python \
+    python benchmarks/speed_vs_lacss.py --threads 2 --rounds 3 --repeat 3 --warmup 1 \
         --out results/speed_vs_lacss.json
+
+The lacss environment (never a cks requirement): a throwaway venv with CPU ``jax/jaxlib 0.4.38``,
+``flax 0.10.4``, ``numpy<2`` and the other packages of lacss-anchor-notes section 9, then
+``pip install lacss==0.15.2 xtrain==0.4.3 --no-deps`` and ``vedo``.
 
 One driver runs every measurement as its own subprocess, interleaved round by round (the order
 is rotated each round, so slow drift of the machine's load hits every configuration alike):
@@ -53,7 +58,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -62,8 +66,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = "/work/shared/data/usiigaci_nih3t3_phase/val/set46/raw.tif"
-DEFAULT_LACSS_PY = "/work/envs/lacss/bin/python"
+sys.path.insert(0, str(ROOT))
+#: Source image, under $CKS_DATA_DIR (the test images are crops of it); --image overrides.
+DEFAULT_IMAGE = os.path.join(os.environ.get("CKS_DATA_DIR", ""), "usiigaci_nih3t3_phase/val/set46/raw.tif")
+#: Python of the throwaway lacss environment (lacss-anchor-notes section 9); --lacss-python overrides.
+DEFAULT_LACSS_PY = os.environ.get("CKS_LACSS_PYTHON", "lacss-venv/bin/python")
 CELLS_PER_GRID = 256  # lacss Predictor default
 LACSS_GRID, LACSS_STEP = 544, 480  # lacss Predictor defaults
 
@@ -112,18 +119,6 @@ def _timed(fn, warmup: int, repeat: int):
 # workers
 
 
-def _jittered_grid(n: int, hw: tuple[int, int], seed: int = 0):
-    """``n`` (y, x) points on a jittered grid inside ``hw`` (neighbours > 8 px apart for n <~ area/100)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    ny = max(1, round(math.sqrt(n * hw[0] / hw[1])))
-    nx = math.ceil(n / ny)
-    yy, xx = torch.meshgrid(torch.linspace(8, hw[0] - 9, ny), torch.linspace(8, hw[1] - 9, nx), indexing="ij")
-    pts = torch.stack([yy.flatten(), xx.flatten()], 1)[:n]
-    return pts + (torch.rand(pts.shape, generator=g) - 0.5) * 2.0
-
-
 def worker_cks(a) -> dict:
     import numpy as np
     import torch
@@ -143,7 +138,9 @@ def worker_cks(a) -> dict:
     cfg = get_preset("base", size=size, overrides={"detector.strides": (int(variant),)} if variant else None)
     model = Principal(cfg).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    pts = _jittered_grid(a.cells, (h, w), a.seed)[None]
+    from cks.bench import grid_points
+
+    pts = grid_points(a.cells, (h, w), a.seed, margin=8.0, jitter=2.0)[None]
     valid = torch.ones(pts.shape[:2], dtype=torch.bool)
 
     class ForcedDetections(nn.Module):
@@ -320,24 +317,6 @@ def _load() -> list[float]:
         return []
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return "unknown"
-
-
 def summarise(results: list[dict], sizes: list[str]) -> tuple[list[dict], list[dict]]:
     rows = []
     for size in sizes:
@@ -391,6 +370,8 @@ def markdown(rows: list[dict], ratios: list[dict], a) -> str:
 
 
 def driver_main(a) -> None:
+    from cks.provenance import cpu_model, git_commit
+
     sizes = [_parse_size(s) for s in a.sizes.split(",")]
     size_names = [f"{h}x{w}" for h, w in sizes]
     avail = sorted(os.sched_getaffinity(0))
@@ -409,7 +390,7 @@ def driver_main(a) -> None:
             jobs.append({"impl": impl, "config": config, "size": name, "cells": cells})
     results = []
     started = time.time()
-    meta = {"command": " ".join([sys.executable] + sys.argv), "git_commit": _git_commit(), "cpu": _cpu_model(),
+    meta = {"command": " ".join([sys.executable] + sys.argv), "git_commit": git_commit(), "cpu": cpu_model(),
             "cores_available": len(avail), "cores_used": cores, "threads": a.threads, "rounds": a.rounds,
             "repeat": a.repeat, "warmup": a.warmup, "cells": a.cells, "lacss_nms_iou": a.lacss_nms_iou,
             "load_avg_start": _load(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -44,8 +44,9 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(ts)
 
 
-def _random_points(n: int, hw=(520, 704), seed: int = 0):
-    """``n`` cell locations on a jittered grid (neighbours > 8 px apart, so NMS keeps all of them)."""
+def grid_points(n: int, hw=(520, 704), seed: int = 0, margin: float = 4.0, jitter: float = 0.6):
+    """``n`` cell locations ``[n, 2]`` (y, x) on a grid ``margin`` px inside ``hw``, each moved by up to
+    ``jitter / 2`` px (neighbours stay > 8 px apart for n up to ~area/100, so NMS keeps all of them)."""
     import math
 
     import torch
@@ -53,9 +54,10 @@ def _random_points(n: int, hw=(520, 704), seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     ny = max(1, round(math.sqrt(n * hw[0] / hw[1])))
     nx = math.ceil(n / ny)
-    yy, xx = torch.meshgrid(torch.linspace(4, hw[0] - 5, ny), torch.linspace(4, hw[1] - 5, nx), indexing="ij")
+    yy, xx = torch.meshgrid(torch.linspace(margin, hw[0] - 1 - margin, ny),
+                            torch.linspace(margin, hw[1] - 1 - margin, nx), indexing="ij")
     pts = torch.stack([yy.flatten(), xx.flatten()], 1)[:n]
-    return pts + (torch.rand(pts.shape, generator=g) - 0.5) * 0.6
+    return pts + (torch.rand(pts.shape, generator=g) - 0.5) * jitter
 
 
 def run_seg(n: int, size: str, repeat: int, train: bool) -> dict:
@@ -70,7 +72,7 @@ def run_seg(n: int, size: str, repeat: int, train: bool) -> dict:
     x = torch.randn(1, 1, 520, 704)
     with torch.no_grad():
         feat4 = model.features(x)[4]
-    pts = _random_points(n)
+    pts = grid_points(n)
     bi = torch.zeros(n, dtype=torch.long)
     base = _rss_mb()
     if train:
@@ -101,7 +103,7 @@ def run_infer(n: int, size: str, repeat: int) -> dict:
     model = Principal(cfg).eval()
     x = torch.randn(1, 1, 520, 704)
     xp = pad_to_multiple(match_channels(x, cfg.backbone.in_channels), 32)
-    pts = _random_points(n)[None]
+    pts = grid_points(n)[None]
     valid = torch.ones(1, n, dtype=torch.bool)
     times = {}
     with torch.no_grad():
@@ -164,18 +166,13 @@ def run_tiles(side: int, model_path: str, image_path: str, repeat: int) -> dict:
 def _write_json(path: str, rows: list[dict], command: str, extra: dict) -> None:
     """Measurements plus provenance (commit, CPU, cores, torch) as JSON."""
     import os
-    import platform
     from pathlib import Path
 
     import torch
 
-    try:
-        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "HEAD"],
-                                capture_output=True, text=True).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    from .provenance import cpu_model, git_commit
+
+    commit, cpu = git_commit(), cpu_model()
     meta = {"command": command, "git_commit": commit, "cpu": cpu, "cores": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, **extra}
     Path(path).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -202,9 +199,17 @@ def main(argv=None) -> None:
     p.add_argument("--sides", default="512,1024,2048,4000")
     p.add_argument("--json", help="also write the measurements (with commit and hardware) to this file")
     a = p.parse_args(argv)
-    if a.one is not None and a.one[0] == "tiles":
-        print(json.dumps(run_tiles(int(a.one[1]), a.one[2], a.one[3], int(a.one[4]))))
+    if a.one is not None:  # one measurement, in this subprocess
+        kind, args = a.one[0], a.one[1:]
+        import torch
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        run = {"seg_train": lambda n, size, rep: run_seg(int(n), size, int(rep), True),
+               "seg_infer": lambda n, size, rep: run_seg(int(n), size, int(rep), False),
+               "infer": lambda n, size, rep: run_infer(int(n), size, int(rep)),
+               "tiles": lambda side, model, image, rep: run_tiles(int(side), model, image, int(rep))}[kind]
+        print(json.dumps(run(*args)))
         return
+    command = " ".join(["python -m cks.bench", *(argv if argv is not None else sys.argv[1:])])
     if a.model:
         if not a.image:
             p.error("--model needs --image (a real image to mirror out to each size)")
@@ -217,20 +222,7 @@ def main(argv=None) -> None:
                   f"{r['cells']} cells, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
         print(json.dumps(rows))
         if a.json:
-            _write_json(a.json, rows, " ".join(["python -m cks.bench", *(argv if argv is not None else sys.argv[1:])]),
-                        {"model": a.model, "image": a.image})
-        return
-    if a.one is not None:
-        kind, n, size, repeat = a.one[0], int(a.one[1]), a.one[2], int(a.one[3])
-        import torch
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        if kind == "seg_train":
-            r = run_seg(n, size, repeat, True)
-        elif kind == "seg_infer":
-            r = run_seg(n, size, repeat, False)
-        else:
-            r = run_infer(n, size, repeat)
-        print(json.dumps(r))
+            _write_json(a.json, rows, command, {"model": a.model, "image": a.image})
         return
     rep = 2 if a.quick else 5
     cells = [int(c) for c in a.cells.split(",")]
@@ -252,7 +244,7 @@ def main(argv=None) -> None:
               f"decode/NMS/paste = {100 * r['decode_nms_paste_fraction']:.1f} % of the model time", flush=True)
     print(json.dumps(rows))
     if a.json:
-        _write_json(a.json, rows, " ".join(["python -m cks.bench", *(argv if argv is not None else sys.argv[1:])]), {})
+        _write_json(a.json, rows, command, {})
 
 
 if __name__ == "__main__":

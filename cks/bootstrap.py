@@ -21,7 +21,7 @@ from .errors import CksDataError
 from .metrics import (DEFAULT_IOU_THRESHOLDS, _check_pair, _dice_from_terms, _dice_terms, _scores_for_ids,
                       average_precision, intersections, iou_from_intersections, match_at_iou)
 
-__all__ = ["image_terms", "metrics_from_terms", "bootstrap_intervals"]
+__all__ = ["image_terms", "metrics_from_terms", "bootstrap_intervals", "evaluate_with_intervals"]
 
 
 def image_terms(pred_label, scores, gt_label, iou_thresholds=DEFAULT_IOU_THRESHOLDS) -> dict:
@@ -81,3 +81,16 @@ def bootstrap_intervals(terms: list[dict], n_boot: int = 1000, seed: int = 0, le
     out = {k: [float(x) for x in np.nanpercentile(np.asarray(v, float), q)] for k, v in vals.items()}
     out.update(n_boot=int(n_boot), level=float(level), unit="image", seed=int(seed))
     return out
+
+
+def evaluate_with_intervals(pred_labels: list, pred_scores: list, gt_labels: list, n_boot: int = 1000,
+                            seed: int = 0) -> dict:
+    """:func:`cks.metrics.evaluate` of a list of images plus ``ci95`` (:func:`bootstrap_intervals`), with one
+    pass over the images: ``ap50, ap75, map, dice, n_gt, n_pred, n_images, ci95``."""
+    if not (len(pred_labels) == len(pred_scores) == len(gt_labels)):
+        raise CksDataError(f"got {len(pred_labels)} predicted label images, {len(pred_scores)} score sets and "
+                           f"{len(gt_labels)} ground-truth label images; give one of each per image.")
+    terms = [image_terms(p, s, g) for p, s, g in zip(pred_labels, pred_scores, gt_labels)]
+    return {**metrics_from_terms(terms), "n_gt": sum(t["n_gt"] for t in terms),
+            "n_pred": sum(int(t["scores"].size) for t in terms), "n_images": len(terms),
+            "ci95": bootstrap_intervals(terms, n_boot=n_boot, seed=seed)}

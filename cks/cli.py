@@ -289,14 +289,14 @@ def cmd_evaluate(a) -> dict:
         scores.append(_read_csv_scores(keys[k].with_name(keys[k].name[: -len('.labels.tif')] + ".csv")))
         gt_labels.append(g["label"])
         names.append(g["name"])
-    r = evaluate(labels, scores, gt_labels)
-    res = {"ap50": r["ap50"], "ap75": r["ap75"], "map": r["map"], "dice": r["dice"], "n_images": r["n_images"],
-           "n_gt": r["n_gt"], "n_pred": r["n_pred"], "images": names}
     if a.bootstrap:
-        from .bootstrap import bootstrap_intervals, image_terms
+        from .bootstrap import evaluate_with_intervals
 
-        terms = [image_terms(p, s, g) for p, s, g in zip(labels, scores, gt_labels)]
-        res["ci95"] = bootstrap_intervals(terms, n_boot=a.bootstrap)
+        r = evaluate_with_intervals(labels, scores, gt_labels, n_boot=a.bootstrap)
+    else:
+        r = evaluate(labels, scores, gt_labels)
+    res = {"ap50": r["ap50"], "ap75": r["ap75"], "map": r["map"], "dice": r["dice"], "n_images": r["n_images"],
+           "n_gt": r["n_gt"], "n_pred": r["n_pred"], "images": names, **({"ci95": r["ci95"]} if "ci95" in r else {})}
     print("| metric | value |\n|---|---|")
     for k in ("ap50", "ap75", "map", "dice"):
         ci = f" [{res['ci95'][k][0]:.4f}, {res['ci95'][k][1]:.4f}]" if "ci95" in res else ""

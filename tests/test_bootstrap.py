@@ -74,3 +74,17 @@ def test_interval_brackets_the_estimate_and_is_reproducible(image_set):
 def test_bad_input():
     with pytest.raises(CksDataError, match="no images"):
         bootstrap_intervals([])
+
+
+def test_evaluate_with_intervals_equals_evaluate(image_set):
+    from cks.bootstrap import evaluate_with_intervals
+
+    preds, scores, gts = (list(x) for x in zip(*image_set))
+    ref = M.evaluate(preds, scores, gts)
+    got = evaluate_with_intervals(preds, scores, gts, n_boot=100)
+    for k in ("ap50", "ap75", "map", "dice"):
+        assert got[k] == pytest.approx(ref[k], abs=1e-12)
+    assert (got["n_gt"], got["n_pred"], got["n_images"]) == (ref["n_gt"], ref["n_pred"], ref["n_images"])
+    assert got["ci95"] == bootstrap_intervals([image_terms(*t) for t in image_set], n_boot=100)
+    with pytest.raises(CksDataError, match="one of each per image"):
+        evaluate_with_intervals(preds, scores[:2], gts)

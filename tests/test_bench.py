@@ -1,0 +1,28 @@
+"""cks.bench: the forced cell layout and the image-size scaling run (real subprocesses, tiny model)."""
+import json
+
+import torch
+
+from cks.bench import grid_points, main
+from tests.test_cli import data, run  # noqa: F401  (module fixtures: generated images, a 3-step run)
+
+
+def test_grid_points_inside_margin_and_apart():
+    pts = grid_points(512, (520, 704), seed=0, margin=8.0, jitter=2.0)
+    assert pts.shape == (512, 2)
+    assert pts[:, 0].min() >= 7.0 and pts[:, 0].max() <= 520 - 9 + 1.0
+    assert pts[:, 1].min() >= 7.0 and pts[:, 1].max() <= 704 - 9 + 1.0
+    d = torch.cdist(pts, pts) + torch.eye(512) * 1e9
+    assert d.min() > 8.0  # NMS (8 px) keeps every one
+    assert torch.equal(pts, grid_points(512, (520, 704), seed=0, margin=8.0, jitter=2.0))
+
+
+def test_tiles_scaling_writes_rows_with_provenance(data, run, tmp_path):  # noqa: F811
+    out = tmp_path / "tiles.json"
+    main(["--model", str(run), "--image", str(data[0] / "set1" / "raw.tif"), "--sides", "64,160", "--quick",
+          "--json", str(out)])
+    r = json.loads(out.read_text())
+    assert [x["side"] for x in r["rows"]] == [64, 160]
+    assert [x["megapixels"] for x in r["rows"]] == [64 * 64 / 1e6, 160 * 160 / 1e6]
+    assert all(x["time_s"] > 0 and x["cells"] >= 0 and x["peak_rss_mb"] >= x["base_rss_mb"] for x in r["rows"])
+    assert r["meta"]["model"] == str(run) and r["meta"]["git_commit"] and r["meta"]["command"].startswith("python -m cks.bench")
