@@ -39,7 +39,31 @@ _AUTHOR_MC = ["loss.collapse_exponent=0.5"]
 #: NIH3T3, MCF10A ~55-60 px native (d 20), BMDM ~53 px (d 15), RAW264.7 ~30 px (d 10); LIVECell lines 20.
 _PER_TYPE_D = "loss.prior_d=" + ",".join(["20"] * 9 + ["20", "20", "15", "20", "10"])
 
+_SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so its cells' median equivalent "
+            "diameter is 32 px (from the masks for supervised runs, estimated from the points for CKS), prior d = "
+            "0.4 cell diameters, L_MC minimum area 1/3 of a cell; predict estimates each image's cell size "
+            "(predict, measure, rescale, predict again); the score threshold is chosen on the tuning split "
+            "(max F1 at IoU 0.5), not fixed at 0.5")
+_USI_SN = dict(train="usiigaci_nih3t3_phase/train:set1-16", tune=_USI["tune"], report=_USI["report"])
+
 PROTOCOLS = {
+    "usiigaci_points_v2": dict(
+        **_USI_SN, labels="points", steps=4000, cpu_minutes=45, tune_threshold=True,
+        sets=["train.crop_size=256", "train.val_every=500", "train.checkpoint_every=100", "train.finetune_from=0.8"],
+        note="Usiigaci NIH3T3 phase (16 training fields, not LIVECell's 3,253 images), points = mask centroids "
+             "(CKS) or masks (supervised), convnext_atto from random init, one 256-px crop per step for a 45 CPU-minute "
+             "budget (paper: 90k steps, convnext_small, ImageNet init)" + _SN_NOTE),
+    "usiigaci_ablation_v2": dict(
+        **_USI_SN, labels="points", steps=800, cpu_minutes=12, tune_threshold=True, sets=_SHORT,
+        note="Usiigaci NIH3T3 phase (16 training fields), points = mask centroids, convnext_atto from random init, "
+             "800 steps of one 256-px crop (paper: 90k steps, convnext_small, ImageNet init), 1 seed" + _SN_NOTE),
+    "deepcell_nuclei_v2": dict(
+        train="deepcell2016_covertlab:" + _DC["train"], tune="deepcell2016_covertlab:" + _DC["val"],
+        report="deepcell2016_covertlab:" + _DC["test"], labels="nuclei", steps=800, cpu_minutes=12,
+        tune_threshold=True, sets=_SHORT, preset_sets={"table6_per_type_d": [_PER_TYPE_D]},
+        note="DeepCell 2016 phase (10 training fields of 4 cell lines, not A431's 500 images); points from the "
+             "nuclear channel (cks.points.points_from_nuclei), the model sees phase only; test = MCF10A + validation "
+             "HeLa/MCF10A; convnext_atto random init, 800 steps of one 256-px crop, 1 seed" + _SN_NOTE),
     "usiigaci_ablation": dict(
         **_USI, labels="points", steps=800, cpu_minutes=12,
         sets=_SHORT + _AUTHOR_MC,
@@ -66,7 +90,12 @@ def run_train(proto: dict, a, run_dir: Path) -> None:
     labels = "masks" if a.labels == "masks" else proto["labels"] if a.labels is None else a.labels
     preset = a.preset or a.model
     sets = list(proto["sets"]) + list(proto.get("preset_sets", {}).get(preset, [])) + list(a.set or [])
-    cmd = [sys.executable, "-m", "cks", "train", "--data", proto["train"], "--val", proto["tune"],
+    from cks.config import get_preset, with_overrides
+
+    train_spec = proto["train"]
+    if "@" not in train_spec and not with_overrides(get_preset(preset), [x for x in sets if x.startswith("size.")]).size.normalize:
+        train_spec += "@0.5"  # a preset with the paper's fixed scale (Table VI): the v1 protocols' 0.5x
+    cmd = [sys.executable, "-m", "cks", "train", "--data", train_spec, "--val", proto["tune"],
            "--labels", labels, "--preset", preset, "--size", a.size, "--steps", str(a.steps or proto["steps"]),
            "--cpu-minutes", str(a.cpu_minutes or proto["cpu_minutes"]), "--out", str(run_dir),
            "--seed", str(a.seed), "--set", f"train.seed={a.seed}", *sets]
@@ -80,21 +109,46 @@ def run_train(proto: dict, a, run_dir: Path) -> None:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def predict_and_score(spec: str, run_dir: Path, n_boot: int) -> dict:
-    """Predict every report image at native size (the model's training scale), score, bootstrap."""
+def _predict_all(model, samples, threshold: float):
+    from cks.predict import predict, scores_by_label
+    from cks.size import median_diameter
+
+    out = [predict(model, s["image"], score_threshold=threshold, return_info=True) for s in samples]
+    sizes = [{"name": s["name"], "true_diameter": median_diameter(s["label"]), "estimated_diameter": p[2]["diameter"],
+              "scale": p[2]["scale"], "source": p[2]["diameter_source"]} for s, p in zip(samples, out)]
+    return [p[0] for p in out], [scores_by_label(p[1]) for p in out], sizes
+
+
+def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | None = None) -> dict:
+    """Predict every report image at native size, score, bootstrap.
+
+    With ``tune_spec``, the score threshold is chosen first on the tuning split (:mod:`cks.threshold`,
+    max F1 at IoU 0.5); else it is 0.5 (``predict``'s default). Records each image's cell-size estimate.
+    """
     from cks.bootstrap import evaluate_with_intervals
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
-    from cks.predict import predict, scores_by_label
+    from cks.threshold import DEFAULT_GRID, apply_threshold, tune_score_threshold
 
     model = load_model(run_dir)
+    extra, threshold = {}, 0.5
+    if tune_spec:
+        tune = load_dataset(tune_spec, scale=1.0, points="none")
+        tl, ts, tsizes = _predict_all(model, tune, DEFAULT_GRID[0])
+        tuned = tune_score_threshold(tl, ts, [s["label"] for s in tune])
+        threshold = tuned["threshold"]
+        extra = {"threshold_tuning": {"split": tune_spec, "rule": "max pooled F1 at IoU 0.5", **tuned},
+                 "tune_sizes": tsizes}
     samples = load_dataset(spec, scale=1.0, points="none")
     t0 = time.perf_counter()
-    preds = [predict(model, s["image"]) for s in samples]  # score threshold 0.5 (predict's default)
+    labels, scores, sizes = _predict_all(model, samples, DEFAULT_GRID[0] if tune_spec else threshold)
     secs = time.perf_counter() - t0
-    labels, scores = [p[0] for p in preds], [scores_by_label(p[1]) for p in preds]
+    if tune_spec:
+        cut = [apply_threshold(l, s, threshold) for l, s in zip(labels, scores)]
+        labels, scores = [c[0] for c in cut], [c[1] for c in cut]
     r = evaluate_with_intervals(labels, scores, [s["label"] for s in samples], n_boot=n_boot)
-    return {**r, "images": [s["name"] for s in samples], "score_threshold": 0.5, "predict_s": round(secs, 2)}
+    return {**r, "images": [s["name"] for s in samples], "score_threshold": threshold, "predict_s": round(secs, 2),
+            "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": sizes, **extra}
 
 
 def main(argv=None) -> Path:
@@ -121,7 +175,7 @@ def main(argv=None) -> Path:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    res = predict_and_score(proto["report"], run_dir, a.bootstrap)
+    res = predict_and_score(proto["report"], run_dir, a.bootstrap, proto["tune"] if proto.get("tune_threshold") else None)
     eval_path = run_dir / "eval.json"
     eval_path.write_text(json.dumps(res, indent=1))
     hist = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]

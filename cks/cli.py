@@ -177,9 +177,15 @@ def cmd_points(a) -> dict:
 
 def _load_training(a, spec, scale, labels):
     from .data.spec import load_dataset
-    from .points import centroids, jitter
 
     samples = load_dataset(spec, scale=scale, points="nuclei" if labels == "nuclei" else "auto")
+    return _prepare_labels(a, samples, labels)
+
+
+def _prepare_labels(a, samples, labels):
+    """Masks -> centroid points (supervised); points: drop the masks, check the points, optional jitter."""
+    from .points import centroids, jitter
+
     rng = np.random.default_rng(a.seed)
     for s in samples:
         where, pts, (h, w) = s.get("image_path") or s["name"], s.get("points"), s["image"].shape[-2:]
@@ -216,8 +222,28 @@ def cmd_train(a) -> dict:
         cfg = with_overrides(cfg, {"train.steps": a.steps})
     cfg = with_overrides(cfg, a.set or [])
     spec_scale = parse_spec(a.data)[2]
-    scale = a.scale if a.scale is not None else (spec_scale or 1.0)
-    samples = _load_training(a, a.data, scale, a.labels)
+    if cfg.size.normalize:
+        if a.scale is not None or spec_scale is not None:
+            raise CksError("this preset rescales every image to cells of size.diameter px (cell-size normalisation); "
+                           "drop --scale / @SCALE, give the cells' size with --diameter, or keep a fixed scale with "
+                           "--set size.normalize=false")
+        from .data.normalize import median_scale, normalize_cell_size
+
+        samples = load_dataset(a.data, scale=1.0, points="nuclei" if a.labels == "nuclei" else "auto")
+        samples = normalize_cell_size(samples, cfg.size.diameter, a.size_from, a.diameter,
+                                      use_masks=a.labels == "masks")
+        samples = _prepare_labels(a, samples, a.labels)
+        scale = median_scale(samples)
+        ds = np.array([s["cell_diameter"] for s in samples])
+        print(f"train: cell size ({samples[0]['cell_diameter_source']}) median {np.median(ds):.1f} px "
+              f"(range {ds.min():.1f}-{ds.max():.1f}) -> {cfg.size.diameter:g} px; scales "
+              f"{min(s['scale'] for s in samples):.2f}-{max(s['scale'] for s in samples):.2f}")
+    else:
+        if a.diameter is not None:
+            scale = cfg.size.diameter / a.diameter
+        else:
+            scale = a.scale if a.scale is not None else (spec_scale or 1.0)
+        samples = _load_training(a, a.data, scale, a.labels)
     n_types = max(int(s.get("cell_type", 0) or 0) for s in samples) + 1
     if cfg.collaborator.n_cell_types < n_types and len(cfg.loss.prior_d) > 1:
         cfg = with_overrides(cfg, {"collaborator.n_cell_types": n_types})
@@ -248,7 +274,7 @@ def cmd_predict(a) -> dict:
     inputs = [Path(p) for p in a.inputs]
     root = _common_root(inputs)
     out = Path(a.out)
-    n_cells = 0
+    n_cells, sizes = 0, {}
     for p in inputs:
         img = read_image(p)
         if a.channel is not None:
@@ -256,13 +282,18 @@ def cmd_predict(a) -> dict:
                 raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
                                f"use --channel 0..{img.shape[0] - 1}")
             img = img[a.channel:a.channel + 1]
-        label, table = predict(model, img, score_threshold=a.score_threshold, scale=a.scale, diameter=a.diameter,
-                               tile=a.tile)
+        label, table, info = predict(model, img, score_threshold=a.score_threshold, scale=a.scale,
+                                     diameter=a.diameter, tile=a.tile, return_info=True)
         rel = p.resolve().relative_to(root).with_suffix("")
         _write_csv(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
         _write_tiff(label, out / (str(rel) + ".labels.tif"))
         n_cells += len(table["label"])
-        print(f"{p}: {len(table['label'])} cells -> {out / (str(rel) + '.labels.tif')}")
+        sizes[str(rel)] = info
+        size_txt = (f", cell size {info['diameter']:.1f} px ({info['diameter_source']})"
+                    if info["diameter"] is not None else "")
+        print(f"{p}: {len(table['label'])} cells at scale {info['scale']:.3f}{size_txt} -> "
+              f"{out / (str(rel) + '.labels.tif')}")
+    _atomic_bytes(json.dumps(sizes, indent=1).encode(), out / "sizes.json")  # per image: scale, cell size, source
     return {"images": len(inputs), "cells": n_cells}
 
 
@@ -357,7 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int)
     t.add_argument("--minutes", type=float, help="wall-time budget; saves and stops when reached")
     t.add_argument("--cpu-minutes", type=float, help="CPU-time budget over all resumed segments; saves and stops")
-    t.add_argument("--scale", type=float, help="resize factor for training images (overrides @SCALE)")
+    t.add_argument("--scale", type=float, help="fixed resize factor for training images (overrides @SCALE; "
+                   "only with --set size.normalize=false)")
+    t.add_argument("--diameter", type=float, help="cell size of the training images: median equivalent diameter "
+                   "in px (default: measured from the masks, or estimated from the points)")
+    t.add_argument("--size-from", choices=["auto", "masks", "given", "points"], default="auto",
+                   help="where each training image's cell size comes from (auto: --diameter, else masks for "
+                        "--labels masks, else an estimate from the points)")
     t.add_argument("--jitter", type=float, default=0.0, help="Gaussian jitter of the points, sigma in px")
     t.add_argument("--seed", type=int, default=0, help="seed for the point jitter (training seed: --set train.seed=N)")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. loss.prior_scale=0")
@@ -368,8 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+")
     r.add_argument("--out", required=True)
     r.add_argument("--score-threshold", type=float, default=0.5)
-    r.add_argument("--scale", type=float, help="resize factor (default: the training scale)")
-    r.add_argument("--diameter", type=float, help="expected cell diameter in px (sets the scale)")
+    r.add_argument("--scale", type=float, help="resize factor (default: a size-normalised model estimates each "
+                   "image's cell size; older models use their training scale)")
+    r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "
+                   "(overrides the automatic estimate)")
     r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
     r.add_argument("--channel", type=int, help="use only this channel of the input")
 
@@ -381,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add 95%% bootstrap intervals over images from N resamples (e.g. 1000)")
 
     add("presets", "list configuration presets (ablations) and model sizes")
+    from .diagnose import add_parser as add_diagnose  # `cks diagnose` lives in cks/diagnose.py
+    add_diagnose(sub)
     return p
 
 
@@ -391,8 +432,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
+        from .diagnose import run_cli as cmd_diagnose
         {"demo": cmd_demo, "points": cmd_points, "train": cmd_train, "predict": cmd_predict,
-         "evaluate": cmd_evaluate, "presets": cmd_presets}[a.cmd](a)
+         "evaluate": cmd_evaluate, "presets": cmd_presets, "diagnose": cmd_diagnose}[a.cmd](a)
     except (CksError, FloatingPointError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
         return 2

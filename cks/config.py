@@ -5,6 +5,12 @@ Rule for every default: the paper (Yu, TMI 2023) where it specifies; the author'
 paper's value is the default and the field's comment says what the author's code does.
 The anchor notes' difference table is cited as "diff #k".
 
+One exception, measured (issue #9): everything that depends on cell size is size-relative by default.
+Images are rescaled so their cells have ``size.diameter`` px, the prior width d (Eq. 4) is a fraction of
+that diameter and the collapse term (Eq. 6, L_MC) sets a minimum area relative to the cell's. The
+paper's absolute forms (fixed scale, d = 20 px, delta = 0.01) are the ``paper_absolute`` preset and the
+Table VI presets.
+
 A preset is a small, visible diff from :data:`BASE` (see :data:`PRESETS`); use
 :func:`get_preset` and :func:`with_overrides` (``"loss.prior_scale=0"`` style keys) to
 derive configurations.
@@ -78,7 +84,9 @@ class LossConfig:
 
     mode: str = "cks"  # "cks" (points only) | "supervised" (masks, BCE)
     prior_scale: float = 2.0  # pi in Eq. 4 (paper 2.0); 0 disables the prior (Table VI "not used")
-    prior_d: tuple[float, ...] = (20.0,)  # d in Eq. 4 per cell type (paper: 20/15/10 by size group)
+    prior_d: tuple[float, ...] = (20.0,)  # d in Eq. 4 per cell type, px (paper: 20/15/10 by size group); used when prior_d_rel is ()
+    prior_d_rel: tuple[float, ...] = (0.4,)  # d as a fraction of size.diameter (author's SIGMAS 10-15 px at ~35 px cells); () = absolute prior_d
+    prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V)
@@ -86,8 +94,9 @@ class LossConfig:
     overlap: str = "soft"  # L_S overlap term m_i * sum_j m_j (Eq. 8); "softplus" (author's warm-up)
     border_magnitude: str = "author"  # Sobel magnitude sqrt(clip((Sy^2+Sx^2)/8, 1e-8, 1)) (paper silent)
     border_loss_factor: float = 1.0  # L_B = factor * mean (B_c - B_p)^2; author: 0.5 (diff #9)
-    collapse_delta: float = 0.01  # delta in Eq. 6 (L_MC)
+    collapse_delta: float = 0.01  # delta in Eq. 6 (L_MC); used when collapse_min_area is 0
     collapse_exponent: float = 1.0  # paper: (mean m_i)^-1; author: 0.5 (diff #8)
+    collapse_min_area: float = 1 / 3  # >0: delta is set so L_MC outweighs L_S only below this fraction of the target cell area
     lambda_det: float = 1.0
     lambda_s: float = 1.0
     lambda_b: float = 1.0
@@ -106,12 +115,29 @@ class TrainConfig:
     finetune_from: float = 0.9  # fraction of steps after which finetune_lr applies (paper silent)
     optimizer: str = "adam"  # "adam" (paper) | "adamw" (author, wd 1e-4)
     weight_decay: float = 0.0
-    warmup_steps: int = 0  # author: 9000 of 90000 with sigma 100, pi 1, hard-label L_S (diff #11)
+    warmup_steps: int = 0  # author: 9000 of 90000 with sigma 100, pi 1, hard-label L_S (diff #11); wins over warmup_fraction
+    warmup_fraction: float = 0.0  # warm-up as a fraction of ``steps`` (author: 0.1), so it ends in a run of any length
     crop_size: int = 512
     seed: int = 0
     checkpoint_every: int = 200
     val_every: int = 500
     init_principal: str = ""  # CKS-2: path of a principal checkpoint to start from
+    snapshots: int = 4  # keep this many evenly spaced weight snapshots (run/snapshots/) for `cks diagnose`; 0 = none
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """Cell-size normalisation. "Cell size" = an image's median equivalent diameter sqrt(4 A / pi) of its cells.
+
+    With ``normalize``, every training image is rescaled so its cells have ``diameter`` px (sizes from the
+    masks, from ``--diameter`` or estimated from the points, :mod:`cks.size`), and ``predict`` rescales
+    each image to the same size (an automatic estimate unless a diameter is given). The author's code does
+    the same with ``CELL_SZ = 32`` (mean longer bounding-box side; LIVECell pre-scaled to ~35 px in 0.4.4).
+    The size-relative losses (``loss.prior_d_rel``, ``loss.collapse_min_area``) are in units of ``diameter``.
+    """
+
+    normalize: bool = True  # False: one fixed scale for all images (the paper's setting and cks < 0.2)
+    diameter: float = 32.0  # target median equivalent cell diameter, px at model resolution
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,7 @@ class Config:
     collaborator: CollaboratorConfig = field(default_factory=CollaboratorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    size: SizeConfig = field(default_factory=SizeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,6 +160,7 @@ class Config:
     def from_dict(cls, d: dict) -> "Config":
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`CksConfigError`."""
         kw = {}
+        d = _upgrade(d)
         for f in fields(cls):
             sub = d.get(f.name, {})
             sub_cls = type(getattr(BASE, f.name))
@@ -146,6 +174,18 @@ class Config:
         if bad:
             raise CksConfigError(f"unknown config section {bad[0]!r}; valid: {[f.name for f in fields(cls)]}")
         return cls(**kw)
+
+
+def _upgrade(d: dict) -> dict:
+    """Configs written before cell-size normalisation: fixed scale, absolute prior d and delta, no snapshots."""
+    if "size" in d:
+        return d
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    d["size"] = {"normalize": False}
+    d.setdefault("loss", {}).setdefault("prior_d_rel", ())
+    d["loss"].setdefault("collapse_min_area", 0.0)
+    d.setdefault("train", {}).setdefault("snapshots", 0)
+    return d
 
 
 def _parse_value(text: str, current: Any) -> Any:
@@ -214,6 +254,10 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The paper's size handling: one fixed scale for all images (the data spec's ``@SCALE``), prior d in px
+#: (Eq. 4) and L_MC with an absolute delta (Eq. 6), i.e. a minimum mask area in px.
+_PAPER_SIZE: dict[str, Any] = {"size.normalize": False, "loss.prior_d_rel": (), "loss.collapse_min_area": 0.0}
+
 #: Every preset is BASE plus this visible diff.
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
@@ -226,10 +270,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Table V: consistency loss
     "table5_entropy_principal": {"loss.consistency_principal": "entropy"},
     "table5_entropy_collaborator": {"loss.consistency_collaborator": "entropy"},
-    # Table VI: prior d
-    "table6_no_prior": {"loss.prior_scale": 0.0},
-    "table6_constant_d": {"loss.prior_d": (20.0,)},
-    "table6_per_type_d": {"loss.prior_d": (20.0, 15.0, 10.0)},
+    # Table VI: prior d, in the paper's absolute form (fixed scale, d in px; see _PAPER_SIZE)
+    "table6_no_prior": {**_PAPER_SIZE, "loss.prior_scale": 0.0},
+    "table6_constant_d": {**_PAPER_SIZE, "loss.prior_d": (20.0,)},
+    "table6_per_type_d": {**_PAPER_SIZE, "loss.prior_d": (20.0, 15.0, 10.0)},
+    # the paper's absolute (scale-dependent) forms of everything size-related
+    "paper_absolute": dict(_PAPER_SIZE),
     # Table VII: collaborator capacity
     "table7_a2_b1": {"collaborator.foreground": (16, 32, 64, 128)},
     "table7_a3_b1": {"collaborator.foreground": (16, 32, 64, 128, 256)},
@@ -241,7 +287,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "detector.strides": (4, 8, 16), "detector.offset_loss": "huber", "detector.always_positive_own_cell": False,
         "detector.train_match_radius": 12.0, "loss.prior_center": "window", "loss.force_point_foreground": True,
         "loss.collapse_exponent": 0.5, "loss.border_loss_factor": 0.5, "train.optimizer": "adamw",
-        "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_steps": 9000},
+        "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_fraction": 0.1},
+    # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell:
+    #  the size-relative default collapse_min_area reproduces it at any scale)
 }
 
 

@@ -84,33 +84,105 @@ def _empty_result(h: int, w: int):
 
 @torch.no_grad()
 def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 0.5, min_area: int = 0,
-            scale: float | None = None, diameter: float | None = None, model_diameter: float = 30.0,
-            tile: int = 1024, overlap: int | None = None, device: str | None = None):
+            scale: float | None = None, diameter: float | None = None, model_diameter: float | None = None,
+            tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "masks",
+            max_passes: int = 4, return_info: bool = False):
     """Segment one image.
 
     Args:
         model: a :class:`cks.models.Principal` (``cks.checkpoint.load_model(run_dir)``).
         image: ``[H, W]`` or ``[C, H, W]`` array (any dtype); normalised here.
         score_threshold: minimum detection score of a reported cell.
-        scale: resize factor applied before the model (results are mapped back). Defaults to the
-            model's training scale (``model.scale``, e.g. 0.5 for Usiigaci) or, with ``diameter``,
-            ``model_diameter / diameter`` (expected cell diameter in px of this image).
+        scale: resize factor applied before the model (results are mapped back); wins over everything else.
+        diameter: the cell size of this image (median equivalent diameter, px); the image is resized by
+            ``model_diameter / diameter``.
+        model_diameter: the cell size the model was trained at (default: ``model.cfg.size.diameter`` for a
+            size-normalised model, else 30).
+        With neither ``scale`` nor ``diameter``: a size-normalised model (``cfg.size.normalize``) estimates
+        each image's cell size itself, Cellpose-style — predict at the model's median training scale
+        (``model.scale``), measure the cell size of that result (``size_from``: ``"masks"``, the median
+        equivalent diameter of the predicted masks, or ``"points"``, :func:`cks.size.estimate_diameter` at the
+        detected points), rescale so the cells have ``model_diameter`` px and predict again, until the scale
+        changes by <= 5 % (at most ``max_passes`` passes, a secant step in log-scale; the scale stays within 4x
+        of the first). ``info["diameter"]`` is the cell size measured on the last pass but one. Other models use
+        ``model.scale`` (their fixed training scale, e.g. 0.5 for Usiigaci).
         tile: tile side (px, model resolution); images larger than this are tiled.
         overlap: tile overlap (default 2 x window + 32; at least one window, less than ``tile``).
+        return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
+            "diameter_source", "passes"}``.
     Returns:
         ``(label int32 [H, W], table)`` with ``table`` a dict of numpy arrays ``label, score, y, x, area``
-        (labels 1..n in descending score order, ``y, x, area`` at native resolution).
+        (labels 1..n in descending score order, ``y, x, area`` at native resolution), plus ``info`` with
+        ``return_info``. The label image is always at the input's native resolution.
     Raises:
-        CksDataError: bad image shape or NaN/inf pixels. CksConfigError: bad scale/tile/overlap.
+        CksDataError: bad image shape or NaN/inf pixels. CksConfigError: bad scale/tile/overlap/diameter.
     """
     img = _as_chw(image)
-    h, w = img.shape[-2:]
-    if diameter is not None:
-        if not diameter > 0:
+    size_cfg = getattr(getattr(model, "cfg", None), "size", None)
+    normalised = bool(getattr(size_cfg, "normalize", False))
+    if model_diameter is None:
+        model_diameter = float(size_cfg.diameter) if normalised else 30.0
+    kw = dict(score_threshold=score_threshold, mask_threshold=mask_threshold, min_area=min_area, tile=tile,
+              overlap=overlap, device=device)
+    info = {"scale": None, "diameter": None, "diameter_source": None, "passes": 1}
+    if scale is None and diameter is not None:
+        if not (math.isfinite(float(diameter)) and diameter > 0):
             raise CksConfigError(f"diameter must be > 0 px, got {diameter}")
         scale = model_diameter / float(diameter)
-    if scale is None:
-        scale = float(getattr(model, "scale", 1.0))
+        info.update(diameter=float(diameter), diameter_source="given")
+    if scale is not None or not normalised:
+        scale = float(getattr(model, "scale", 1.0)) if scale is None else scale
+        label, table = _predict_at(model, img, scale, **kw)
+        info["scale"] = scale
+        return (label, table, info) if return_info else (label, table)
+    if size_from not in ("masks", "points"):
+        raise CksConfigError(f"size_from must be 'masks' or 'points', got {size_from!r}")
+    s0 = float(getattr(model, "scale", 1.0))
+    scale, prev = s0, None
+    label, table = _predict_at(model, img, scale, **kw)
+    info["scale"] = scale
+    for _ in range(max_passes - 1):  # predict, measure, rescale, predict again (until the scale settles)
+        est = _measured_diameter(img, label, table, size_from)
+        if est is None:
+            break
+        info.update(diameter=est, diameter_source=f"estimated from predicted {size_from}")
+        # in model px the cells measure est * scale; a model pulls what it sees towards its training size,
+        # so m(s) = est * s grows like s^alpha with alpha <= 1: a secant step in log-space (alpha from the
+        # last two passes, clipped to [0.3, 1]) reaches m = model_diameter in few passes
+        m = est * scale
+        alpha = 1.0
+        if prev is not None and abs(math.log(scale / prev[0])) > 1e-3:
+            alpha = float(np.clip(math.log(m / prev[1]) / math.log(scale / prev[0]), 0.3, 1.0))
+        new = float(np.clip(scale * (model_diameter / m) ** (1.0 / alpha), s0 / 4, s0 * 4))
+        if abs(new / scale - 1.0) <= 0.05:
+            break
+        prev, scale = (scale, m), new
+        label, table = _predict_at(model, img, scale, **kw)
+        info.update(scale=scale, passes=info["passes"] + 1)
+    return (label, table, info) if return_info else (label, table)
+
+
+#: fewer cells than this in the first pass: too few to measure a size, the first pass stands
+MIN_CELLS_FOR_SIZE = 3
+
+
+def _measured_diameter(img: np.ndarray, label: np.ndarray, table: dict, size_from: str) -> float | None:
+    """Median cell diameter (native px) of a first-pass result, or None when it found too few cells."""
+    from . import size
+
+    if len(table["label"]) < MIN_CELLS_FOR_SIZE:
+        return None
+    if size_from == "masks":
+        d = size.median_diameter(label)
+    else:
+        d = size.estimate_diameter(img, np.stack([table["y"], table["x"]], 1))
+    return float(d) if math.isfinite(d) and d > 0 else None
+
+
+def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, mask_threshold: float, min_area: int,
+                tile: int, overlap: int | None, device: str | None):
+    """One pass at a fixed ``scale`` (see :func:`predict`); ``img`` is ``[C, H, W]``, checked."""
+    h, w = img.shape[-2:]
     if not (math.isfinite(scale) and scale > 0):
         raise CksConfigError(f"scale must be a positive number, got {scale}")
     if np.all(img.reshape(img.shape[0], -1).std(1) == 0):

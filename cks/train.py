@@ -21,7 +21,6 @@ import json
 import math
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import nn
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import Config
 from .data.dataset import TrainingDataset, collate  # noqa: F401  (collate is part of this module's API)
-from .losses.cks import cks_loss_terms
+from .losses.cks import cks_loss_terms, effective_loss_config
 from .losses.detection import detection_loss
 from .losses.supervised import supervised_loss, window_targets
 from .models.collaborator import Collaborator
@@ -74,10 +73,8 @@ class CKSModule(nn.Module):
         self.collaborator = Collaborator(cfg.collaborator) if cfg.loss.mode == "cks" else None
 
     def loss_config(self, step: int):
-        lc = self.cfg.loss
-        if step < self.cfg.train.warmup_steps:
-            lc = replace(lc, prior_d=(100.0,), prior_scale=1.0, overlap="softplus")
-        return lc
+        """The loss settings in px at ``step`` (size-relative values resolved; the warm-up while it lasts)."""
+        return effective_loss_config(self.cfg, warmup=step < warmup_steps(self.cfg))
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         cfg = self.cfg
@@ -132,6 +129,18 @@ def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     raise ValueError(f"train.optimizer must be 'adam' or 'adamw', got {t.optimizer!r}")
 
 
+def warmup_steps(cfg: Config) -> int:
+    """Warm-up length: ``train.warmup_steps`` if set, else ``floor(train.warmup_fraction * train.steps)``."""
+    t = cfg.train
+    return int(t.warmup_steps) if t.warmup_steps > 0 else int(math.floor(t.warmup_fraction * t.steps))
+
+
+def snapshot_steps(cfg: Config) -> set[int]:
+    """Steps whose weights are kept in ``run/snapshots/`` (``train.snapshots`` evenly spaced, the last = the end)."""
+    n, steps = int(cfg.train.snapshots), int(cfg.train.steps)
+    return {max(1, round(steps * (k + 1) / n)) for k in range(n)} if n > 0 and steps > 0 else set()
+
+
 def lr_at(step: int, cfg: Config) -> float:
     t = cfg.train
     return t.finetune_lr if step >= math.floor(t.finetune_from * t.steps) else t.lr
@@ -143,8 +152,13 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def validate(principal: Principal, val_samples: list[dict], scale: float = 1.0, max_images: int | None = None) -> dict:
-    """AP50 / AP75 / mAP / Dice of the principal model on ``val_samples`` (native resolution)."""
+def validate(principal: Principal, val_samples: list[dict], scale: float | None = 1.0,
+             max_images: int | None = None) -> dict:
+    """AP50 / AP75 / mAP / Dice of the principal model on ``val_samples`` (native resolution).
+
+    ``scale=None``: as :func:`cks.predict.predict` without a scale (a size-normalised model estimates
+    each image's cell size).
+    """
     from .metrics import evaluate
     from .predict import predict, scores_by_label
 
@@ -182,6 +196,13 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     """
     rank, world = _dist_info()
     t_cfg = cfg.train
+    if cfg.size.normalize and train_samples and "cell_diameter" not in train_samples[0]:
+        from .data.normalize import median_scale, normalize_cell_size
+
+        # supervised: sizes from the masks; CKS: estimated from the points (the masks are never used)
+        train_samples = normalize_cell_size(train_samples, cfg.size.diameter, "auto",
+                                            use_masks=cfg.loss.mode == "supervised")
+        scale = median_scale(train_samples)
     torch.manual_seed(t_cfg.seed + rank)
     np.random.seed(t_cfg.seed + rank)
     if device is None:
@@ -198,7 +219,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     ckpt_path = out / "checkpoint.pt" if out else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
-        changed = config_changes(ck["config"], cfg.to_dict())
+        changed = config_changes(Config.from_dict(ck["config"]).to_dict(), cfg.to_dict())
         if set(changed) - EXTENDABLE:
             from .errors import CksCheckpointError
             raise CksCheckpointError(f"{ckpt_path}: was written with another configuration "
@@ -234,9 +255,17 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         from tqdm.auto import tqdm
         bar = tqdm(total=t_cfg.steps, initial=start, desc=f"train[{cfg.loss.mode}]", dynamic_ncols=True)
 
+    snap_at = snapshot_steps(cfg)
+    module.principal.scale = scale  # first-pass scale of a size-normalised model's predictions
+    val_scale = None if cfg.size.normalize else scale  # None: predict estimates each image's cell size
+
     def save(step: int):
         if out is None or rank != 0:
             return
+        if step in snap_at:  # weights only, for `cks diagnose` (M_p / M_c / B_p over training)
+            atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
+                         "collaborator": module.collaborator.state_dict() if module.collaborator else None,
+                         "step": step, "scale": scale, "version": 1}, out / "snapshots" / f"step_{step:06d}.pt")
         atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
                      "collaborator": module.collaborator.state_dict() if module.collaborator else None,
                      "optimizer": opt.state_dict(), "step": step, "rng": rng_state(), "scale": scale,
@@ -281,7 +310,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
                    **{k: float(v.detach()) for k, v in terms.items()}}
         if val_samples and rank == 0 and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
             rec = rec or {"step": step, "time_s": wall(), "cpu_s": cpu()}
-            rec.update(validate(module.principal, val_samples, scale=scale))
+            rec.update(validate(module.principal, val_samples, scale=val_scale))
         if rec is not None:
             history.append(rec)
             if out and rank == 0:
@@ -291,13 +320,13 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "L_det", "L_S", "L_M",
                                                                                   "L_B", "L_MC", "L_sup")})
-        if step % t_cfg.checkpoint_every == 0:
+        if step % t_cfg.checkpoint_every == 0 or step in snap_at:
             save(step)
     save(step)
     if bar is not None:
         bar.close()
     if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
-        rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=scale)}
+        rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=val_scale)}
         history.append(rec)
         if out:
             with open(out / "metrics.jsonl", "a") as f:

@@ -24,7 +24,7 @@ def model():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = get_preset("supervised", size="test", overrides={
-        "segmentor.window": WINDOW, "train.crop_size": 128, "train.steps": 150, "train.lr": 3e-3,
+        "size.normalize": False, "segmentor.window": WINDOW, "train.crop_size": 128, "train.steps": 150, "train.lr": 3e-3,
         "train.finetune_lr": 3e-3, "train.checkpoint_every": 10_000})
     data = [synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=1)]
     return train(cfg, data, progress=False)["model"]

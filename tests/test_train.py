@@ -14,7 +14,7 @@ from cks.predict import predict
 from cks.train import CKSModule, TrainSet, collate, train
 
 SMALL = {"train.crop_size": 128, "segmentor.window": 48, "train.checkpoint_every": 1000, "train.lr": 3e-3,
-         "train.finetune_lr": 3e-3}
+         "train.finetune_lr": 3e-3, "size.normalize": False}
 
 
 @pytest.mark.slow

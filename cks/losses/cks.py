@@ -20,6 +20,8 @@ and enforce who learns from what by detaching:
 """
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -57,6 +59,57 @@ def prior_d_per_window(cell_type: Tensor | None, seg_batch: Tensor, d_table: Seq
     return table[types]
 
 
+#: the author's warm-up prior width (sigma 100 px for ~32 px cells), as a multiple of the cell diameter
+WARMUP_D_REL = 100.0 / 32.0
+
+
+def effective_prior_d(cfg) -> tuple[float, ...]:
+    """The prior width d of Eq. 4 in px (per cell type) for a full :class:`~cks.config.Config`.
+
+    Size-relative (default): ``loss.prior_d_rel * size.diameter`` (0.4 x 32 = 12.8 px: the author's
+    LIVECell widths, 10-15 px at ~35 px cells, are 0.3-0.45 cell diameters). Absolute (the paper's form,
+    ``loss.prior_d_rel = ()``): ``loss.prior_d``.
+    """
+    lc = cfg.loss
+    if lc.prior_d_rel:
+        return tuple(float(r) * float(cfg.size.diameter) for r in lc.prior_d_rel)
+    return tuple(float(d) for d in lc.prior_d)
+
+
+def effective_collapse_delta(cfg) -> float:
+    """delta of Eq. 6 (L_MC) for a full config; with ``loss.collapse_min_area = f > 0`` it follows the cell size.
+
+    Per window pixel, L_S pulls ``m_i`` down (where ``M_c = 0``) with gradient ``1 / (S^2 n)`` and L_MC pushes
+    it up with ``e delta / (S^2 n) * (a / S^2)^-(e+1)`` (a = sum of m_i, e = exponent; see
+    :mod:`cks.losses.collapse`). The push wins for masks smaller than ``a_min = S^2 (e delta)^(1/(e+1))``.
+    We set ``a_min = f * pi D^2 / 4`` (f of the target cell area, D = ``size.diameter``), i.e.
+    ``delta = (a_min / S^2)^(e+1) / e``: the collapse guard acts on masks below f of a cell whatever the
+    scale, and a cell-sized mask feels ``f^(e+1)`` of the L_S pull (1/9 at f = 1/3, e = 1). With f = 0 the
+    paper's absolute ``collapse_delta`` is used (a_min = 920 px at e = 1, 270 px at e = 0.5, S = 96).
+    """
+    lc = cfg.loss
+    if lc.collapse_min_area <= 0:
+        return float(lc.collapse_delta)
+    s2 = float(cfg.segmentor.window) ** 2
+    a_min = float(lc.collapse_min_area) * math.pi * float(cfg.size.diameter) ** 2 / 4.0
+    e = float(lc.collapse_exponent)
+    return (a_min / s2) ** (e + 1.0) / e
+
+
+def effective_loss_config(cfg, warmup: bool = False):
+    """``cfg.loss`` with every size-relative setting turned into px (what :func:`cks_loss_terms` reads).
+
+    ``warmup``: the author's warm-up (diff #11): prior d = 100 px for ~32 px cells (``WARMUP_D_REL`` cell
+    diameters when the prior is size-relative), pi = 1, the softplus overlap term of L_S.
+    """
+    lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(), collapse_delta=effective_collapse_delta(cfg),
+                 collapse_min_area=0.0)
+    if warmup:
+        d = WARMUP_D_REL * float(cfg.size.diameter) if cfg.loss.prior_d_rel else 100.0
+        lc = replace(lc, prior_d=(d,), prior_scale=1.0, overlap="softplus")
+    return lc
+
+
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
                    cfg: LossConfig = LossConfig()) -> dict[str, Tensor]:
@@ -70,7 +123,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         cell_type: ``[B]`` long (or None): selects d per window.
         d_table: prior widths per cell type; None = ``cfg.prior_d`` (pass another table, e.g. the
             author's warm-up d = 100, without rebuilding the config).
-        cfg: :class:`~cks.config.LossConfig` (prior_scale, prior_center, force_point_foreground,
+        cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
             collapse_delta / _exponent, lambda_s / _m / _b / _mc).
     Returns:
@@ -86,7 +139,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
 
     # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
     m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
-                               cfg.force_point_foreground)
+                               cfg.force_point_foreground, cfg.prior_zero)
     if cfg.consistency_collaborator == "linear":
         l_m = collaborator_linear_loss(fg_logits, m_p)
     elif cfg.consistency_collaborator == "entropy":
@@ -110,4 +163,5 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     return {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc, "total": total}
 
 
-__all__ = ["prior_d_per_window", "cks_loss_terms"]
+__all__ = ["prior_d_per_window", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
+           "effective_loss_config", "WARMUP_D_REL"]

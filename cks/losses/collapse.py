@@ -14,6 +14,12 @@ L_MC pushes it up with ``exponent * delta / (S^2 n * mean^(exponent + 1))``. The
 10 % of the window (~920 px at S = 96), so every smaller cell is grown into background; with the
 author's 0.5 it is 2.9 % (~270 px). On generated images (S = 48, cells ~250 px, 800 steps) the paper's
 form gave AP50 0.27 with masks twice the true area, the author's form AP50 1.0.
+
+Both are absolute: the minimum area is a number of pixels, right for one cell size only (issue #9: at
+Usiigaci's 0.5x scale 44 % of the report cells are below 270 px). The default configuration therefore
+sets delta from ``loss.collapse_min_area`` (a fraction of the target cell's area, see
+:func:`cks.losses.cks.effective_collapse_delta`) on images rescaled to that cell size;
+:func:`push_pull_ratio` gives the balance against mask area (the collaborator chapter plots it).
 """
 from __future__ import annotations
 
@@ -46,4 +52,17 @@ def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, sha
     return delta * mean.pow(-exponent).mean()
 
 
-__all__ = ["collapse_loss", "MIN_MEAN"]
+def push_pull_ratio(area, window: int, delta: float, exponent: float):
+    """Per window pixel, the L_MC push over the L_S pull at saturated logits: ``e delta (a / S^2)^-(e+1)``.
+
+    Args: area: mask area(s) ``a`` in px (array-like); window: S; delta, exponent: of Eq. 6 (L_MC).
+    Returns: array like ``area``; > 1 where L_MC grows the mask even where ``M_c = 0`` (the minimum area is
+    where it equals 1: ``S^2 (e delta)^(1/(e+1))``).
+    """
+    import numpy as np
+
+    a = np.asarray(area, dtype=np.float64)
+    return exponent * delta * (a / float(window) ** 2) ** (-(exponent + 1.0))
+
+
+__all__ = ["collapse_loss", "push_pull_ratio", "MIN_MEAN"]

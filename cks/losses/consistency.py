@@ -14,6 +14,8 @@ Gradient routing is done by detaching (the author trains both models with one op
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,7 +25,7 @@ from ..windows import gather_windows, scatter_windows, window_index
 
 
 def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_window: Tensor,
-                 center: str = "point") -> Tensor:
+                 center: str = "point", zero_at: float = 0.0) -> Tensor:
     """The prior ``l_prior = exp(-r^2 / (2 d^2))`` of Eq. 4, a 2D Gaussian of variance d^2, per window.
 
     Args:
@@ -31,9 +33,13 @@ def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_wind
         window: S. d_per_window: ``[K]`` the paper's d (the author's sigma) for each window.
         center: ``"point"`` (paper): r is the distance of a pixel centre from the cell location;
             ``"window"`` (author, diff #7): r is measured from the window centre ((S-1)/2, (S-1)/2).
+        zero_at: 0 (paper): the prior is the Gaussian g >= 0 itself, so it only ever adds foreground.
+            ``k > 0`` (ours, ``loss.prior_zero``): ``(g - g_k) / (1 - g_k)`` with ``g_k = exp(-k^2 / 2)``, which
+            is 1 at the point, crosses 0 at ``r = k d`` and tends to ``-g_k / (1 - g_k)`` far away: pixels
+            beyond ``k d`` are pushed towards background unless the principal is confident.
     Returns:
-        ``[K, S, S]`` values in (0, 1]; the caller scales them by pi. Not differentiable in any
-        meaningful sense (built from labels).
+        ``[K, S, S]`` values in (0, 1] (in ``(-g_k / (1 - g_k), 1]`` with ``zero_at``); the caller scales them
+        by pi. Not differentiable in any meaningful sense (built from labels).
     """
     device = seg_origin.device
     ar = torch.arange(window, device=device, dtype=torch.float32)
@@ -49,13 +55,17 @@ def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_wind
     dx2 = (ar[None, :] - cx[:, None]) ** 2
     r2 = dy2[:, :, None] + dx2[:, None, :]
     d = d_per_window.to(device=device, dtype=torch.float32).reshape(-1, 1, 1)
-    return torch.exp(-r2 / (2.0 * d * d))
+    g = torch.exp(-r2 / (2.0 * d * d))
+    if zero_at > 0:
+        g_k = math.exp(-0.5 * zero_at * zero_at)
+        g = (g - g_k) / (1.0 - g_k)
+    return g
 
 
 @torch.no_grad()
 def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, seg_points: Tensor,
                          shape: tuple[int, int, int], d_per_window: Tensor, prior_scale: float = 2.0,
-                         center: str = "point", force_points: bool = False) -> Tensor:
+                         center: str = "point", force_points: bool = False, prior_zero: float = 0.0) -> Tensor:
     """Image-level foreground of the principal, Eq. 4: ``M_p = max_i sigmoid(l(m_i) + pi * l_prior)``.
 
     Since sigmoid is monotone, the max is taken over logits (scatter-amax) and the sigmoid applied
@@ -67,6 +77,7 @@ def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tens
         seg_logits: ``[K, S, S]``. seg_batch ``[K]``, seg_origin ``[K, 2]``, seg_points ``[K, 2]``.
         shape: (B, H, W). d_per_window: ``[K]`` prior widths d. prior_scale: pi (paper 2.0; 0 = no
             prior, Table VI). center: see :func:`prior_logits`.
+        prior_zero: see ``zero_at`` of :func:`prior_logits` (0 = the paper's prior).
         force_points: author's code (diff #7, not in the paper): set ``M_p = 1`` at the pixel containing
             each window's cell location (``seg_points`` rounded; locations off the image are skipped).
     Returns:
@@ -75,7 +86,7 @@ def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tens
     b, h, w = shape
     z = seg_logits.detach().float()
     if prior_scale != 0 and z.shape[0] > 0:
-        z = z + prior_scale * prior_logits(seg_points, seg_origin, z.shape[-1], d_per_window, center)
+        z = z + prior_scale * prior_logits(seg_points, seg_origin, z.shape[-1], d_per_window, center, prior_zero)
     canvas = scatter_windows(z, seg_batch, seg_origin, shape, reduce="amax", fill=float("-inf"))
     m_p = torch.sigmoid(canvas)
     if force_points and seg_points.shape[0] > 0:

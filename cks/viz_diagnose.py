@@ -1,0 +1,141 @@
+"""Figures of :mod:`cks.diagnose`: boundary offset, area ratio and IoU vs the disk baseline per size bin,
+and the ``M_p`` / ``M_c`` / ``B_p`` maps of a run over its snapshots.
+
+Like :mod:`cks.viz`, every function takes the plain results (dicts of numpy arrays) and returns the
+matplotlib ``Figure`` it drew on (panel functions also accept an ``ax``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .viz import _plt, gray
+
+
+def _per_bin(result: dict, key: str, matched_only: bool = True):
+    """(bin names, one finite-value array per bin) of a per-cell quantity."""
+    c = result["cells"]
+    names = [b["bin"] for b in result["bins"]]
+    vals = []
+    for b in range(len(names)):
+        sel = (c["bin"] == b) & (c["matched"] if matched_only else True)
+        v = np.asarray(c[key], np.float64)[sel]
+        vals.append(v[np.isfinite(v)])
+    return names, vals
+
+
+def _boxes(ax, names, vals, color="tab:blue", offset=0.0, width=0.6, label=None):
+    pos = np.arange(len(names)) + offset
+    keep = [i for i, v in enumerate(vals) if len(v)]
+    if keep:
+        bp = ax.boxplot([vals[i] for i in keep], positions=pos[keep], widths=width, patch_artist=True,
+                        showfliers=False, medianprops={"color": "black"})
+        for patch in bp["boxes"]:
+            patch.set_facecolor(color)
+            patch.set_alpha(0.55)
+        if label:
+            bp["boxes"][0].set_label(label)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels([f"{n}\n(n={len(v)})" for n, v in zip(names, vals)], fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+
+
+def plot_offsets(result: dict, ax=None, relative: bool = False):
+    """Signed boundary offset of matched cells per size bin (box plot) next to the zero line.
+
+    Positive = the predicted boundary lies outside the true cell (masks too large, a band around the cell).
+    """
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    names, vals = _per_bin(result, "offset_rel" if relative else "offset")
+    ax.axhline(0, color="gray", lw=1, ls="--")
+    _boxes(ax, names, vals)
+    ax.set_xlabel("true cell diameter (px at training scale)")
+    ax.set_ylabel("offset / true diameter" if relative else "signed boundary offset (px)")
+    ax.set_title("boundary offset (+ = outside the cell)", fontsize=9)
+    return fig or ax.figure
+
+
+def plot_area_ratio(result: dict, ax=None):
+    """Predicted / true area of matched cells per size bin, next to the ratio 1."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    names, vals = _per_bin(result, "area_ratio")
+    ax.axhline(1, color="gray", lw=1, ls="--")
+    _boxes(ax, names, vals, color="tab:orange")
+    ax.set_yscale("log")
+    ax.set_xlabel("true cell diameter (px at training scale)")
+    ax.set_ylabel("predicted / true area")
+    ax.set_title("area ratio (matched cells)", fontsize=9)
+    return fig or ax.figure
+
+
+def plot_iou_vs_disk(result: dict, ax=None):
+    """IoU of each GT cell with its best predicted cell vs with its Voronoi disk, per size bin (all GT cells)."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    names, model = _per_bin(result, "iou", matched_only=False)
+    _, disk = _per_bin(result, "disk_iou", matched_only=False)
+    _boxes(ax, names, model, color="tab:blue", offset=-0.18, width=0.32, label="model")
+    _boxes(ax, names, disk, color="tab:gray", offset=0.18, width=0.32, label="Voronoi disks")
+    ax.axhline(0.5, color="gray", lw=0.8, ls=":")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("true cell diameter (px at training scale)")
+    ax.set_ylabel("IoU with the true cell")
+    ax.set_title("model vs Voronoi-disk baseline", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig or ax.figure
+
+
+def plot_shape_diagnostics(result: dict, title: str = ""):
+    """The three panels side by side: offset, area ratio, IoU vs disk (one figure)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    plot_offsets(result, axes[0])
+    plot_area_ratio(result, axes[1])
+    plot_iou_vs_disk(result, axes[2])
+    o = result["overall"]
+    cr = result["count_ratio"]
+    fig.suptitle(title or (f"{o['n_gt']} GT cells, {o['n_matched']} matched (IoU >= 0.1), {o['n_matched_50']} at "
+                           f"IoU >= 0.5; predicted / GT count {cr:.2f}"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_training_maps(maps: dict, size: float = 2.6):
+    """One row per snapshot step: the crop with GT points, ``M_p``, ``M_c``, ``B_p`` (GT outlines in cyan)."""
+    from skimage.segmentation import find_boundaries
+
+    plt = _plt()
+    rows = maps["rows"]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(size * 4, size * len(rows)), squeeze=False)
+    edge = None if maps.get("label") is None else find_boundaries(maps["label"], mode="inner")
+    pts = np.asarray(maps["points"]).reshape(-1, 2)
+    for ax_row, r in zip(axes, rows):
+        ax_row[0].imshow(gray(maps["image"]), cmap="gray")
+        ax_row[0].plot(pts[:, 1], pts[:, 0], "+", color="yellow", ms=5, mew=1)
+        for ax, key in zip(ax_row[1:], ("M_p", "M_c", "B_p")):
+            m = r[key]
+            if m is None:
+                ax.text(0.5, 0.5, "no collaborator", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            else:
+                ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+                if edge is not None:
+                    ax.contour(edge, levels=[0.5], colors="cyan", linewidths=0.5)
+        frac = "" if r.get("fg_fraction") is None else f" (fg {r['fg_fraction']:.2f})"
+        for ax, name in zip(ax_row, ("image + points", "principal M_p (Eq. 4)", f"collaborator M_c{frac}",
+                                     "principal border B_p (Eq. 9)")):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(name, fontsize=8)
+        ax_row[0].set_ylabel(f"step {r['step']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps"]

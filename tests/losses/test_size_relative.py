@@ -1,0 +1,80 @@
+"""Size-relative CKS losses (issue #9): prior d and the L_MC minimum area follow ``size.diameter``."""
+import math
+
+import pytest
+import torch
+
+from cks.config import get_preset, with_overrides
+from cks.losses.cks import WARMUP_D_REL, effective_collapse_delta, effective_loss_config, effective_prior_d
+from cks.losses.collapse import collapse_loss
+from cks.losses.consistency import instance_consistency_loss
+
+
+def test_prior_d_follows_the_target_diameter():
+    cfg = get_preset("base")
+    assert effective_prior_d(cfg) == pytest.approx((0.4 * 32.0,))
+    big = with_overrides(cfg, {"size.diameter": 50.0})
+    assert effective_prior_d(big) == pytest.approx((20.0,))
+    # the paper's absolute form is untouched by the target size
+    for name in ("table6_constant_d", "paper_absolute"):
+        p = with_overrides(get_preset(name), {"size.diameter": 50.0})
+        assert effective_prior_d(p) == (20.0,)
+    assert effective_prior_d(get_preset("table6_per_type_d")) == (20.0, 15.0, 10.0)
+
+
+@pytest.mark.parametrize("exponent", [1.0, 0.5])
+@pytest.mark.parametrize("diameter", [20.0, 32.0, 48.0])
+def test_collapse_push_equals_ls_pull_at_the_minimum_area(exponent, diameter):
+    """Autograd: where M_c = 0, L_S pulls a saturated pixel down with 1/(S^2 n); L_MC pushes it up with the same
+    magnitude exactly when the mask's area is f * pi D^2 / 4 (f = loss.collapse_min_area)."""
+    cfg = with_overrides(get_preset("base"), {"size.diameter": diameter, "loss.collapse_exponent": exponent})
+    s = cfg.segmentor.window
+    delta = effective_collapse_delta(cfg)
+    a_min = cfg.loss.collapse_min_area * math.pi * diameter ** 2 / 4
+    # a window whose probabilities sum to a_min: uniform value p = a_min / S^2 (interior, no overlap partner)
+    p = a_min / s ** 2
+    logits = torch.full((1, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
+    batch, origin, shape = torch.tensor([0]), torch.tensor([[0, 0]]), (1, s, s)
+    g_mc = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, delta, exponent), logits)[0]
+    m_c = torch.zeros(1, s, s, dtype=torch.float64)
+    g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, m_c, shape), logits)[0]
+    # both gradients are w.r.t. logits: the sigmoid' factor is common, so compare them directly
+    assert float(g_mc[0, 0, 0]) == pytest.approx(-float(g_s[0, 0, 0]), rel=1e-6)
+    # a bigger (cell-sized) mask: L_S wins by the factor f^-(e+1)
+    p2 = 3 * p
+    l2 = torch.full((1, s, s), math.log(p2 / (1 - p2)), dtype=torch.float64, requires_grad=True)
+    g2 = torch.autograd.grad(collapse_loss(l2, batch, origin, shape, delta, exponent), l2)[0]
+    g2s = torch.autograd.grad(instance_consistency_loss(l2, batch, origin, m_c, shape), l2)[0]
+    assert -float(g2[0, 0, 0]) / float(g2s[0, 0, 0]) == pytest.approx(3.0 ** -(exponent + 1), rel=1e-6)
+
+
+def test_absolute_delta_when_min_area_is_zero():
+    cfg = get_preset("paper_absolute")
+    assert effective_collapse_delta(cfg) == 0.01
+    # the author's absolute L_MC (delta 0.01, e 0.5) is a_min = S^2 (e delta)^(2/3), about 1/3 of a 32-px cell
+    a_min = 96 ** 2 * (0.5 * 0.01) ** (2 / 3)
+    assert a_min / (math.pi * 32 ** 2 / 4) == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_effective_loss_config_and_warmup():
+    cfg = get_preset("author")
+    lc = effective_loss_config(cfg)
+    assert lc.prior_d == pytest.approx((12.8,)) and lc.prior_d_rel == () and lc.collapse_min_area == 0
+    w = effective_loss_config(cfg, warmup=True)
+    assert w.prior_d == pytest.approx((WARMUP_D_REL * 32.0,)) and w.prior_scale == 1.0 and w.overlap == "softplus"
+    assert effective_loss_config(get_preset("paper_absolute"), warmup=True).prior_d == (100.0,)
+
+
+def test_signed_prior_crosses_zero_at_k_d():
+    from cks.losses.consistency import prior_logits
+
+    d, k = 8.0, 1.5
+    pts = torch.tensor([[20.0, 20.0]])
+    origin = torch.tensor([[0, 0]])
+    g = prior_logits(pts, origin, 48, torch.tensor([d]), "point", zero_at=k)[0]
+    assert float(g[20, 20]) == pytest.approx(1.0)
+    assert float(g[20, 32]) == pytest.approx(0.0, abs=1e-6)  # r = 12 = k d
+    far = math.exp(-k * k / 2) / (1 - math.exp(-k * k / 2))
+    assert float(g[20, 47]) < 0 and float(g.min()) >= -far - 1e-6
+    paper = prior_logits(pts, origin, 48, torch.tensor([d]), "point")[0]
+    assert float(paper.min()) > 0  # the paper's prior only ever adds foreground

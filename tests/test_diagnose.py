@@ -1,0 +1,215 @@
+"""Shape diagnostics: closed-form disk and straight-edge cases, sign convention, bins, counts, the disk
+baseline against a hand count, collaborator foreground fraction, training maps over snapshots of a tiny
+run, and ``cks diagnose`` end to end on a generated data set on disk."""
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from cks.cli import main
+from cks.data.synthetic import synthetic_sample
+from cks.diagnose import collaborator_foreground_fraction, shape_diagnostics, summarise, training_maps
+
+H = W = 96
+YY, XX = np.mgrid[0:H, 0:W]
+
+
+def disk(r, cy=48.0, cx=48.0, value=1):
+    return np.where((YY - cy) ** 2 + (XX - cx) ** 2 <= r * r, value, 0).astype(np.int32)
+
+
+def one(pred, gt, **kw):
+    res = shape_diagnostics([pred], [gt], **kw)
+    return res, {k: v[0] for k, v in res["cells"].items()}
+
+
+# ----------------------------------------------------------------------------- closed-form cases
+@pytest.mark.parametrize("r_pred, offset", [(13, 3.0), (8, -2.0), (10, 0.0)])
+def test_concentric_disks(r_pred, offset):
+    gt = disk(10)
+    res, c = one(disk(r_pred, value=7), gt)
+    # the edges of a digital circle read up to ~0.3 px short of the radial difference
+    assert c["offset"] == pytest.approx(offset, abs=0.35)
+    if r_pred == 10:
+        assert c["offset"] == 0.0 and c["iou"] == 1.0
+    assert math.copysign(1, c["offset"]) == math.copysign(1, offset) or offset == 0
+    assert c["area_ratio"] == pytest.approx(r_pred ** 2 / 100, rel=0.03)
+    assert c["iou"] == pytest.approx(min(r_pred, 10) ** 2 / max(r_pred, 10) ** 2, rel=0.03)
+    assert c["area_ratio"] == disk(r_pred).sum() / gt.sum()  # exact pixel counts
+    diam = math.sqrt(4 * gt.sum() / math.pi)
+    assert c["diameter"] == pytest.approx(diam) and c["offset_rel"] == pytest.approx(c["offset"] / diam)
+    assert c["pred_id"] == 7 and c["gt_id"] == 1 and c["matched"]
+    assert 0.85 < c["solidity_pred"] <= 1 and 0.85 < c["solidity_true"] <= 1
+
+
+@pytest.mark.parametrize("rows_pred, offset", [(24, 4.0), (17, -3.0), (20, 0.0)])
+def test_straight_edge_exact_and_border_not_counted(rows_pred, offset):
+    """A band along the top of the image: only its bottom edge is boundary; moving it by k px -> offset k."""
+    gt = np.zeros((H, W), np.int32)
+    gt[:20] = 1
+    pred = np.zeros((H, W), np.int32)
+    pred[:rows_pred] = 1
+    _, c = one(pred, gt)
+    assert c["offset"] == pytest.approx(offset, abs=1e-9)
+    assert c["solidity_pred"] == pytest.approx(1.0) and c["area_ratio"] == pytest.approx(rows_pred / 20)
+
+
+def test_sign_convention_shifted_disk():
+    """Larger masks are outside (+), smaller inside (-), whatever their position."""
+    gt = disk(12, 40.3, 50.6)
+    big = one(disk(15, 40.3, 50.6), gt)[1]["offset"]
+    small = one(disk(9, 40.3, 50.6), gt)[1]["offset"]
+    assert big > 2.3 and small < -2.3
+
+
+# ----------------------------------------------------------------------------- bins, counts, scale
+def test_bins_counts_and_scale():
+    centres = [(25, 25, 5), (25, 80, 10), (80, 25, 14), (90, 95, 20)]  # diameters ~10, 20, 28, 40
+    yy, xx = np.mgrid[0:240, 0:240]
+    gt, pred = np.zeros((240, 240), np.int32), np.zeros((240, 240), np.int32)
+    for k, (cy, cx, r) in enumerate(centres + [(180, 180, 30)]):  # + diameter ~60
+        gt[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k + 1
+    for k, (cy, cx, r) in enumerate(centres):  # the 48+ cell gets no prediction, plus two false positives
+        pred[(yy - cy) ** 2 + (xx - cx) ** 2 <= (r + 2) ** 2] = k + 10
+    pred[230:236, 5:11] = 50
+    pred[5:11, 230:236] = 51
+    res = shape_diagnostics([pred], [gt], bins=(0, 16, 24, 32, 48, math.inf))
+    assert [b["bin"] for b in res["bins"]] == ["0-16", "16-24", "24-32", "32-48", "48+"]
+    assert [b["n_gt"] for b in res["bins"]] == [1, 1, 1, 1, 1]
+    assert [b["n_matched"] for b in res["bins"]] == [1, 1, 1, 1, 0]
+    assert res["count_ratio"] == pytest.approx(6 / 5) and res["n_pred"] == 6 and res["n_gt"] == 5
+    o = res["overall"]
+    assert o["n_matched"] == 4 and o["n_matched_50"] == 4
+    assert 1.5 < o["offset_median"] < 2.3 and o["area_ratio_median"] > 1
+    assert res["cells"]["iou"][4] == 0 and np.isnan(res["cells"]["offset"][4]) and res["cells"]["pred_id"][4] == 0
+    assert res["bins"][4]["offset_median"] is not None and math.isnan(res["bins"][4]["offset_median"])
+    s = summarise(res)
+    text = json.dumps(s, allow_nan=False)  # strict JSON: NaN became null
+    assert "cells" not in s and json.loads(text)["bins"][4]["offset_median"] is None
+    # at half scale the diameters (and offsets in px) halve: ~5, 10, 14, 20, 30
+    half = shape_diagnostics([pred], [gt], scale=0.5)
+    assert [b["n_gt"] for b in half["bins"]] == [3, 1, 1, 0, 0]
+    np.testing.assert_allclose(half["cells"]["offset"], res["cells"]["offset"] * 0.5)
+    np.testing.assert_allclose(half["cells"]["offset_rel"], res["cells"]["offset_rel"])
+
+
+def test_match_threshold_and_iou50_counts():
+    gt = disk(10)
+    res = shape_diagnostics([disk(20), disk(13), np.zeros((H, W), np.int32)], [gt, gt, gt])
+    iou = res["cells"]["iou"]
+    assert 0.1 < iou[0] < 0.5 and iou[1] > 0.5 and iou[2] == 0
+    assert res["overall"]["n_matched"] == 2 and res["overall"]["n_matched_50"] == 1
+    assert res["count_ratio"] == pytest.approx(2 / 3)
+
+
+def test_disk_baseline_iou_by_hand():
+    """A 10 x 10 square and a point at its centre: the disk (distance < r of the rounded point) counted by hand."""
+    gt = np.zeros((H, W), np.int32)
+    gt[20:30, 20:30] = 4
+    for r in (4.0, 6.0):
+        disk_px = {(y, x) for y in range(H) for x in range(W) if (y - 25) ** 2 + (x - 25) ** 2 < r * r}
+        sq = {(y, x) for y in range(20, 30) for x in range(20, 30)}
+        expect = len(disk_px & sq) / len(disk_px | sq)
+        _, c = one(gt, gt, points=[np.array([[24.6, 24.7]])], disk_radius=r)
+        assert c["disk_iou"] == pytest.approx(expect) and c["iou"] == 1.0
+    # default radius: half the median equivalent diameter, points: GT centroids
+    res = shape_diagnostics([gt], [gt])
+    assert res["disk_radius"][0] == pytest.approx(math.sqrt(4 * 100 / math.pi) / 2)
+
+
+# ----------------------------------------------------------------------------- models of a tiny run
+class _HalfForeground(torch.nn.Module):
+    """Stand-in collaborator: foreground on the left half of every image."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, image, cell_type=None):
+        z = torch.full(image.shape[:1] + image.shape[-2:], -3.0)
+        z[..., : image.shape[-1] // 2] = 3.0
+        return {"fg_logits": z + self.w, "border_logits": z}
+
+
+def test_collaborator_foreground_fraction():
+    s = synthetic_sample((64, 80), n_cells=6, radius=(6, 9), seed=3)
+    out = collaborator_foreground_fraction(_HalfForeground(), [s, s], scale=0.5)
+    assert out["collaborator"] == [0.5, 0.5]
+    assert out["true"][0] == pytest.approx((s["label"] > 0).mean())
+    assert out["ratio"][0] == pytest.approx(0.5 / out["true"][0])
+
+
+def write_set(folder, seed, size=(128, 128)):
+    """One Usiigaci-layout set folder: raw.tif + instances_ids.png (as tests/test_cli.py)."""
+    s = synthetic_sample(size, n_cells=10, radius=(7, 11), seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "raw.tif", (s["image"][0] * 10000 + 20000).clip(0, 65535).astype(np.uint16))
+    Image.fromarray(s["label"].astype(np.uint8)).save(folder / "instances_ids.png")
+    return s
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Data on disk and a CKS run trained from points for 2 steps, with a snapshot after each step."""
+    from cks.config import get_preset
+    from cks.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("data")
+    samples = [write_set(root / f"set{i}", seed=i) for i in (1, 2)]
+    run = tmp_path_factory.mktemp("runs") / "RUN"
+    cfg = get_preset("base", size="test", overrides={"segmentor.window": 48, "train.crop_size": 96, "train.steps": 2,
+                                                      "train.checkpoint_every": 1000})
+    for k in (1, 2):
+        train(cfg, [dict(s, label=None) for s in samples], out_dir=run, resume=True, stop_at=k, progress=False)
+        (run / "snapshots").mkdir(exist_ok=True)
+        ck = torch.load(run / "checkpoint.pt", weights_only=False)
+        ck.pop("optimizer")
+        torch.save(ck, run / "snapshots" / f"step_{k:06d}.pt")
+    return root, samples, run
+
+
+def test_training_maps_over_snapshots(tiny_run, tmp_path):
+    _, samples, run = tiny_run
+    maps = training_maps(run, samples[0], crop=64)
+    assert [r["step"] for r in maps["rows"]] == [1, 2]
+    assert maps["image"].shape[-2:] == (64, 64) and maps["label"].shape == (64, 64)
+    for r in maps["rows"]:
+        for key in ("M_p", "M_c", "B_p"):
+            assert r[key].shape == (64, 64) and np.isfinite(r[key]).all()
+            assert r[key].min() >= 0 and r[key].max() <= 1
+        assert r["fg_fraction"] == pytest.approx((r["M_c"] >= 0.5).mean())
+        assert r["M_p"].max() > 0  # windows around the crop's points
+    assert not np.allclose(maps["rows"][0]["M_c"], maps["rows"][1]["M_c"])  # two different snapshots
+    # no snapshots: the checkpoint alone
+    solo = tmp_path / "SOLO"
+    solo.mkdir()
+    shutil.copy(run / "checkpoint.pt", solo / "checkpoint.pt")
+    rows = training_maps(solo, dict(samples[0], points=None))["rows"]  # points from the label's centroids
+    assert [r["step"] for r in rows] == [2]
+    assert rows[0]["B_p"].shape == (128, 128)  # default crop: min(H, W, 4 x window)
+
+
+def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
+    root, _, run = tiny_run
+    out = tmp_path / "DIAG"
+    capsys.readouterr()
+    rc = main(["diagnose", str(run), "--data", str(root), "--out", str(out), "--max-images", "1",
+               "--score-threshold", "0.0"])
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    text = (out / "diagnostics.json").read_text()
+    d = json.loads(text)
+    assert str(tmp_path) not in text and str(root) not in text  # no absolute paths of this machine
+    assert d["run"] == "RUN" and d["n_images"] == 1 and d["training_maps"]["steps"] == [1, 2]
+    assert d["shape"]["n_gt"] == sum(b["n_gt"] for b in d["shape"]["bins"]) > 0
+    assert len(d["collaborator_foreground"]["true"]) == 1
+    assert (out / "shape.png").stat().st_size > 1000 and (out / "training_maps.png").stat().st_size > 1000
+    assert "count ratio" in stdout
+    rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
+    assert rc == 2

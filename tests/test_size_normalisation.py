@@ -1,0 +1,100 @@
+"""Cell-size normalisation end to end (issue #9): training rescales to size.diameter, predict estimates each
+image's cell size and rescales, the label image stays at the input's native resolution."""
+import numpy as np
+import pytest
+import torch
+
+from cks.config import Config, get_preset
+from cks.data.normalize import median_scale, normalize_cell_size
+from cks.data.synthetic import synthetic_sample
+from cks.errors import CksDataError
+from cks.metrics import evaluate
+from cks.predict import predict, scores_by_label
+from cks.size import median_diameter
+from cks.train import snapshot_steps, train, warmup_steps
+
+TARGET = 18.0
+
+
+def _up(sample, k):
+    """Sample enlarged k times by pixel repetition: cells k times larger (exact labels)."""
+    return {"image": np.kron(sample["image"], np.ones((1, k, k), np.float32)),
+            "label": np.kron(sample["label"], np.ones((k, k), np.int32))}
+
+
+@pytest.fixture(scope="module")
+def run():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = get_preset("supervised", size="test", overrides={
+        "size.diameter": TARGET, "segmentor.window": 48, "train.crop_size": 128, "train.steps": 150,
+        "train.lr": 3e-3, "train.finetune_lr": 3e-3, "train.checkpoint_every": 10_000})
+    native = synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=1)
+    # train on the same field shown at 2x: normalisation must bring it back to ~TARGET px cells
+    return train(cfg, [dict(native, **_up(native, 2), points=native["points"] * 2 + 0.5)], progress=False)
+
+
+def test_training_samples_are_rescaled_to_the_target(run):
+    s = run["model"].scale
+    native = synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=1)
+    d2 = median_diameter(_up(native, 2)["label"])
+    assert s == pytest.approx(TARGET / d2, rel=0.02)
+
+
+def test_predict_estimates_the_size_and_rescales(run):
+    model = run["model"]
+    test = synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=4)
+    ref_label, ref_table = predict(model, test["image"], scale=TARGET / median_diameter(test["label"]))
+    ref = evaluate(ref_label, scores_by_label(ref_table), test["label"])["ap50"]
+    assert ref > 0.5, "the fixture model should segment its own kind of cells"
+    for k in (1, 2):  # cells at 2x and 1x the training size: the first pass (at the training scale) is 2x off for k = 1
+        big = _up(test, k)
+        label, table, info = predict(model, big["image"], return_info=True)
+        assert label.shape == big["label"].shape  # native resolution
+        true_d = median_diameter(big["label"])
+        assert info["scale"] == pytest.approx(TARGET / true_d, rel=0.25)
+        assert info["diameter"] == pytest.approx(true_d, rel=0.35)
+        ap = evaluate(label, scores_by_label(table), big["label"])["ap50"]
+        assert ap >= ref - 0.25
+    # a given diameter overrides the estimate
+    _, _, info = predict(model, test["image"], diameter=36.0, return_info=True)
+    assert info["scale"] == pytest.approx(TARGET / 36.0) and info["diameter_source"] == "given"
+
+
+def test_normalize_sources_and_errors():
+    s = synthetic_sample((96, 96), n_cells=8, radius=(7, 11), seed=2)
+    d = median_diameter(s["label"])
+    out = normalize_cell_size([s], 2 * d, "masks")[0]
+    assert out["cell_diameter_source"] == "masks" and out["scale"] == pytest.approx(2.0, rel=0.02)
+    assert median_diameter(out["label"]) == pytest.approx(2 * d, rel=0.1)
+    given = normalize_cell_size([s], 30.0, "auto", diameter=15.0)[0]
+    assert given["cell_diameter_source"] == "given" and given["scale"] == pytest.approx(2.0, rel=0.02)
+    pts = normalize_cell_size([s], 30.0, "auto")[0]
+    assert pts["cell_diameter_source"] == "points"
+    assert median_scale([out, given]) == pytest.approx(2.0, rel=0.02)
+    with pytest.raises(CksDataError, match="label image"):
+        normalize_cell_size([dict(s, label=None)], 30.0, "masks")
+    with pytest.raises(CksDataError, match="2 points"):
+        normalize_cell_size([dict(s, points=s["points"][:1])], 30.0, "points")
+    with pytest.raises(CksDataError, match="diameter"):
+        normalize_cell_size([s], 30.0, "given", diameter=-1)
+    with pytest.raises(CksDataError, match="rescale the image"):
+        normalize_cell_size([s], 30.0, "given", diameter=1000.0)
+
+
+def test_warmup_fraction_and_snapshots():
+    cfg = get_preset("author", overrides={"train.steps": 800})
+    assert warmup_steps(cfg) == 80  # 10 % of any budget
+    assert warmup_steps(get_preset("author", overrides={"train.steps": 800, "train.warmup_steps": 5})) == 5
+    assert warmup_steps(get_preset("base")) == 0
+    assert snapshot_steps(get_preset("base", overrides={"train.steps": 800})) == {200, 400, 600, 800}
+    assert snapshot_steps(get_preset("base", overrides={"train.snapshots": 0})) == set()
+
+
+def test_old_configs_load_with_a_fixed_scale():
+    old = get_preset("base").to_dict()
+    del old["size"], old["loss"]["prior_d_rel"], old["loss"]["collapse_min_area"], old["train"]["snapshots"]
+    del old["train"]["warmup_fraction"]
+    cfg = Config.from_dict(old)
+    assert cfg.size.normalize is False and cfg.loss.prior_d_rel == () and cfg.loss.collapse_min_area == 0.0
+    assert cfg.train.snapshots == 0 and cfg.train.warmup_fraction == 0.0
