@@ -148,7 +148,30 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | No
         labels, scores = [c[0] for c in cut], [c[1] for c in cut]
     r = evaluate_with_intervals(labels, scores, [s["label"] for s in samples], n_boot=n_boot)
     return {**r, "images": [s["name"] for s in samples], "score_threshold": threshold, "predict_s": round(secs, 2),
-            "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": sizes, **extra}
+            "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": sizes,
+            "size_groups": size_groups(labels, scores, samples), **extra}
+
+
+#: field groups by median equivalent cell diameter at the 0.5x scale of the v1 protocols (issue #9's table)
+SIZE_GROUPS = (("small (< 24 px at 0.5x)", 0.0, 24.0), ("medium (24-30 px)", 24.0, 30.0), ("large (>= 30 px)", 30.0, 1e9))
+
+
+def size_groups(labels, scores, samples) -> list[dict]:
+    """AP50 / Dice / counts pooled over the fields of each size group, and per field (native predictions)."""
+    from cks.metrics import evaluate
+    from cks.size import median_diameter
+
+    half = [median_diameter(s["label"]) * 0.5 for s in samples]
+    out = []
+    for name, lo, hi in SIZE_GROUPS:
+        idx = [i for i, d in enumerate(half) if lo <= d < hi]
+        if not idx:
+            continue
+        r = evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
+        out.append({"group": name, "fields": [samples[i]["name"] for i in idx],
+                    "median_diameter_at_half": [round(half[i], 1) for i in idx], "ap50": r["ap50"], "ap75": r["ap75"],
+                    "dice": r["dice"], "n_gt": r["n_gt"], "n_pred": r["n_pred"]})
+    return out
 
 
 def main(argv=None) -> Path:

@@ -207,7 +207,11 @@ def _parse_value(text: str, current: Any) -> Any:
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -> Config:
-    """Return ``cfg`` with ``{"section.key": value}`` or ``["section.key=value", ...]`` applied."""
+    """Return ``cfg`` with ``{"section.key": value}`` or ``["section.key=value", ...]`` applied.
+
+    Setting ``loss.prior_d`` (px) or ``loss.collapse_delta`` selects the paper's absolute form of that term
+    (``loss.prior_d_rel = ()``, ``loss.collapse_min_area = 0``) unless the same call sets the relative field.
+    """
     if not overrides:
         return cfg
     if isinstance(overrides, (list, tuple)):
@@ -218,6 +222,11 @@ def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) ->
             k, v = item.split("=", 1)
             pairs[k.strip()] = v.strip()
         overrides = pairs
+    # giving an absolute value selects the absolute (paper) form, unless the same call sets the relative one
+    implied = {"loss.prior_d": ("loss.prior_d_rel", ()), "loss.collapse_delta": ("loss.collapse_min_area", 0.0)}
+    for key, (rel_key, off) in implied.items():
+        if key in overrides and rel_key not in overrides:
+            overrides = {**overrides, rel_key: off}
     for key, value in overrides.items():
         if "." not in key:
             raise CksConfigError(f"config key {key!r} must be section.key, e.g. loss.prior_scale")

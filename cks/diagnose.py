@@ -363,13 +363,15 @@ def _portable(spec) -> str:
 
 
 def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None, score_threshold: float = 0.5,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, true_size: bool = False) -> dict:
     """Shape diagnostics, collaborator foreground fraction and training maps of a run on a data set with masks.
 
     Predicts every image of ``data_spec`` with :func:`cks.predict.predict` (the model's training scale),
     compares with the GT at native resolution (bins and offsets at the training scale), writes
     ``diagnostics.json``, ``shape.png`` and ``training_maps.png`` into ``out_dir`` (default
-    ``run_dir/diagnose``) and returns the JSON summary.
+    ``run_dir/diagnose``) and returns the JSON summary. ``true_size``: predict each image at its true cell size
+    (median equivalent diameter of its masks) instead of the model's own size estimate, so the figures show
+    the shape of the masks alone.
     """
     from tqdm.auto import tqdm
 
@@ -386,7 +388,10 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     samples = load_dataset(data_spec, scale=1.0, points="none")[:max_images]
     if not samples or any(s.get("label") is None for s in samples):
         raise CksDataError(f"{_portable(data_spec)}: diagnose needs images with masks (label images)")
-    preds = [predict(model, s["image"], score_threshold=score_threshold)[0]
+    from .size import median_diameter
+
+    preds = [predict(model, s["image"], score_threshold=score_threshold,
+                     diameter=median_diameter(s["label"]) if true_size else None)[0]
              for s in tqdm(samples, desc="diagnose", disable=not progress, dynamic_ncols=True)]
     res = shape_diagnostics(preds, [s["label"] for s in samples], scale=scale)
     ckpt = load_checkpoint(run)
@@ -396,6 +401,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     maps = training_maps(run, first)
     summary = {"run": run.name if run.is_dir() else f"{run.parent.name}/{run.name}", "data": _portable(data_spec),
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
+               "size": "true cell size (from the masks)" if true_size else "the model's own estimate",
                "n_images": len(samples), "shape": summarise(res), "collaborator_foreground": fraction,
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
                                  "fg_fraction": [r["fg_fraction"] for r in maps["rows"]],
@@ -425,12 +431,14 @@ def add_parser(subparsers):
     p.add_argument("--out", help="output folder (default RUN/diagnose)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
     p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--true-size", action="store_true",
+                   help="predict each image at its true cell size (from its masks) instead of the automatic estimate")
     return p
 
 
 def run_cli(args) -> dict:
     s = diagnose_run(args.run, args.data, out_dir=args.out, max_images=args.max_images,
-                     score_threshold=args.score_threshold)
+                     score_threshold=args.score_threshold, true_size=args.true_size)
     print("| bin (px) | GT | matched | IoU>=0.5 | offset px | offset/diam | area ratio | IoU | disk IoU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in s["shape"]["bins"] + [dict(s["shape"]["overall"], bin="all")]:

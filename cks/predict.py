@@ -103,9 +103,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         (``model.scale``), measure the cell size of that result (``size_from``: ``"masks"``, the median
         equivalent diameter of the predicted masks, or ``"points"``, :func:`cks.size.estimate_diameter` at the
         detected points), rescale so the cells have ``model_diameter`` px and predict again, until the scale
-        changes by <= 5 % (at most ``max_passes`` passes, a secant step in log-scale; the scale stays within 4x
-        of the first). ``info["diameter"]`` is the cell size measured on the last pass but one. Other models use
-        ``model.scale`` (their fixed training scale, e.g. 0.5 for Usiigaci).
+        changes by <= 5 % (at most ``max_passes`` passes, a secant step in log-scale of at most 2x; the
+        scale stays within 3x of the first). ``info["diameter"]`` is the cell size measured on the last pass
+        but one. Other models use ``model.scale`` (their fixed training scale, e.g. 0.5 for Usiigaci).
         tile: tile side (px, model resolution); images larger than this are tiled.
         overlap: tile overlap (default 2 x window + 32; at least one window, less than ``tile``).
         return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
@@ -153,7 +153,8 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         alpha = 1.0
         if prev is not None and abs(math.log(scale / prev[0])) > 1e-3:
             alpha = float(np.clip(math.log(m / prev[1]) / math.log(scale / prev[0]), 0.3, 1.0))
-        new = float(np.clip(scale * (model_diameter / m) ** (1.0 / alpha), s0 / 4, s0 * 4))
+        step = float(np.clip((model_diameter / m) ** (1.0 / alpha), 1 / MAX_STEP, MAX_STEP))
+        new = float(np.clip(scale * step, s0 / MAX_RANGE, s0 * MAX_RANGE))
         if abs(new / scale - 1.0) <= 0.05:
             break
         prev, scale = (scale, m), new
@@ -161,6 +162,10 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         info.update(scale=scale, passes=info["passes"] + 1)
     return (label, table, info) if return_info else (label, table)
 
+
+#: the automatic scale changes by at most this factor per pass, and stays within MAX_RANGE of the training scale
+#: (cells of unseen fields differ ~2x in size; a poorly trained model's fragments must not blow an image up 16x)
+MAX_STEP, MAX_RANGE = 2.0, 3.0
 
 #: fewer cells than this in the first pass: too few to measure a size, the first pass stands
 MIN_CELLS_FOR_SIZE = 3

@@ -156,17 +156,22 @@ def validate(principal: Principal, val_samples: list[dict], scale: float | None 
              max_images: int | None = None) -> dict:
     """AP50 / AP75 / mAP / Dice of the principal model on ``val_samples`` (native resolution).
 
-    ``scale=None``: as :func:`cks.predict.predict` without a scale (a size-normalised model estimates
-    each image's cell size).
+    ``scale=None`` with a size-normalised model: each image is predicted at its true cell size (median
+    equivalent diameter of its masks), so the curve tracks segmentation quality alone; the automatic size
+    estimate of :func:`cks.predict.predict` is measured separately (``benchmarks/protocol.py`` records it).
     """
     from .metrics import evaluate
     from .predict import predict, scores_by_label
+    from .size import median_diameter
 
     was = principal.training
     principal.eval()
     preds, scores, gts = [], [], []
     for s in val_samples[:max_images]:
-        lab, table = predict(principal, s["image"], scale=scale)
+        if scale is None and principal.cfg.size.normalize:  # the true cell size, from the validation masks
+            lab, table = predict(principal, s["image"], diameter=median_diameter(s["label"]))
+        else:
+            lab, table = predict(principal, s["image"], scale=scale)
         preds.append(lab)
         scores.append(scores_by_label(table))
         gts.append(s["label"])

@@ -78,3 +78,10 @@ def test_signed_prior_crosses_zero_at_k_d():
     assert float(g[20, 47]) < 0 and float(g.min()) >= -far - 1e-6
     paper = prior_logits(pts, origin, 48, torch.tensor([d]), "point")[0]
     assert float(paper.min()) > 0  # the paper's prior only ever adds foreground
+
+
+def test_setting_absolute_values_selects_the_absolute_form():
+    cfg = with_overrides(get_preset("base"), {"loss.prior_d": (9.0,), "loss.collapse_delta": 0.02})
+    assert effective_prior_d(cfg) == (9.0,) and effective_collapse_delta(cfg) == 0.02
+    both = with_overrides(get_preset("base"), ["loss.prior_d=9", "loss.prior_d_rel=0.3"])
+    assert effective_prior_d(both) == pytest.approx((9.6,))  # the relative form given in the same call wins
