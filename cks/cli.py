@@ -230,9 +230,12 @@ def cmd_train(a) -> dict:
         from .data.normalize import median_scale, normalize_cell_size
 
         samples = load_dataset(a.data, scale=1.0, points="nuclei" if a.labels == "nuclei" else "auto")
-        samples = normalize_cell_size(samples, cfg.size.diameter, a.size_from, a.diameter,
-                                      use_masks=a.labels == "masks")
-        samples = _prepare_labels(a, samples, a.labels)
+        if a.size_from == "masks" and a.labels != "masks":  # sizes from the masks before point training drops them
+            samples = normalize_cell_size(samples, cfg.size.diameter, "masks")
+        samples = _prepare_labels(a, samples, a.labels)  # checks the points (jitter: px of the input images)
+        if a.size_from != "masks" or a.labels == "masks":
+            samples = normalize_cell_size(samples, cfg.size.diameter, a.size_from, a.diameter,
+                                          use_masks=a.labels == "masks")
         scale = median_scale(samples)
         ds = np.array([s["cell_diameter"] for s in samples])
         print(f"train: cell size ({samples[0]['cell_diameter_source']}) median {np.median(ds):.1f} px "

@@ -259,18 +259,12 @@ def snapshot_files(run_dir) -> list[Path]:
 
 
 def _loss_at(cfg, step: int) -> tuple:
-    """(d table in px, pi, prior centre, force points) of Eq. 4 as the training objective used them at ``step``."""
-    from . import train as train_mod
-    from .losses import cks as cks_losses
+    """(d table in px, pi, prior centre, force points, prior zero) of Eq. 4 as training used them at ``step``."""
+    from .losses.cks import effective_loss_config
+    from .train import warmup_steps
 
-    n_warm = train_mod.warmup_steps(cfg) if hasattr(train_mod, "warmup_steps") else cfg.train.warmup_steps
-    warm = step < n_warm
-    if hasattr(cks_losses, "effective_loss_config"):
-        lc = cks_losses.effective_loss_config(cfg, warmup=warm)
-        return lc.prior_d, lc.prior_scale, lc.prior_center, lc.force_point_foreground
-    d = getattr(cks_losses, "effective_prior_d", lambda c: c.loss.prior_d)(cfg)
-    d, pi = ((100.0,), 1.0) if warm else (d, cfg.loss.prior_scale)
-    return d, pi, cfg.loss.prior_center, cfg.loss.force_point_foreground
+    lc = effective_loss_config(cfg, warmup=step < warmup_steps(cfg))
+    return lc.prior_d, lc.prior_scale, lc.prior_center, lc.force_point_foreground, lc.prior_zero
 
 
 def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots: int | None = None) -> dict:
@@ -331,18 +325,47 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
         principal = Principal(cfg)
         principal.load_state_dict(ck["principal"])
         collab = _collaborator(ck)
-        d_table, pi, center, force = _loss_at(cfg, step)
+        d_table, pi, center, force, zero = _loss_at(cfg, step)
         shape = (1, side, side)
         with torch.no_grad():
             out = principal.eval()(x, p)
             lg, b, o, sp = out["seg_logits"], out["seg_batch"], out["seg_origin"], out["seg_points"]
             d = prior_d_per_window(ct, b, torch.as_tensor(d_table, dtype=torch.float32).reshape(-1))
-            m_p = principal_foreground(lg, b, o, sp, shape, d, pi, center, force)[0].numpy()
+            m_p = principal_foreground(lg, b, o, sp, shape, d, pi, center, force, zero)[0].numpy()
             b_p = principal_border(lg, b, o, shape, cfg.loss.border_magnitude)[0].numpy()
             m_c = None if collab is None else torch.sigmoid(collab(x, ct)["fg_logits"])[0].numpy()
         rows.append({"step": step, "M_p": m_p, "M_c": m_c, "B_p": b_p,
                      "fg_fraction": None if m_c is None else float((m_c >= 0.5).mean())})
     return {"image": cimg, "label": lab, "points": cpts, "rows": rows}
+
+
+def shape_over_training(run_dir, samples: list[dict], score_threshold: float = 0.5) -> list[dict]:
+    """Shape diagnostics of every snapshot of a run: does the boundary drift outward as training goes on?
+
+    Each snapshot's principal predicts ``samples`` (native, with masks) at their true cell size (median
+    equivalent diameter of the masks; a fixed-scale model at its own scale). Returns one row per snapshot:
+    ``step``, AP50, count ratio and the overall and per-bin median signed offset / area ratio / IoU.
+    """
+    from .checkpoint import load_checkpoint, load_model
+    from .metrics import evaluate
+    from .predict import predict, scores_by_label
+    from .size import median_diameter
+
+    rows = []
+    for f in snapshot_files(run_dir):
+        model = load_model(f)
+        norm = model.cfg.size.normalize
+        preds = [predict(model, s["image"], score_threshold=score_threshold,
+                         diameter=median_diameter(s["label"]) if norm else None) for s in samples]
+        labels = [p[0] for p in preds]
+        res = summarise(shape_diagnostics(labels, [s["label"] for s in samples], scale=float(model.scale)))
+        ap = evaluate(labels, [scores_by_label(p[1]) for p in preds], [s["label"] for s in samples])
+        keep = ("offset_median", "offset_rel_median", "area_ratio_median", "iou_median", "n_gt", "n_matched")
+        rows.append({"step": int(load_checkpoint(f).get("step", 0)),
+                     "ap50": ap["ap50"], "count_ratio": res["count_ratio"],
+                     "overall": {k: res["overall"][k] for k in keep},
+                     "bins": [{"bin": b["bin"], **{k: b[k] for k in keep}} for b in res["bins"]]})
+    return rows
 
 
 # ----------------------------------------------------------------------------- a whole run
@@ -399,6 +422,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     fraction = None if collab is None else collaborator_foreground_fraction(collab, samples, scale)
     first = rescale_sample(samples[0], scale) if scale != 1.0 else samples[0]
     maps = training_maps(run, first)
+    over = shape_over_training(run, samples, score_threshold) if len(snapshot_files(run)) > 1 else []
     summary = {"run": run.name if run.is_dir() else f"{run.parent.name}/{run.name}", "data": _portable(data_spec),
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
                "size": "true cell size (from the masks)" if true_size else "the model's own estimate",
@@ -406,6 +430,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
                                  "fg_fraction": [r["fg_fraction"] for r in maps["rows"]],
                                  "true_fg_fraction": None if maps["label"] is None else float((maps["label"] > 0).mean())},
+               "shape_over_training": over,
                "figures": ["shape.png", "training_maps.png"]}
     summary = _jsonable(summary)
     out.mkdir(parents=True, exist_ok=True)

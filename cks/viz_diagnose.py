@@ -39,38 +39,37 @@ def _boxes(ax, names, vals, color="tab:blue", offset=0.0, width=0.6, label=None)
     ax.set_xlim(-0.6, len(names) - 0.4)
 
 
+def _bin_panel(result: dict, key: str, ref: float, ylabel: str, title: str, ax=None, color=None, logy=False):
+    """Box plot of one per-cell quantity of matched cells per size bin, with a reference line at ``ref``."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    names, vals = _per_bin(result, key)
+    ax.axhline(ref, color="gray", lw=1, ls="--")
+    _boxes(ax, names, vals, **({"color": color} if color else {}))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("true cell diameter (px at training scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return fig or ax.figure
+
+
 def plot_offsets(result: dict, ax=None, relative: bool = False):
     """Signed boundary offset of matched cells per size bin (box plot) next to the zero line.
 
     Positive = the predicted boundary lies outside the true cell (masks too large, a band around the cell).
     """
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    names, vals = _per_bin(result, "offset_rel" if relative else "offset")
-    ax.axhline(0, color="gray", lw=1, ls="--")
-    _boxes(ax, names, vals)
-    ax.set_xlabel("true cell diameter (px at training scale)")
-    ax.set_ylabel("offset / true diameter" if relative else "signed boundary offset (px)")
-    ax.set_title("boundary offset (+ = outside the cell)", fontsize=9)
-    return fig or ax.figure
+    return _bin_panel(result, "offset_rel" if relative else "offset", 0.0,
+                      "offset / true diameter" if relative else "signed boundary offset (px)",
+                      "boundary offset (+ = outside the cell)", ax)
 
 
 def plot_area_ratio(result: dict, ax=None):
     """Predicted / true area of matched cells per size bin, next to the ratio 1."""
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    names, vals = _per_bin(result, "area_ratio")
-    ax.axhline(1, color="gray", lw=1, ls="--")
-    _boxes(ax, names, vals, color="tab:orange")
-    ax.set_yscale("log")
-    ax.set_xlabel("true cell diameter (px at training scale)")
-    ax.set_ylabel("predicted / true area")
-    ax.set_title("area ratio (matched cells)", fontsize=9)
-    return fig or ax.figure
+    return _bin_panel(result, "area_ratio", 1.0, "predicted / true area", "area ratio (matched cells)", ax,
+                      color="tab:orange", logy=True)
 
 
 def plot_iou_vs_disk(result: dict, ax=None):

@@ -93,6 +93,8 @@ def test_train_predict_evaluate(data, run, tmp_path, capsys):
         assert [int(r[0]) for r in rows[1:]] == ids[ids > 0].tolist()
         assert [int(r[4]) for r in rows[1:]] == np.bincount(lab.ravel())[ids[ids > 0]].tolist()
     assert no_tmp_files(pred)
+    sizes = json.loads((pred / "sizes.json").read_text())  # per image: the scale used and the cell size
+    assert set(sizes) == {"set1/raw", "set2/raw"} and all(v["scale"] > 0 for v in sizes.values())
     rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", f"{root}:set1,set2", "--json", tmp_path / "M.json")
     assert rc == 0, err
     metrics = json.loads((tmp_path / "M.json").read_text())
@@ -338,14 +340,26 @@ def test_real_usiigaci_two_steps(tmp_path, capsys):
     if not os.environ.get("CKS_DATA_DIR") or not Path(os.environ["CKS_DATA_DIR"]).is_dir():
         pytest.skip("CKS_DATA_DIR not set")
     from cks.data.spec import load_dataset
-    spec = "usiigaci_nih3t3_phase/train:set1@0.5"
+    spec = "usiigaci_nih3t3_phase/train:set1"
     s = load_dataset(spec, points="centroid")
     assert len(s) == 1 and len(s[0]["points"]) > 10
     assert s[0]["image"].shape[-2:] == s[0]["label"].shape
+    tiny = ["--size", "test", "--set", "segmentor.window=48", "train.crop_size=128"]
+    # default: cell-size normalisation, the size estimated from the points (masks never used)
     rc, out, err = run_cli(capsys, "train", "--data", spec, "--labels", "points", "--out", tmp_path / "R",
-                           "--steps", "2", "--size", "test", "--set", "segmentor.window=48", "train.crop_size=128")
+                           "--steps", "2", *tiny)
     assert rc == 0, err
-    assert "scale 0.5" in out
+    assert "cell size (points)" in out
     from cks.checkpoint import load_checkpoint
+    from cks.size import estimate_diameter
     ck = load_checkpoint(tmp_path / "R")
-    assert ck["step"] == 2 and ck["scale"] == 0.5
+    assert ck["step"] == 2
+    assert ck["scale"] == pytest.approx(32.0 / estimate_diameter(s[0]["image"], s[0]["points"]), rel=0.01)
+    # a fixed scale is refused with a normalising preset, and works when normalisation is switched off
+    rc, out, err = run_cli(capsys, "train", "--data", spec + "@0.5", "--labels", "points", "--out", tmp_path / "F",
+                           "--steps", "2", *tiny)
+    assert_user_error(rc, err, "size.normalize=false")
+    rc, out, err = run_cli(capsys, "train", "--data", spec + "@0.5", "--labels", "points", "--out", tmp_path / "F",
+                           "--steps", "2", *tiny, "size.normalize=false")
+    assert rc == 0, err
+    assert "scale 0.5" in out and load_checkpoint(tmp_path / "F")["scale"] == 0.5

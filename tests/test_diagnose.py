@@ -213,3 +213,22 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert "count ratio" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
+
+
+def test_shape_over_training_matches_each_snapshot(tiny_run):
+    """One row per snapshot; each row's AP50 equals evaluating that snapshot's own prediction."""
+    from cks.checkpoint import load_model
+    from cks.diagnose import shape_over_training, snapshot_files
+    from cks.metrics import evaluate
+    from cks.predict import predict, scores_by_label
+    from cks.size import median_diameter
+
+    _, samples, run = tiny_run
+    rows = shape_over_training(run, samples[:1], score_threshold=0.0)
+    assert [r["step"] for r in rows] == [1, 2]
+    for f, r in zip(snapshot_files(run), rows):
+        m = load_model(f)
+        d = median_diameter(samples[0]["label"]) if m.cfg.size.normalize else None
+        lab, tab = predict(m, samples[0]["image"], score_threshold=0.0, diameter=d)
+        assert r["ap50"] == evaluate(lab, scores_by_label(tab), samples[0]["label"])["ap50"]
+        assert r["overall"]["n_gt"] == len(np.unique(samples[0]["label"][samples[0]["label"] > 0]))
