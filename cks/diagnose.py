@@ -250,12 +250,19 @@ def collaborator_foreground_fraction(collaborator, samples, scale: float = 1.0) 
 
 
 def snapshot_files(run_dir) -> list[Path]:
-    """``run_dir/snapshots/step_*.pt`` in step order, or ``[run_dir/checkpoint.pt]`` when there are none."""
+    """``run_dir/snapshots/step_*.pt`` in step order (then ``checkpoint.pt`` if it is further on), or
+    ``[run_dir/checkpoint.pt]`` when there are none."""
     p = Path(run_dir)
     if p.is_file():
         return [p]
     snaps = sorted((p / "snapshots").glob("step_*.pt"))
-    return snaps or [p / "checkpoint.pt"]
+    last = p / "checkpoint.pt"
+    if snaps and last.exists():  # a run stopped by its time budget: its last state is not a snapshot
+        from .checkpoint import load_checkpoint
+
+        if int(load_checkpoint(last).get("step", 0)) > int(snaps[-1].stem.split("_")[-1]):
+            snaps.append(last)
+    return snaps or [last]
 
 
 def _loss_at(cfg, step: int) -> tuple:
