@@ -85,7 +85,7 @@ class LossConfig:
     mode: str = "cks"  # "cks" (points only) | "supervised" (masks, BCE)
     prior_scale: float = 2.0  # pi in Eq. 4 (paper 2.0); 0 disables the prior (Table VI "not used")
     prior_d: tuple[float, ...] = (20.0,)  # d in Eq. 4 per cell type, px (paper: 20/15/10 by size group); used when prior_d_rel is ()
-    prior_d_rel: tuple[float, ...] = (0.4,)  # d as a fraction of size.diameter (author's SIGMAS 10-15 px at ~35 px cells); () = absolute prior_d
+    prior_d_rel: tuple[float, ...] = (0.7,)  # d as a fraction of size.diameter (0.7: the d = 20 px of our v1 runs at 28-px cells; 0.4 gave masks of 1/2 a cell, issue #9); () = absolute prior_d
     prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
@@ -95,8 +95,8 @@ class LossConfig:
     border_magnitude: str = "author"  # Sobel magnitude sqrt(clip((Sy^2+Sx^2)/8, 1e-8, 1)) (paper silent)
     border_loss_factor: float = 1.0  # L_B = factor * mean (B_c - B_p)^2; author: 0.5 (diff #9)
     collapse_delta: float = 0.01  # delta in Eq. 6 (L_MC); used when collapse_min_area is 0
-    collapse_exponent: float = 1.0  # paper: (mean m_i)^-1; author: 0.5 (diff #8)
-    collapse_min_area: float = 1 / 3  # >0: delta is set so L_MC outweighs L_S only below this fraction of the target cell area
+    collapse_exponent: float = 0.5  # paper: (mean m_i)^-1; author: 0.5 (diff #8), measured to work here (issue #9)
+    collapse_min_area: float = 0.45  # >0: delta is set so L_MC outweighs L_S only below this fraction of the target cell area
     lambda_det: float = 1.0
     lambda_s: float = 1.0
     lambda_b: float = 1.0
@@ -284,7 +284,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "table6_constant_d": {**_PAPER_SIZE, "loss.prior_d": (20.0,)},
     "table6_per_type_d": {**_PAPER_SIZE, "loss.prior_d": (20.0, 15.0, 10.0)},
     # the paper's absolute (scale-dependent) forms of everything size-related
-    "paper_absolute": dict(_PAPER_SIZE),
+    "paper_absolute": {**_PAPER_SIZE, "loss.collapse_exponent": 1.0},
     # Table VII: collaborator capacity
     "table7_a2_b1": {"collaborator.foreground": (16, 32, 64, 128)},
     "table7_a3_b1": {"collaborator.foreground": (16, 32, 64, 128, 256)},
@@ -295,10 +295,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "author": {
         "detector.strides": (4, 8, 16), "detector.offset_loss": "huber", "detector.always_positive_own_cell": False,
         "detector.train_match_radius": 12.0, "loss.prior_center": "window", "loss.force_point_foreground": True,
-        "loss.collapse_exponent": 0.5, "loss.border_loss_factor": 0.5, "train.optimizer": "adamw",
+        "loss.collapse_min_area": 1 / 3, "loss.border_loss_factor": 0.5, "train.optimizer": "adamw",
         "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_fraction": 0.1},
-    # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell:
-    #  the size-relative default collapse_min_area reproduces it at any scale)
+    # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell,
+    #  kept here in its size-relative form; the author's exponent 0.5 is the base's)
 }
 
 

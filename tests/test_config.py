@@ -10,7 +10,10 @@ def test_paper_defaults():
     assert BASE.detector.strides == (4, 8, 16, 32)
     assert BASE.segmentor.window == 96 and BASE.segmentor.encoding == "learned"
     assert BASE.collaborator.foreground == (16, 32, 64) and BASE.collaborator.border == "cnn"
-    assert BASE.loss.prior_scale == 2.0 and BASE.loss.collapse_exponent == 1.0
+    assert BASE.loss.prior_scale == 2.0
+    # size-dependent terms are size-relative (issue #9); the paper's absolute forms are a preset
+    paper = get_preset("paper_absolute")
+    assert paper.loss.collapse_exponent == 1.0 and paper.loss.prior_d == (20.0,) and not paper.size.normalize
     assert BASE.loss.consistency_principal == "linear" and BASE.loss.consistency_collaborator == "linear"
     assert BASE.train.steps == 90_000 and BASE.train.lr == 1e-3 and BASE.train.finetune_lr == 2e-4
 

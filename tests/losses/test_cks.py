@@ -37,7 +37,7 @@ def test_terms_and_total(windows):
     torch.testing.assert_close(out["L_M"], collaborator_linear_loss(collab["fg_logits"], m_p))
     torch.testing.assert_close(out["L_S"], instance_consistency_loss(
         lg, seg["batch"], seg["origin"], torch.sigmoid(collab["fg_logits"]), shape))
-    torch.testing.assert_close(out["L_MC"], collapse_loss(lg, seg["batch"], seg["origin"], shape, 0.01, 1.0))
+    torch.testing.assert_close(out["L_MC"], collapse_loss(lg, seg["batch"], seg["origin"], shape, 0.01, LossConfig().collapse_exponent))
 
 
 def test_border_term_enters_once(windows):

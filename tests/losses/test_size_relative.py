@@ -12,9 +12,9 @@ from cks.losses.consistency import instance_consistency_loss
 
 def test_prior_d_follows_the_target_diameter():
     cfg = get_preset("base")
-    assert effective_prior_d(cfg) == pytest.approx((0.4 * 32.0,))
+    assert effective_prior_d(cfg) == pytest.approx((cfg.loss.prior_d_rel[0] * 32.0,))
     big = with_overrides(cfg, {"size.diameter": 50.0})
-    assert effective_prior_d(big) == pytest.approx((20.0,))
+    assert effective_prior_d(big) == pytest.approx((cfg.loss.prior_d_rel[0] * 50.0,))
     # the paper's absolute form is untouched by the target size
     for name in ("table6_constant_d", "paper_absolute"):
         p = with_overrides(get_preset(name), {"size.diameter": 50.0})
@@ -40,7 +40,7 @@ def test_collapse_push_equals_ls_pull_at_the_minimum_area(exponent, diameter):
     g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, m_c, shape), logits)[0]
     # both gradients are w.r.t. logits: the sigmoid' factor is common, so compare them directly
     assert float(g_mc[0, 0, 0]) == pytest.approx(-float(g_s[0, 0, 0]), rel=1e-6)
-    # a bigger (cell-sized) mask: L_S wins by the factor f^-(e+1)
+    # a mask 3x the minimum: L_S wins by the factor 3^(e+1)
     p2 = 3 * p
     l2 = torch.full((1, s, s), math.log(p2 / (1 - p2)), dtype=torch.float64, requires_grad=True)
     g2 = torch.autograd.grad(collapse_loss(l2, batch, origin, shape, delta, exponent), l2)[0]
@@ -59,7 +59,8 @@ def test_absolute_delta_when_min_area_is_zero():
 def test_effective_loss_config_and_warmup():
     cfg = get_preset("author")
     lc = effective_loss_config(cfg)
-    assert lc.prior_d == pytest.approx((12.8,)) and lc.prior_d_rel == () and lc.collapse_min_area == 0
+    assert lc.prior_d == pytest.approx((cfg.loss.prior_d_rel[0] * 32.0,)) and lc.prior_d_rel == ()
+    assert lc.collapse_min_area == 0 and lc.collapse_delta == pytest.approx(0.01, rel=0.02)  # the author's, at 32 px
     w = effective_loss_config(cfg, warmup=True)
     assert w.prior_d == pytest.approx((WARMUP_D_REL * 32.0,)) and w.prior_scale == 1.0 and w.overlap == "softplus"
     assert effective_loss_config(get_preset("paper_absolute"), warmup=True).prior_d == (100.0,)
