@@ -167,6 +167,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
 #: (cells of unseen fields differ ~2x in size; a poorly trained model's fragments must not blow an image up 16x)
 MAX_STEP, MAX_RANGE = 2.0, 3.0
 
+#: only detections scoring at least this measure the cell size (a low reporting threshold adds fragments)
+SIZE_MIN_SCORE = 0.5
+
 #: fewer cells than this in the first pass: too few to measure a size, the first pass stands
 MIN_CELLS_FOR_SIZE = 3
 
@@ -175,12 +178,13 @@ def _measured_diameter(img: np.ndarray, label: np.ndarray, table: dict, size_fro
     """Median cell diameter (native px) of a first-pass result, or None when it found too few cells."""
     from . import size
 
-    if len(table["label"]) < MIN_CELLS_FOR_SIZE:
+    sure = table["score"] >= SIZE_MIN_SCORE  # the size comes from confident cells only, whatever is reported
+    if int(sure.sum()) < MIN_CELLS_FOR_SIZE:
         return None
     if size_from == "masks":
-        d = size.median_diameter(label)
+        d = float(np.median(np.sqrt(4.0 * table["area"][sure] / np.pi)))
     else:
-        d = size.estimate_diameter(img, np.stack([table["y"], table["x"]], 1))
+        d = size.estimate_diameter(img, np.stack([table["y"][sure], table["x"][sure]], 1))
     return float(d) if math.isfinite(d) and d > 0 else None
 
 

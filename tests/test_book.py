@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cks.config import BASE
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p for p in (ROOT / "book").glob("[0-9]*.md"))
 
@@ -59,6 +61,39 @@ RANGES.update({
     "ch6_n_gt": (1, 1_000_000), "ch6_cks_steps": (1, 1_000_000), "ch6_sup_steps": (1, 1_000_000),
     **{f"ch6_{k}_{m}": _F for k in ("cks", "sup") for m in ("dice", "ap50", "ap75", "map")},
 })
+
+# cell size (chapters 01, 02, 05, 06, 07c, 10): diameters in px, errors in %, scales within the guards of the library
+_D = (1.0, 300.0)  # a cell diameter in px (native or model resolution)
+_PCT = (0.0, 100.0)
+
+
+def _cross(delta: float, exponent: float, diameter: float, window: int = BASE.segmentor.window) -> tuple:
+    """Range of ch5_minarea_*: mask area / cell area where L_MC's push equals L_S's pull, a_min = S^2 (e delta)^(1/(e+1))
+    (cks.losses.cks.effective_collapse_delta), read off a log grid of 200 points over 10^-1.5..10 (step ~3 %)."""
+    x = window ** 2 * (exponent * delta) ** (1 / (exponent + 1)) / (math.pi * diameter ** 2 / 4)
+    return (0.95 * x, 1.05 * x)
+
+
+RANGES.update({
+    "ch2_size_usi_n": (1, 100), "ch2_size_usi_min": _D, "ch2_size_usi_max": _D, "ch2_size_usi_ratio": (1.0, 20.0),
+    "ch2_size_fields": (1, 1000), **{f"ch2_size_{k}_{p}": _PCT for k in ("within", "mederr")
+                                      for p in ("centroid", "nuclei")},
+    "ch5_minarea_paper19": _cross(0.01, 1.0, 19.0), "ch5_minarea_author19": _cross(0.01, 0.5, 19.0),
+    "ch5_minarea_relative": (0.95 * BASE.loss.collapse_min_area, 1.05 * BASE.loss.collapse_min_area),
+    **{f"ch6_diag_{k}_{m}": _F for k in ("cks", "sup") for m in ("matched", "iou", "disk")},
+    **{f"ch6_diag_{k}_count": (0.0, 50.0) for k in ("cks", "sup")},
+    **{f"ch6_diag_{k}_n": (0, 1_000_000) for k in ("cks", "sup")},
+    **{f"ch6_diag_{k}_offset": (-200.0, 200.0) for k in ("cks", "sup")},  # px; masks live in one window
+    "ch6_size_target": (4.0, 256.0), "ch6_size_n": (1, 1000), "ch6_size_true_min": _D, "ch6_size_true_max": _D,
+    "ch6_size_err_median": _PCT, "ch6_size_err_max": _PCT,
+    "ch6_size_scale_min": (0.25, 4.0), "ch6_size_scale_max": (0.25, 4.0),  # normalize_cell_size's 4x guard
+    "ch6_size_val_true": _D, "ch6_size_pred_cks": _D, "ch6_size_pred_sup": _D, "ch6_size_dice_cks": _F,
+    "ch6_size_dice_sup": _F,
+    "ch6_size_passes_cks": (1, 4), "ch6_size_passes_sup": (1, 4),  # predict's max_passes
+    "ch07c_d_rel": (0.05, 2.0), "ch07c_d_base": (1.0, 100.0), "ch07c_base_diameter": (4.0, 256.0),
+    "ch10_diameter": _D, "ch10_scale_val0": (0.05, 20.0),
+})
+
 
 def glued(nb: dict) -> dict:
     out = {}
