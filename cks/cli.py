@@ -346,7 +346,7 @@ def cmd_presets(a) -> dict:
     from .config import PRESETS, SIZES
 
     for name, diff in PRESETS.items():
-        print(f"{name:40s} {json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper)'}")
+        print(f"{name:40s} {json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper, with size-relative prior d and L_MC on size-normalised images; paper_absolute: the paper as written)'}")
     print("\nsizes: " + ", ".join(SIZES))
     return {"presets": list(PRESETS)}
 

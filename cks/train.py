@@ -208,6 +208,10 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         train_samples = normalize_cell_size(train_samples, cfg.size.diameter, "auto",
                                             use_masks=cfg.loss.mode == "supervised")
         scale = median_scale(train_samples)
+    elif cfg.size.normalize and train_samples:  # normalised by the caller: their median scale
+        from .data.normalize import median_scale
+
+        scale = median_scale(train_samples)
     torch.manual_seed(t_cfg.seed + rank)
     np.random.seed(t_cfg.seed + rank)
     if device is None:
