@@ -2,11 +2,11 @@
 
 Runs in the cellpose venv (cellpose 3.1.1.x, no cks import; reading matches cks.data.readers.read_usiigaci):
 
-  /work/envs/cellpose/bin/python benchmarks/cellpose_peer.py --data /work/shared/data/usiigaci_nih3t3_phase \
-      --out /work/runs/cellpose_peer --epochs 150 --cpu-minutes 30 --threads 1
-  CKS_DATA_DIR=/work/shared/data PYTHONPATH=/work/main /work/venv/bin/python -m cks evaluate \
-      --pred /work/runs/cellpose_peer/pred --gt usiigaci_nih3t3_phase/val:set46-50 \
-      --json /work/runs/cellpose_peer/eval.json --bootstrap 1000
+  <cellpose-venv>/bin/python benchmarks/cellpose_peer.py --data $CKS_DATA_DIR/usiigaci_nih3t3_phase \
+      --out runs/cellpose_peer --epochs 150 --cpu-minutes 30 --threads 1
+  CKS_DATA_DIR=$CKS_DATA_DIR PYTHONPATH=. python -m cks evaluate \
+      --pred runs/cellpose_peer/pred --gt usiigaci_nih3t3_phase/val:set46-50 \
+      --json runs/cellpose_peer/eval.json --bootstrap 1000
 
 What it does / how it differs from a plain `python -m cellpose --train ...`:
 - Data: train/set1..16 masks (largest 4-connected component per id, as cks), images and labels resized to
