@@ -22,23 +22,14 @@ FORMAT_VERSION = 1
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` to ``path`` atomically (:func:`cks.data.writers.atomic_write_bytes`)."""
+    import io
 
+    from .data.writers import atomic_write_bytes
 
-def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 def rng_state() -> dict:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.writers import atomic_write_bytes as _atomic_bytes
+from .data.writers import read_table_scores, write_labels, write_table
 from .errors import CksError
 
 EXAMPLES = {
@@ -27,44 +29,6 @@ EXAMPLES = {
     "evaluate": "cks evaluate --pred preds/ --gt usiigaci_nih3t3_phase/val:set46-50",
     "presets": "cks presets",
 }
-
-
-def _atomic_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_tiff(label: np.ndarray, path: Path) -> None:
-    import tifffile
-
-    dtype = np.uint16 if int(label.max(initial=0)) < 65536 else np.uint32
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, label.astype(dtype))
-    _atomic_bytes(buf.getvalue(), path)
-
-
-def _write_csv(table: dict, path: Path) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["label", "score", "y", "x", "area"])
-    for row in zip(table["label"], table["score"], table["y"], table["x"], table["area"]):
-        w.writerow([int(row[0]), f"{row[1]:.5f}", f"{row[2]:.2f}", f"{row[3]:.2f}", int(row[4])])
-    _atomic_bytes(buf.getvalue().encode(), path)
-
-
-def _read_csv_scores(path: Path) -> dict[int, float]:
-    if not path.is_file():
-        raise CksError(f"{path}: missing (every .labels.tif needs its .csv); re-run `cks predict`")
-    try:
-        return {int(r["label"]): float(r["score"]) for r in csv.DictReader(io.StringIO(path.read_text()))}
-    except (KeyError, ValueError, TypeError):
-        raise CksError(f"{path}: not a `cks predict` table (label,score,y,x,area); re-run `cks predict`") from None
 
 
 def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list[str]:
@@ -104,9 +68,27 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
     return chosen
 
 
-def _common_root(paths: list[Path]) -> Path:
+def output_keys(paths: list[Path]) -> list[str]:
+    """Where each input's results go below ``--out``: its path below the inputs' common folder, suffix dropped.
+
+    The common folder's own name is kept when all inputs share one folder (``set46/raw.tif`` alone ->
+    ``set46/raw``; ``set46/raw.tif set47/raw.tif`` -> ``set46/raw``, ``set47/raw``), so one input or many give
+    the same names. Two inputs that would share a name (``a.tif``, ``a.png``) are refused.
+    """
     parents = [p.resolve().parent for p in paths]
-    return Path(os.path.commonpath([str(p) for p in parents])) if parents else Path(".")
+    if not parents:
+        return []
+    root = Path(os.path.commonpath([str(p) for p in parents]))
+    if len(set(parents)) == 1:
+        root = root.parent
+    keys = [p.resolve().relative_to(root).with_suffix("").as_posix() for p in paths]
+    seen: dict[str, Path] = {}
+    for p, k in zip(paths, keys):
+        if k in seen:
+            raise CksError(f"{seen[k]} and {p} would both be written as {k}.labels.tif; rename one, or predict "
+                           f"them with separate --out folders")
+        seen[k] = p
+    return keys
 
 
 # ---------------------------------------------------------------- commands
@@ -149,6 +131,7 @@ def cmd_demo(a) -> dict:
 
 
 def cmd_points(a) -> dict:
+    from .data.annotations import write_simple_json
     from .data.io import read_image
     from .points import points_from_nuclei
 
@@ -158,21 +141,17 @@ def cmd_points(a) -> dict:
     records = []
     for p in inputs:
         img = read_image(p)
+        if not 0 <= a.channel < img.shape[0]:
+            raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
+                           f"use --channel 0..{img.shape[0] - 1}")
         pts = points_from_nuclei(img[a.channel], **kw)
-        records.append({"image_file": str(p), "locations": [[round(float(y), 2), round(float(x), 2)] for y, x in pts]})
+        records.append((p, pts))
         print(f"{p}: {len(pts)} points")
     out = Path(a.out)
-    if out.suffix.lower() == ".csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["image_file", "y", "x"])
-        for r in records:
-            for y, x in r["locations"]:
-                w.writerow([r["image_file"], y, x])
-        _atomic_bytes(buf.getvalue().encode(), out)
-    else:
-        _atomic_bytes(json.dumps(records, indent=1).encode(), out)
-    return {"images": len(records), "points": sum(len(r["locations"]) for r in records)}
+    if out.suffix.lower() != ".json":
+        raise CksError(f"{out}: --out must be a .json file (the point list `cks train --data` reads)")
+    write_simple_json(out, records)  # image paths relative to the JSON's folder, as `cks train --data` reads them
+    return {"images": len(records), "points": sum(len(r[1]) for r in records)}
 
 
 def _load_training(a, spec, scale, labels):
@@ -275,10 +254,10 @@ def cmd_predict(a) -> dict:
 
     model = load_model(a.model)
     inputs = [Path(p) for p in a.inputs]
-    root = _common_root(inputs)
+    keys = output_keys(inputs)
     out = Path(a.out)
     n_cells, sizes = 0, {}
-    for p in inputs:
+    for p, rel in zip(inputs, keys):
         img = read_image(p)
         if a.channel is not None:
             if not 0 <= a.channel < img.shape[0]:
@@ -287,11 +266,10 @@ def cmd_predict(a) -> dict:
             img = img[a.channel:a.channel + 1]
         label, table, info = predict(model, img, score_threshold=a.score_threshold, scale=a.scale,
                                      diameter=a.diameter, tile=a.tile, return_info=True)
-        rel = p.resolve().relative_to(root).with_suffix("")
-        _write_csv(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
-        _write_tiff(label, out / (str(rel) + ".labels.tif"))
+        write_table(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
+        write_labels(label, out / (str(rel) + ".labels.tif"))
         n_cells += len(table["label"])
-        sizes[str(rel)] = info
+        sizes[rel] = info
         size_txt = (f", cell size {info['diameter']:.1f} px ({info['diameter_source']})"
                     if info["diameter"] is not None else "")
         print(f"{p}: {len(table['label'])} cells at scale {info['scale']:.3f}{size_txt} -> "
@@ -320,7 +298,13 @@ def cmd_evaluate(a) -> dict:
             raise CksError(f"{keys[k]}: size {lab.shape} differs from ground truth {g.get('image_path') or g['name']} "
                            f"{g['label'].shape}; predict the native-size images (cks predict maps back to input size)")
         labels.append(lab)
-        scores.append(_read_csv_scores(keys[k].with_name(keys[k].name[: -len('.labels.tif')] + ".csv")))
+        table_path = keys[k].with_name(keys[k].name[: -len('.labels.tif')] + ".csv")
+        sc = read_table_scores(table_path)
+        unscored = sorted(set(np.unique(lab[lab > 0]).tolist()) - set(sc))
+        if unscored:
+            raise CksError(f"{table_path}: no row for label(s) {unscored[:5]} of {keys[k]}; the table and the label "
+                           f"image are from different runs: re-run `cks predict`")
+        scores.append(sc)
         gt_labels.append(g["label"])
         names.append(g["name"])
     if a.bootstrap:
@@ -369,9 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--minutes", type=float, default=2.0, help="wall-time cap (default 2)")
     d.add_argument("--preset", default="base")
 
-    q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, or CSV)")
+    q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, read by `cks train --data`)")
     q.add_argument("inputs", nargs="+")
-    q.add_argument("--out", required=True, help="points.json or points.csv")
+    q.add_argument("--out", required=True, help="points.json (image paths stored relative to its folder)")
     q.add_argument("--channel", type=int, default=0, help="channel of the nuclear stain (default 0)")
     q.add_argument("--background", type=int, default=101, help="background box size in px (default 101)")
     q.add_argument("--smooth", type=float, default=2.0, help="Gaussian sigma before LoG (default 2)")

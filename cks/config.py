@@ -173,7 +173,7 @@ class Config:
         bad = sorted(set(d) - {f.name for f in fields(cls)})
         if bad:
             raise CksConfigError(f"unknown config section {bad[0]!r}; valid: {[f.name for f in fields(cls)]}")
-        return cls(**kw)
+        return validate(cls(**kw))
 
 
 def _upgrade(d: dict) -> dict:
@@ -243,6 +243,65 @@ def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) ->
             except ValueError as e:
                 raise CksConfigError(f"bad value for {key}: {e}") from None
         cfg = replace(cfg, **{sec: replace(sub, **{name: value})})
+    return validate(cfg)
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+def _fraction(v) -> bool:
+    return 0 <= v <= 1
+
+
+def _choice(*options):
+    def check(v):
+        return v in options
+    check.text = "one of " + ", ".join(repr(o) for o in options)
+    return check
+
+
+_positive.text, _non_negative.text, _fraction.text = "> 0", ">= 0", "in [0, 1]"
+
+#: allowed values, checked once whenever a configuration is built (``--set``, presets, config.json)
+RULES: dict[str, Any] = {
+    "train.steps": _positive, "train.batch_size": _positive, "train.crop_size": _positive, "train.lr": _positive,
+    "train.finetune_lr": _positive, "train.finetune_from": _fraction, "train.weight_decay": _non_negative,
+    "train.warmup_steps": _non_negative, "train.warmup_fraction": _fraction, "train.checkpoint_every": _positive,
+    "train.val_every": _positive, "train.snapshots": _non_negative, "train.optimizer": _choice("adam", "adamw"),
+    "loss.mode": _choice("cks", "supervised"), "loss.prior_scale": _non_negative,
+    "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
+    "loss.consistency_principal": _choice("linear", "entropy"),
+    "loss.consistency_collaborator": _choice("linear", "entropy"), "loss.overlap": _choice("soft", "softplus"),
+    "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
+    "loss.border_loss_factor": _non_negative,
+    "segmentor.window": _positive, "segmentor.channels": _positive, "segmentor.encoding": _choice("learned", "cosine", "linear"),
+    "detector.nms_radius": _non_negative, "detector.min_score": _fraction, "detector.max_output": _positive,
+    "detector.offset_loss": _choice("l2", "huber"), "detector.channels": _positive,
+    "collaborator.border": _choice("cnn", "unet"), "size.diameter": _positive,
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value against :data:`RULES` (and tuples of px widths > 0); returns ``cfg``.
+
+    Raises :class:`CksConfigError` with one line naming the key, its value and the allowed range.
+    """
+    for key, rule in RULES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        ok = rule(v) if not isinstance(v, (int, float)) or isinstance(v, bool) or v == v else False
+        if not ok:
+            raise CksConfigError(f"{key}={v!r} is out of range: it must be {rule.text}")
+    for key in ("loss.prior_d", "loss.prior_d_rel", "detector.strides"):
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if any(not (x > 0) for x in v):
+            raise CksConfigError(f"{key}={v!r} is out of range: every entry must be > 0")
     return cfg
 
 

@@ -405,7 +405,8 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     """
     from tqdm.auto import tqdm
 
-    from .checkpoint import atomic_write_text, load_checkpoint, load_model
+    from .checkpoint import load_checkpoint, load_model
+    from .data.writers import atomic_write_text
     from .data.readers import rescale_sample
     from .data.spec import load_dataset
     from .predict import predict

@@ -85,8 +85,8 @@ def _empty_result(h: int, w: int):
 @torch.no_grad()
 def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 0.5, min_area: int = 0,
             scale: float | None = None, diameter: float | None = None, model_diameter: float | None = None,
-            tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "masks",
-            max_passes: int = 4, return_info: bool = False):
+            tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "score",
+            return_info: bool = False):
     """Segment one image.
 
     Args:
@@ -98,14 +98,19 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             ``model_diameter / diameter``.
         model_diameter: the cell size the model was trained at (default: ``model.cfg.size.diameter`` for a
             size-normalised model, else 30).
-        With neither ``scale`` nor ``diameter``: a size-normalised model (``cfg.size.normalize``) estimates
-        each image's cell size itself, Cellpose-style — predict at the model's median training scale
-        (``model.scale``), measure the cell size of that result (``size_from``: ``"masks"``, the median
-        equivalent diameter of the predicted masks, or ``"points"``, :func:`cks.size.estimate_diameter` at the
-        detected points), rescale so the cells have ``model_diameter`` px and predict again, until the scale
-        changes by <= 5 % (at most ``max_passes`` passes, a secant step in log-scale of at most 2x; the
-        scale stays within 3x of the first). ``info["diameter"]`` is the cell size measured on the last pass
-        but one. Other models use ``model.scale`` (their fixed training scale, e.g. 0.5 for Usiigaci).
+        size_from: how a size-normalised model finds an image's cell size when neither ``scale`` nor
+            ``diameter`` is given (other models use ``model.scale``, their fixed training scale):
+            ``"score"`` (default): a scale search. A detector is most confident about cells shown at the
+            size it was trained on, so the image (a central crop of it) is predicted at
+            ``SEARCH_STEPS`` scales ``model.scale * 2^(k/3)`` and the one whose top detection scores are
+            highest wins (refined by a parabola through it and its neighbours in log-scale). The sizes of
+            the predicted masks are no guide: a model draws cells near its training size whatever the
+            scale, and fragments cells shown too large (measured on the tuning fields, issue #9).
+            ``"points"``: predict, :func:`cks.size.estimate_diameter` at the confident detections (the
+            estimate used for training from points), rescale, repeat. Right on clean cells, but a model that
+            also detects debris or cuts cells into fragments sees more points, a smaller size, a larger
+            scale and more fragments: on Usiigaci tuning fields it ran away to 2-3x the true scale where the
+            score search stayed within 25 % (issue #9 closing note); use it only with clean detections.
         tile: tile side (px, model resolution); images larger than this are tiled.
         overlap: tile overlap (default 2 x window + 32; at least one window, less than ``tile``).
         return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
@@ -130,62 +135,99 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             raise CksConfigError(f"diameter must be > 0 px, got {diameter}")
         scale = model_diameter / float(diameter)
         info.update(diameter=float(diameter), diameter_source="given")
-    if scale is not None or not normalised:
-        scale = float(getattr(model, "scale", 1.0)) if scale is None else scale
-        label, table = _predict_at(model, img, scale, **kw)
-        info["scale"] = scale
-        return (label, table, info) if return_info else (label, table)
-    if size_from not in ("masks", "points"):
-        raise CksConfigError(f"size_from must be 'masks' or 'points', got {size_from!r}")
-    s0 = float(getattr(model, "scale", 1.0))
-    scale, prev = s0, None
+    if scale is None and normalised:
+        if size_from not in ("score", "points"):
+            raise CksConfigError(f"size_from must be 'score' or 'points', got {size_from!r}")
+        find = _scale_by_score if size_from == "score" else _scale_by_points
+        scale, passes = find(model, img, **kw)
+        info.update(diameter=model_diameter / scale, diameter_source=f"estimated ({size_from})", passes=passes + 1)
+    scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
-    for _ in range(max_passes - 1):  # predict, measure, rescale, predict again (until the scale settles)
-        est = _measured_diameter(img, label, table, size_from)
-        if est is None:
-            break
-        info.update(diameter=est, diameter_source=f"estimated from predicted {size_from}")
-        # in model px the cells measure est * scale; a model pulls what it sees towards its training size,
-        # so m(s) = est * s grows like s^alpha with alpha <= 1: a secant step in log-space (alpha from the
-        # last two passes, clipped to [0.3, 1]) reaches m = model_diameter in few passes
-        m = est * scale
-        alpha = 1.0
-        if prev is not None and abs(math.log(scale / prev[0])) > 1e-3:
-            alpha = float(np.clip(math.log(m / prev[1]) / math.log(scale / prev[0]), 0.3, 1.0))
-        step = float(np.clip((model_diameter / m) ** (1.0 / alpha), 1 / MAX_STEP, MAX_STEP))
-        new = float(np.clip(scale * step, s0 / MAX_RANGE, s0 * MAX_RANGE))
-        if abs(new / scale - 1.0) <= 0.05:
-            break
-        prev, scale = (scale, m), new
-        label, table = _predict_at(model, img, scale, **kw)
-        info.update(scale=scale, passes=info["passes"] + 1)
     return (label, table, info) if return_info else (label, table)
 
 
-#: the automatic scale changes by at most this factor per pass, and stays within MAX_RANGE of the training scale
-#: (cells of unseen fields differ ~2x in size; a poorly trained model's fragments must not blow an image up 16x)
-MAX_STEP, MAX_RANGE = 2.0, 3.0
+#: the scale search tries ``model.scale * 2^(k / 3)`` for ``k`` in SEARCH_STEPS (0.4x to 2.5x)
+SEARCH_STEPS = tuple(range(-4, 5))
 
-#: only detections scoring at least this measure the cell size (a low reporting threshold adds fragments)
+#: the search predicts a central crop whose side is at most this many px at the largest scale tried
+SEARCH_SIDE = 1024
+
+#: a scale's confidence: the mean of its TOP_N best detection scores (fewer detections count as 0)
+TOP_N = 20
+
+#: detections below this score are ignored by the scale search
+SEARCH_MIN_SCORE = 0.3
+
+#: only detections scoring at least this measure the cell size in ``size_from="points"``
 SIZE_MIN_SCORE = 0.5
 
-#: fewer cells than this in the first pass: too few to measure a size, the first pass stands
+#: fewer confident cells than this: too few to measure a size, the training scale stands
 MIN_CELLS_FOR_SIZE = 3
 
 
-def _measured_diameter(img: np.ndarray, label: np.ndarray, table: dict, size_from: str) -> float | None:
-    """Median cell diameter (native px) of a first-pass result, or None when it found too few cells."""
-    from . import size
+def _top_confidence(scores: np.ndarray, n: int = TOP_N) -> float:
+    """Mean of the ``n`` best scores, missing ones counted as 0 (a scale that finds few cells is not sure)."""
+    top = np.sort(np.asarray(scores, np.float64))[::-1][:n]
+    return float(top.sum() / n)
 
-    sure = table["score"] >= SIZE_MIN_SCORE  # the size comes from confident cells only, whatever is reported
-    if int(sure.sum()) < MIN_CELLS_FOR_SIZE:
-        return None
-    if size_from == "masks":
-        d = float(np.median(np.sqrt(4.0 * table["area"][sure] / np.pi)))
-    else:
-        d = size.estimate_diameter(img, np.stack([table["y"][sure], table["x"][sure]], 1))
-    return float(d) if math.isfinite(d) and d > 0 else None
+
+def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
+    """The scale at which the model is most confident (see ``size_from="score"`` of :func:`predict`).
+
+    Returns ``(scale, passes)``; the training scale when no scale finds a confident cell.
+    """
+    s0 = float(getattr(model, "scale", 1.0))
+    factors = np.array([2.0 ** (k / 3.0) for k in SEARCH_STEPS])
+    h, w = img.shape[-2:]
+    side = max(32, int(SEARCH_SIDE / (s0 * factors.max())))  # native px; the same cells at every scale
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = img[:, y0:y0 + side, x0:x0 + side]
+    kw = dict(kw, score_threshold=SEARCH_MIN_SCORE)  # the search is the same whatever the reporting threshold
+    conf = np.array([_top_confidence(_predict_at(model, crop, s0 * f, **kw)[1]["score"]) for f in factors])
+    if not (conf > 0).any():
+        return s0, len(factors)
+    i = int(np.argmax(conf))
+    log_f = math.log2(factors[i])
+    if 0 < i < len(factors) - 1:  # vertex of the parabola through the best and its neighbours (log-scale)
+        a, b, c = conf[i - 1], conf[i], conf[i + 1]
+        curv = a - 2 * b + c
+        if curv < 0:
+            log_f += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5)) / 3.0
+    return s0 * 2.0 ** log_f, len(factors)
+
+
+def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int]:
+    """Predict, estimate the size at the confident detections, rescale; repeat (``size_from="points"``).
+
+    :func:`cks.size.estimate_diameter` (foreground area per detected cell) moves the scale the right way
+    even from a wrong start: cells shown too large are cut into fragments (more points, smaller area per
+    point: the scale goes down), cells shown too small are merged or missed (it goes up). Stops when the
+    scale changes by < 10 % (at most ``POINT_PASSES`` passes). Returns ``(scale, passes)``.
+    """
+    from .size import estimate_diameter
+
+    s0 = float(getattr(model, "scale", 1.0))
+    scale, passes = s0, 0
+    for _ in range(POINT_PASSES):
+        _, table = _predict_at(model, img, scale, **kw)
+        passes += 1
+        sure = table["score"] >= SIZE_MIN_SCORE
+        if int(sure.sum()) < MIN_CELLS_FOR_SIZE:
+            break
+        d = estimate_diameter(img, np.stack([table["y"][sure], table["x"][sure]], 1))
+        if not (math.isfinite(d) and d > 0):
+            break
+        new = float(np.clip(float(model.cfg.size.diameter) / float(d), s0 / MAX_RANGE, s0 * MAX_RANGE))
+        done = abs(math.log(new / scale)) < math.log(1.1)
+        scale = new
+        if done:
+            break
+    return scale, passes
+
+
+#: ``size_from="points"``: at most this many estimate passes; the scale stays within MAX_RANGE of the training scale
+POINT_PASSES, MAX_RANGE = 3, 3.0
 
 
 def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, mask_threshold: float, min_area: int,
@@ -203,6 +245,8 @@ def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, ma
         x = _resize(x, (hs, ws))
     window = model.cfg.segmentor.window
     overlap = int(overlap) if overlap is not None else 2 * window + 32
+    if hs < MIN_SIDE or ws < MIN_SIDE:  # the deepest feature map must have more than one pixel (GroupNorm)
+        return _predict_small(model, x, (h, w), (hs, ws), score_threshold, mask_threshold, min_area)
     tiled = hs > tile or ws > tile
     if tiled and not window <= overlap < tile:
         raise CksConfigError(f"tile overlap must be at least the window ({window} px) and less than the tile "
@@ -222,6 +266,26 @@ def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, ma
 
         keep = nms_points(pts, sc, float(model.cfg.detector.nms_radius))
         pts, sc, masks, org = pts[keep], sc[keep], masks[keep], org[keep]
+    return _finish(pts, sc, masks, org, (h, w), (hs, ws), score_threshold, min_area)
+
+
+#: inputs smaller than this (px, model resolution) are padded with the image mean before the model
+MIN_SIDE = 128
+
+
+def _predict_small(model, x: torch.Tensor, native: tuple[int, int], size: tuple[int, int], score_threshold: float,
+                   mask_threshold: float, min_area: int):
+    """An input smaller than ``MIN_SIDE``: pad it (zeros = the normalised mean), keep detections inside."""
+    hs, ws = size
+    xp = F.pad(x, (0, max(0, MIN_SIDE - ws), 0, max(0, MIN_SIDE - hs)))
+    pts, sc, masks, org = _run_tile(model, xp, (0, hs, 0, ws), (0, 0), mask_threshold)
+    return _finish(pts.cpu(), sc.cpu(), masks.cpu(), org.cpu(), native, size, score_threshold, min_area)
+
+
+def _finish(pts, sc, masks, org, native: tuple[int, int], size: tuple[int, int], score_threshold: float,
+            min_area: int):
+    """Paste thresholded windows (model resolution ``size``) into a label image at ``native`` + table."""
+    (h, w), (hs, ws) = native, size
     logits = masks.float() * 2 - 1  # >= 0 where the mask is on
     label, _, label_of = paste_labels(logits, sc, torch.zeros(len(sc), dtype=torch.long), org, (1, hs, ws),
                                       score_threshold=score_threshold, mask_threshold=0.5, min_area=min_area)

@@ -28,7 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .data.writers import atomic_write_text
 from .config import Config
 from .data.dataset import TrainingDataset, collate  # noqa: F401  (collate is part of this module's API)
 from .losses.cks import cks_loss_terms, effective_loss_config
@@ -160,23 +161,16 @@ def validate(principal: Principal, val_samples: list[dict], scale: float | None 
     equivalent diameter of its masks), so the curve tracks segmentation quality alone; the automatic size
     estimate of :func:`cks.predict.predict` is measured separately (``benchmarks/protocol.py`` records it).
     """
-    from .metrics import evaluate
-    from .predict import predict, scores_by_label
-    from .size import median_diameter
+    from .evaluation import evaluate_model
 
     was = principal.training
     principal.eval()
-    preds, scores, gts = [], [], []
-    for s in val_samples[:max_images]:
-        if scale is None and principal.cfg.size.normalize:  # the true cell size, from the validation masks
-            lab, table = predict(principal, s["image"], diameter=median_diameter(s["label"]))
-        else:
-            lab, table = predict(principal, s["image"], scale=scale)
-        preds.append(lab)
-        scores.append(scores_by_label(table))
-        gts.append(s["label"])
+    samples = list(val_samples[:max_images])
+    if scale is None:  # the true cell size (a size-normalised model) or the training scale (a fixed-scale one)
+        r = evaluate_model(principal, samples, size="true")
+    else:  # an explicit scale wins over every size setting of predict
+        r = evaluate_model(principal, samples, scale=scale)
     principal.train(was)
-    r = evaluate(preds, scores, gts)
     return {"val_ap50": r["ap50"], "val_ap75": r["ap75"], "val_map": r["map"], "val_dice": r["dice"],
             "val_n_pred": r["n_pred"], "val_n_gt": r["n_gt"]}
 

@@ -89,7 +89,7 @@ RANGES.update({
     "ch6_size_scale_min": (0.25, 4.0), "ch6_size_scale_max": (0.25, 4.0),  # normalize_cell_size's 4x guard
     "ch6_size_val_true": _D, "ch6_size_pred_cks": _D, "ch6_size_pred_sup": _D, "ch6_size_dice_cks": _F,
     "ch6_size_dice_sup": _F,
-    "ch6_size_passes_cks": (1, 4), "ch6_size_passes_sup": (1, 4),  # predict's max_passes
+    "ch6_size_passes_cks": (1, 12), "ch6_size_passes_sup": (1, 12),  # the scale search: 9 crops + 1
     "ch07c_d_rel": (0.05, 2.0), "ch07c_d_base": (1.0, 100.0), "ch07c_base_diameter": (4.0, 256.0),
     "ch10_diameter": _D, "ch10_scale_val0": (0.05, 20.0),
 })

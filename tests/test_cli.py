@@ -207,13 +207,38 @@ def test_failure_on_second_input_leaves_first_complete(data, run, tmp_path, caps
 
 
 def test_blank_image_is_not_an_error(run, tmp_path, capsys):
-    img = tmp_path / "blank.tif"
+    img = tmp_path / "in" / "blank.tif"
+    img.parent.mkdir()
     tifffile.imwrite(img, np.full((64, 80), 1234, np.uint16))
     rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P")
     assert rc == 0, err
-    lab = tifffile.imread(tmp_path / "P" / "blank.labels.tif")
+    lab = tifffile.imread(tmp_path / "P" / "in" / "blank.labels.tif")  # one input keeps its folder's name
     assert lab.shape == (64, 80) and not lab.any()
-    assert (tmp_path / "P" / "blank.csv").read_text().strip() == "label,score,y,x,area"
+    assert (tmp_path / "P" / "in" / "blank.csv").read_text().strip() == "label,score,y,x,area"
+
+
+def test_small_image_is_padded_not_a_traceback(run, tmp_path, capsys):
+    img = tmp_path / "small.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(img, rng.integers(0, 4000, (40, 50)).astype(np.uint16))  # below the GroupNorm limit
+    for extra in ([], ["--scale", "0.001"]):
+        rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "S", *extra)
+        assert rc == 0, err
+        assert tifffile.imread(next((tmp_path / "S").rglob("small.labels.tif"))).shape == (40, 50)
+
+
+def test_output_names_stay_unique(run, tmp_path, capsys):
+    from cks.cli import output_keys
+
+    (tmp_path / "in").mkdir()
+    a, b = tmp_path / "in" / "dup.tif", tmp_path / "in" / "dup.png"
+    assert output_keys([tmp_path / "s46" / "raw.tif"]) == ["s46/raw"]
+    assert output_keys([tmp_path / "s46" / "raw.tif", tmp_path / "s47" / "raw.tif"]) == ["s46/raw", "s47/raw"]
+    tifffile.imwrite(a, np.zeros((64, 64), np.uint16))
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(b)
+    rc, out, err = run_cli(capsys, "predict", "--model", run, a, b, "--out", tmp_path / "D")
+    assert_user_error(rc, err, "dup.png")
+    assert not (tmp_path / "D").exists() or not any((tmp_path / "D").rglob("*.tif"))
 
 
 def _points_json(folder: Path, locations) -> Path:

@@ -196,3 +196,25 @@ def read_coco(path, image_root=None, cell_type_from: str = "auto", scale_by_type
             sample = rescale_sample(sample, scale_by_type[ctype_name])
         samples.append(sample)
     return samples
+
+
+def write_simple_json(path, records) -> None:
+    """Write the simple list format (module docstring) that ``cks train --data PATH.json`` reads back.
+
+    Args:
+        path: the ``.json`` file to write (atomically).
+        records: ``[(image_path, points [N, 2] (y, x)), ...]``; each ``image_path`` is stored relative to
+            the JSON file's folder, which is how :func:`read_simple_json` resolves it.
+    """
+    import os
+
+    from .writers import atomic_write_text
+
+    path = Path(path)
+    base = path.resolve().parent
+    out = []
+    for image_path, pts in records:
+        rel = Path(os.path.relpath(Path(image_path).resolve(), base)).as_posix()
+        out.append({"image_file": rel,
+                    "locations": [[round(float(y), 2), round(float(x), 2)] for y, x in np.asarray(pts).reshape(-1, 2)]})
+    atomic_write_text(json.dumps(out, indent=1), path)
