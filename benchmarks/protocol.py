@@ -120,6 +120,61 @@ def _predict_all(model, samples, threshold: float):
     return [p[0] for p in out], [scores_by_label(p[1]) for p in out], sizes
 
 
+def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | None = None) -> dict:
+    """Predict every report image at native size, score, bootstrap.
+
+    With ``tune_spec``, the score threshold is chosen first on the tuning split (:mod:`cks.threshold`,
+    max F1 at IoU 0.5); else it is 0.5 (``predict``'s default). Records each image's cell-size estimate.
+    """
+    from cks.bootstrap import evaluate_with_intervals
+    from cks.checkpoint import load_model
+    from cks.data.spec import load_dataset
+    from cks.threshold import DEFAULT_GRID, apply_threshold, tune_score_threshold
+
+    model = load_model(run_dir)
+    extra, threshold = {}, 0.5
+    if tune_spec:
+        tune = load_dataset(tune_spec, scale=1.0, points="none")
+        tl, ts, tsizes = _predict_all(model, tune, DEFAULT_GRID[0])
+        tuned = tune_score_threshold(tl, ts, [s["label"] for s in tune])
+        threshold = tuned["threshold"]
+        extra = {"threshold_tuning": {"split": tune_spec, "rule": "max pooled F1 at IoU 0.5", **tuned},
+                 "tune_sizes": tsizes}
+    samples = load_dataset(spec, scale=1.0, points="none")
+    t0 = time.perf_counter()
+    labels, scores, sizes = _predict_all(model, samples, DEFAULT_GRID[0] if tune_spec else threshold)
+    secs = time.perf_counter() - t0
+    if tune_spec:
+        cut = [apply_threshold(l, s, threshold) for l, s in zip(labels, scores)]
+        labels, scores = [c[0] for c in cut], [c[1] for c in cut]
+    r = evaluate_with_intervals(labels, scores, [s["label"] for s in samples], n_boot=n_boot)
+    return {**r, "images": [s["name"] for s in samples], "score_threshold": threshold, "predict_s": round(secs, 2),
+            "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": sizes,
+            "size_groups": size_groups(labels, scores, samples), **extra}
+
+
+#: field groups by median equivalent cell diameter at the 0.5x scale of the v1 protocols (issue #9's table)
+SIZE_GROUPS = (("small (< 24 px at 0.5x)", 0.0, 24.0), ("medium (24-30 px)", 24.0, 30.0), ("large (>= 30 px)", 30.0, 1e9))
+
+
+def size_groups(labels, scores, samples) -> list[dict]:
+    """AP50 / Dice / counts pooled over the fields of each size group, and per field (native predictions)."""
+    from cks.metrics import evaluate
+    from cks.size import median_diameter
+
+    half = [median_diameter(s["label"]) * 0.5 for s in samples]
+    out = []
+    for name, lo, hi in SIZE_GROUPS:
+        idx = [i for i, d in enumerate(half) if lo <= d < hi]
+        if not idx:
+            continue
+        r = evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
+        out.append({"group": name, "fields": [samples[i]["name"] for i in idx],
+                    "median_diameter_at_half": [round(half[i], 1) for i in idx], "ap50": r["ap50"], "ap75": r["ap75"],
+                    "dice": r["dice"], "n_gt": r["n_gt"], "n_pred": r["n_pred"]})
+    return out
+
+
 def main(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -135,12 +190,17 @@ def main(argv=None) -> Path:
     p.add_argument("--note", default="", help="appended to the protocol's note")
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--eval-only", action="store_true",
+                   help="skip training: score the run already in --runs-dir (e.g. after a change to predict)")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     proto = PROTOCOLS[a.protocol]
     run_dir = Path(a.runs_dir) / a.protocol / a.model
     t0 = time.time()
-    run_train(proto, a, run_dir)
+    if not a.eval_only:
+        run_train(proto, a, run_dir)
+    elif not (run_dir / "checkpoint.pt").exists():
+        raise SystemExit(f"--eval-only: no checkpoint in {run_dir}; train it first (drop --eval-only)")
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -94,7 +94,8 @@ def run_infer(n: int, size: str, repeat: int) -> dict:
 
     from .config import get_preset
     from .models.backbone import match_channels, pad_to_multiple
-    from .models.detector import decode, detection_targets
+    from .grid import detection_targets
+    from .models.detector import decode
     from .models.principal import Principal
     from .windows import paste_labels
 

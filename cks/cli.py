@@ -163,7 +163,7 @@ def _load_training(a, spec, scale, labels):
 
 def _prepare_labels(a, samples, labels):
     """Masks -> centroid points (supervised); points: drop the masks, check the points, optional jitter."""
-    from .points import centroids, jitter
+    from .points import centroids, jitter, validate_points
 
     rng = np.random.default_rng(a.seed)
     for s in samples:
@@ -177,11 +177,7 @@ def _prepare_labels(a, samples, labels):
         s["label"] = None  # point supervision: masks never reach the trainer
         if pts is None or len(pts) == 0:
             raise CksError(f"{where}: no points; give point labels (or --labels masks)")
-        bad = ~((pts[:, 0] >= -0.5) & (pts[:, 0] < h - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < w - 0.5))
-        if bad.any():  # (NaN compares False, so it counts as outside)
-            y, x = pts[np.argmax(bad)]
-            raise CksError(f"{where}: {int(bad.sum())} point(s) outside the {h} x {w} image (e.g. y={y:.1f}, "
-                           f"x={x:.1f}); fix the locations ([y, x] order, pixels of this image)")
+        validate_points(pts, (h, w), name=str(where), allow_empty=False)
         if a.jitter > 0:
             s["points"] = jitter(pts, a.jitter, rng, shape=(h, w))
     return samples

@@ -157,7 +157,8 @@ def point_coverage(points: np.ndarray, label: np.ndarray) -> dict:
 def validate_points(points, shape, name: str = "points", allow_empty: bool = True) -> np.ndarray:
     """Check that ``points`` is a finite ``[N, 2]`` array inside an image of ``shape`` ``(H, W)``.
 
-    Inside means ``-0.5 <= y <= H - 0.5`` and likewise for x.
+    Inside means ``-0.5 <= y < H - 0.5`` and likewise for x: pixel ``i`` covers ``[i - 0.5, i + 0.5)``, so a
+    point on the far edge belongs to no pixel of the image.
 
     Returns:
         the points as float32 ``[N, 2]``.
@@ -171,7 +172,7 @@ def validate_points(points, shape, name: str = "points", allow_empty: bool = Tru
     if not np.isfinite(p).all():
         raise CksDataError(f"{name}: NaN/inf coordinates; remove those points")
     h, w = shape[-2:]
-    bad = (p[:, 0] < -0.5) | (p[:, 0] > h - 0.5) | (p[:, 1] < -0.5) | (p[:, 1] > w - 0.5)
+    bad = (p[:, 0] < -0.5) | (p[:, 0] >= h - 0.5) | (p[:, 1] < -0.5) | (p[:, 1] >= w - 0.5)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise CksDataError(

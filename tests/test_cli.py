@@ -255,7 +255,7 @@ def _points_json(folder: Path, locations) -> Path:
 def test_train_bad_input(tmp_path, capsys, case):
     argv = ["--out", tmp_path / "RUN", "--steps", "1", *TINY]
     if case == "outside":
-        spec, needles = _points_json(tmp_path / "d", [[10, 10], [200.5, 20]]), ["img.tif", "outside", "64 x 64"]
+        spec, needles = _points_json(tmp_path / "d", [[10, 10], [200.5, 20]]), ["img.tif", "outside", "64x64"]
     elif case == "none":
         spec, needles = _points_json(tmp_path / "d", []), ["img.tif", "no points"]
     elif case == "masks_without_labels":

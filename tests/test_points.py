@@ -67,6 +67,9 @@ def test_validate_and_clip():
     validate_points([[0, 0], [9.4, 19.4], [-0.5, -0.5]], shape)
     with pytest.raises(CksDataError, match="outside the 10x20 image"):
         validate_points([[5, 5], [12, 3]], shape, name="cellA.json")
+    for edge in ([9.5, 3], [3, 19.5]):  # the far edge belongs to no pixel (half-open, as the CLI checks)
+        with pytest.raises(CksDataError, match="outside"):
+            validate_points([edge], shape)
     with pytest.raises(CksDataError, match="no points"):
         validate_points(np.zeros((0, 2)), shape, allow_empty=False)
     with pytest.raises(CksDataError, match="NaN"):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.detector import detection_targets
+from ..grid import detection_targets
 
 
 def focal_bce(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:

@@ -1,12 +1,10 @@
-"""Detection head: target encoding/decoding, label smoothing, point-distance NMS, shapes."""
-import math
-
+"""Detection head: decoding (round trip with the targets of cks.grid), point-distance NMS, capacity, matching."""
 import pytest
 import torch
 
 from cks.config import get_preset
-from cks.losses.detection import detection_loss, focal_bce
-from cks.models.detector import decode, detection_targets, match_predictions, nms_points
+from cks.grid import detection_targets
+from cks.models.detector import decode, match_predictions, nms_points
 
 
 def greedy_nms(p, s, r):
@@ -48,41 +46,6 @@ def test_targets_decode_back_to_points(stride):
     assert float(d.min(1).values.max()) < 0.5
     # own cell always positive, so every point is recovered at every stride
     assert float(d.min(0).values.max()) < 0.5
-
-
-def test_label_smoothing_radius():
-    pts = torch.tensor([[[41.5, 41.5]]])  # exactly a stride-4 cell centre (4*10 + 1.5)
-    tgt, _ = detection_targets(pts, torch.ones(1, 1, dtype=torch.bool), 4, (32, 32), radius=8.0)
-    n_expected = sum(1 for u in range(-3, 4) for v in range(-3, 4) if math.hypot(4 * u, 4 * v) < 8.0)
-    assert int(tgt.sum()) == n_expected
-    tgt32, _ = detection_targets(pts, torch.ones(1, 1, dtype=torch.bool), 32, (4, 4), radius=8.0)
-    assert int(tgt32.sum()) == 1  # radius below the cell size: the own cell only
-
-
-def test_ignores_invalid_points():
-    pts = torch.tensor([[[10.0, 10.0], [50.0, 50.0]]])
-    valid = torch.tensor([[True, False]])
-    tgt, _ = detection_targets(pts, valid, 4, (16, 16), radius=8.0)
-    tgt1, _ = detection_targets(pts[:, :1], valid[:, :1], 4, (16, 16), radius=8.0)
-    assert torch.equal(tgt, tgt1)
-
-
-def test_focal_bce_closed_form():
-    lg = torch.tensor([0.0, 2.0])
-    t = torch.tensor([1.0, 0.0])
-    p = torch.sigmoid(lg)
-    expected = torch.stack([(1 - p[0]) ** 2 * -torch.log(p[0]), p[1] ** 2 * -torch.log(1 - p[1])])
-    assert torch.allclose(focal_bce(lg, t), expected)
-
-
-def test_detection_loss_zero_offset_error_and_positive():
-    pts = torch.tensor([[[20.0, 20.0]]])
-    valid = torch.ones(1, 1, dtype=torch.bool)
-    tgt, off = detection_targets(pts, valid, 4, (16, 16), 8.0)
-    out = detection_loss({4: tgt * 30 - 15}, {4: off}, pts, valid)
-    assert float(out["L_off"]) == 0.0 and float(out["L_fce"]) < 1e-6
-    out2 = detection_loss({4: torch.zeros(1, 1, 16, 16)}, {4: off + 0.5}, pts, valid)
-    assert float(out2["L_off"]) == pytest.approx(0.5, abs=1e-6)  # 2 coords x 0.25, mean over positives
 
 
 def test_decode_capacity_at_least_4096():

@@ -1,0 +1,43 @@
+"""benchmarks/protocol.py: the protocol table is consistent and its scoring helpers work (no training here)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    spec = importlib.util.spec_from_file_location("protocol", ROOT / "benchmarks" / "protocol.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_protocol_names_its_splits(protocol):
+    for name, p in protocol.PROTOCOLS.items():
+        assert {"train", "tune", "report", "labels", "steps", "note"} <= set(p), name
+        assert p["tune"] != p["report"], f"{name}: tuning and report splits must differ"
+
+
+def test_size_groups_pool_fields_by_cell_size(protocol):
+    def field(radius, n=4):  # n square cells of side 2 * radius
+        lab = np.zeros((300, 300), np.int32)
+        for i in range(n):
+            lab[10 + 70 * i:10 + 70 * i + 2 * radius, 10:10 + 2 * radius] = i + 1
+        return lab
+
+    samples = [{"name": "small", "label": field(10)}, {"name": "large", "label": field(30)}]
+    labels = [s["label"] for s in samples]
+    scores = [{i: 0.9 for i in range(1, 5)} for _ in samples]
+    groups = protocol.size_groups(labels, scores, samples)
+    assert [g["fields"] for g in groups] == [["small"], ["large"]]  # 22.6 px and 67.7 px at 1x: 11.3 and 33.9 px at 0.5x
+    assert all(g["ap50"] == 1.0 and g["n_gt"] == 4 for g in groups)
+
+
+def test_eval_only_needs_a_trained_run(protocol, tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        protocol.main(["--protocol", "usiigaci_points_v2", "--model", "nothing", "--eval-only",
+                       "--runs-dir", str(tmp_path)])
