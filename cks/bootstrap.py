@@ -7,7 +7,7 @@ the resampled images, area-weighted Dice of Eq. 15 over the same set), and the i
 and 97.5th percentile of the resampled values (percentile bootstrap).
 
 The expensive part (intersections, IoU matching per threshold, Dice sums) is done once per image by
-:func:`image_terms`; a resample only concatenates per-image arrays, so 1000 resamples of a few hundred
+:func:`cks.metrics.image_terms`; a resample only concatenates per-image arrays, so 1000 resamples of a few hundred
 cells take well under a second.
 
 With very few images (5 report fields here) the interval mostly reflects how different the fields
@@ -18,41 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CksDataError
-from .metrics import (DEFAULT_IOU_THRESHOLDS, _check_pair, _dice_from_terms, _dice_terms, _scores_for_ids,
-                      average_precision, intersections, iou_from_intersections, match_at_iou)
+from .metrics import image_terms, metrics_from_terms
 
-__all__ = ["image_terms", "metrics_from_terms", "bootstrap_intervals", "evaluate_with_intervals"]
-
-
-def image_terms(pred_label, scores, gt_label, iou_thresholds=DEFAULT_IOU_THRESHOLDS) -> dict:
-    """Per-image ingredients of the pooled metrics.
-
-    Args:
-        pred_label, gt_label: ``[H, W]`` integer label images. scores: ``{id: score}`` or array.
-        iou_thresholds: thresholds of mAP (0.50 and 0.75 are always included).
-    Returns:
-        dict ``flags`` ({thr: bool [P]}), ``scores`` (float [P]), ``n_gt`` (int), ``dice`` (4 sums, see
-        ``cks.metrics._dice_terms``), ``thresholds`` (the mAP thresholds).
-    """
-    pred_ids, gt_ids, pa, ga, inter = intersections(*_check_pair(pred_label, gt_label))
-    s = _scores_for_ids(scores, pred_ids)
-    iou = iou_from_intersections(pa, ga, inter)
-    thrs = [float(np.round(t, 10)) for t in np.atleast_1d(iou_thresholds)]
-    flags = {t: match_at_iou(iou, s, t) for t in sorted(set(thrs) | {0.5, 0.75})}
-    return {"flags": flags, "scores": s, "n_gt": int(gt_ids.size), "dice": _dice_terms(pa, ga, inter),
-            "thresholds": thrs}
-
-
-def metrics_from_terms(terms: list[dict], index=None) -> dict:
-    """AP50, AP75, mAP and Dice of the images ``terms[i]`` for ``i in index`` (repeats allowed)."""
-    index = range(len(terms)) if index is None else index
-    sel = [terms[i] for i in index]
-    n_gt = sum(t["n_gt"] for t in sel)
-    scores = [t["scores"] for t in sel]
-    thrs = terms[0]["thresholds"]
-    ap = {t: average_precision([x["flags"][t] for x in sel], scores, n_gt) for t in set(thrs) | {0.5, 0.75}}
-    dice = _dice_from_terms(np.sum([t["dice"] for t in sel], axis=0))
-    return {"ap50": ap[0.5], "ap75": ap[0.75], "map": float(np.mean([ap[t] for t in thrs])), "dice": dice}
+__all__ = ["bootstrap_intervals", "evaluate_with_intervals"]
 
 
 def bootstrap_intervals(terms: list[dict], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

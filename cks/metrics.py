@@ -345,33 +345,46 @@ def evaluate(pred_labels, pred_scores, gt_labels, iou_thresholds=DEFAULT_IOU_THR
     if not (len(preds) == len(gts) == len(scs)):
         raise CksDataError(f"got {len(preds)} predicted label images, {len(scs)} score sets and "
                            f"{len(gts)} ground-truth label images; give one of each per image.")
+    terms = [image_terms(p, sc, g, iou_thresholds, "" if single else f"[{k}]", dice_min_score)
+             for k, (p, g, sc) in enumerate(zip(preds, gts, scs))]
+    return {**metrics_from_terms(terms), "n_gt": int(sum(t["n_gt"] for t in terms)),
+            "n_pred": int(sum(t["scores"].size for t in terms)), "n_images": len(preds)}
+
+
+def image_terms(pred_label, scores, gt_label, iou_thresholds=DEFAULT_IOU_THRESHOLDS, where: str = "",
+                dice_min_score: float | None = None) -> dict:
+    """Per-image ingredients of the pooled metrics.
+
+    Args:
+        pred_label, gt_label: ``[H, W]`` integer label images. scores: ``{id: score}`` or array.
+        iou_thresholds: thresholds of mAP (0.50 and 0.75 are always included).
+        where: names the image in error messages. dice_min_score: see :func:`evaluate`.
+    Returns:
+        dict ``flags`` ({thr: bool [P]}), ``scores`` (float [P]), ``n_gt`` (int), ``dice`` (4 sums, see
+        ``_dice_terms``), ``thresholds`` (the mAP thresholds). :func:`metrics_from_terms` pools them.
+    """
+    pred_ids, gt_ids, pa, ga, inter = intersections(*_check_pair(pred_label, gt_label, where))
+    s = _scores_for_ids(scores, pred_ids, where)
+    iou = iou_from_intersections(pa, ga, inter)
     thrs = [float(np.round(t, 10)) for t in np.atleast_1d(iou_thresholds)]
-    all_thrs = sorted(set(thrs) | {0.5, 0.75})
-    flags = {t: [] for t in all_thrs}
-    scores_all, n_gt, dice_t = [], 0, np.zeros(4)
-    for k, (p, g, sc) in enumerate(zip(preds, gts, scs)):
-        where = "" if single else f"[{k}]"
-        pred_ids, gt_ids, pa, ga, inter = intersections(*_check_pair(p, g, where))
-        s = _scores_for_ids(sc, pred_ids, where)
-        iou = iou_from_intersections(pa, ga, inter)
-        for t in all_thrs:
-            flags[t].append(match_at_iou(iou, s, t))
-        scores_all.append(s)
-        n_gt += gt_ids.size
-        if dice_min_score is not None:
-            pa, inter = _keep_rows(s, dice_min_score, pa, inter)
-        dice_t += _dice_terms(pa, ga, inter)
-    ap_all = {t: average_precision(flags[t], scores_all, n_gt) for t in all_thrs}
-    return {
-        "ap50": ap_all[0.5],
-        "ap75": ap_all[0.75],
-        "map": float(np.mean([ap_all[t] for t in thrs])),
-        "dice": _dice_from_terms(dice_t),
-        "ap": {round(t, 2): ap_all[t] for t in thrs},
-        "n_gt": int(n_gt),
-        "n_pred": int(sum(x.size for x in scores_all)),
-        "n_images": len(preds),
-    }
+    flags = {t: match_at_iou(iou, s, t) for t in sorted(set(thrs) | {0.5, 0.75})}
+    if dice_min_score is not None:
+        pa, inter = _keep_rows(s, dice_min_score, pa, inter)
+    return {"flags": flags, "scores": s, "n_gt": int(gt_ids.size), "dice": _dice_terms(pa, ga, inter),
+            "thresholds": thrs}
+
+
+def metrics_from_terms(terms: list[dict], index=None) -> dict:
+    """AP50, AP75, mAP and Dice of the images ``terms[i]`` for ``i in index`` (repeats allowed)."""
+    index = range(len(terms)) if index is None else index
+    sel = [terms[i] for i in index]
+    n_gt = sum(t["n_gt"] for t in sel)
+    scores = [t["scores"] for t in sel]
+    thrs = terms[0]["thresholds"] if terms else [float(np.round(t, 10)) for t in DEFAULT_IOU_THRESHOLDS]
+    ap = {t: average_precision([x["flags"][t] for x in sel], scores, n_gt) for t in set(thrs) | {0.5, 0.75}}
+    dice = _dice_from_terms(np.sum([t["dice"] for t in sel], axis=0))
+    return {"ap50": ap[0.5], "ap75": ap[0.75], "map": float(np.mean([ap[t] for t in thrs])), "dice": dice,
+            "ap": {round(t, 2): ap[t] for t in thrs}}
 
 
 def point_ap(pred_points_list, pred_scores_list, gt_points_list, thresholds=(5.0, 2.0, 1.0)) -> dict:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from cks import metrics as M
-from cks.bootstrap import bootstrap_intervals, image_terms, metrics_from_terms
+from cks.bootstrap import bootstrap_intervals
+from cks.metrics import image_terms, metrics_from_terms
 from cks.errors import CksDataError
 from tests.test_metrics import random_labels
 
