@@ -126,7 +126,7 @@ def worker_cks(a) -> dict:
 
     torch.set_num_threads(a.threads)
     from cks.config import get_preset
-    from cks.models.detector import detection_targets
+    from cks.grid import detection_targets
     from cks.models.principal import Principal
     from cks.predict import predict
 

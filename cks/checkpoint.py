@@ -66,7 +66,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     ckpt = load_checkpoint(path)
     try:
         cfg = Config.from_dict(ckpt["config"])
-        model = Principal(cfg)
+        model = Principal(cfg, scale=float(ckpt.get("scale", 1.0)))
     except (CksConfigError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CksCheckpointError(f"{path}: checkpoint config is incompatible with this cks version "
                                  f"({type(e).__name__}: {e}); re-train or use a matching cks version") from None
@@ -76,5 +76,4 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
         first = (str(e).splitlines() or [""])[0]
         raise CksCheckpointError(f"{path}: weights do not fit the model built from its config ({first}); "
                                  "the checkpoint was edited or comes from another model, re-train") from None
-    model.scale = float(ckpt.get("scale", 1.0))
     return model.to(device).eval()

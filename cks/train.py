@@ -67,10 +67,10 @@ class TrainSet:
 class CKSModule(nn.Module):
     """Principal + collaborator; ``forward(batch, step)`` returns the loss terms and the total."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, scale: float = 1.0):
         super().__init__()
         self.cfg = cfg
-        self.principal = Principal(cfg)
+        self.principal = Principal(cfg, scale)
         self.collaborator = Collaborator(cfg.collaborator) if cfg.loss.mode == "cks" else None
 
     def loss_config(self, step: int):
@@ -107,6 +107,41 @@ class CKSModule(nn.Module):
 
 #: config fields a resumed run may change: extending the step budget (and moving the fine-tune point with it)
 EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every"}
+
+
+def _check_cells(samples: list[dict]) -> None:
+    """No cell in any training image is an error (every loss would be 0); images without cells get a warning."""
+    if not samples:
+        return
+    counts = [0 if s.get("points") is None else len(s["points"]) for s in samples]
+    if sum(counts) == 0:
+        from .errors import CksDataError
+        raise CksDataError(f"none of the {len(samples)} training images has a cell (no points, empty masks): "
+                           "nothing to learn; check the labels (masks all 0? points file empty?)")
+    empty = [str(s.get("name", i)) for i, (s, c) in enumerate(zip(samples, counts)) if c == 0]
+    if empty:
+        import warnings
+        warnings.warn(f"{len(empty)} of {len(samples)} training images have no cell ({', '.join(empty[:3])}"
+                      f"{', ...' if len(empty) > 3 else ''}); they only teach background", stacklevel=3)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl`` as one history: event lines dropped, and rows logged after the
+    last checkpoint of an interrupted segment (superseded by a ``resumed`` marker) removed."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        from .errors import CksDataError
+        raise CksDataError(f"{path}: no training history; is {run_dir} a run folder of `cks train`?")
+    rows: list[dict] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if r.get("event") == "resumed":
+            rows = [x for x in rows if x["step"] <= r["step"]]
+        elif "event" not in r:
+            rows.append(r)
+    return rows
 
 
 def config_changes(old: dict, new: dict) -> dict[str, list]:
@@ -195,6 +230,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     """
     rank, world = _dist_info()
     t_cfg = cfg.train
+    _check_cells(train_samples)
     if cfg.size.normalize and train_samples and "cell_diameter" not in train_samples[0]:
         from .data.normalize import median_scale, normalize_cell_size
 
@@ -210,7 +246,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     np.random.seed(t_cfg.seed + rank)
     if device is None:
         device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    module = CKSModule(cfg)
+    module = CKSModule(cfg, scale)  # the training scale: predict's first pass of a size-normalised model
     if t_cfg.init_principal:
         init = load_checkpoint(t_cfg.init_principal)
         module.principal.load_state_dict(init["principal"])
@@ -242,6 +278,10 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         start = int(ck["step"])
         t_offset, cpu_offset = float(ck.get("wall_s", 0.0)), float(ck.get("cpu_s", 0.0))
         set_rng_state(ck["rng"])
+        if rank == 0 and out and (out / "metrics.jsonl").exists():  # steps logged after this checkpoint repeat
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": start, "event": "resumed", "note": "lines above with a larger step "
+                                    "were logged after the last checkpoint and are superseded"}) + "\n")
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg.to_json(), out / "config.json")
@@ -259,7 +299,6 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         bar = tqdm(total=t_cfg.steps, initial=start, desc=f"train[{cfg.loss.mode}]", dynamic_ncols=True)
 
     snap_at = snapshot_steps(cfg)
-    module.principal.scale = scale  # first-pass scale of a size-normalised model's predictions
     val_scale = None if cfg.size.normalize else scale  # None: predict estimates each image's cell size
 
     def save(step: int):
@@ -334,5 +373,4 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         if out:
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-    module.principal.scale = scale
     return {"model": module.principal.eval(), "collaborator": module.collaborator, "history": history, "step": step}

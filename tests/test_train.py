@@ -11,7 +11,7 @@ from cks.config import get_preset
 from cks.data.synthetic import synthetic_dataset, synthetic_sample
 from cks.metrics import intersections, iou_from_intersections
 from cks.predict import predict
-from cks.train import CKSModule, TrainSet, collate, train
+from cks.train import CKSModule, TrainSet, collate, read_history, train
 
 SMALL = {"train.crop_size": 128, "segmentor.window": 48, "train.checkpoint_every": 1000, "train.lr": 3e-3,
          "train.finetune_lr": 3e-3, "size.normalize": False}
@@ -77,6 +77,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     full = train(cfg, data, out_dir=tmp_path / "a", progress=False)
     part = train(cfg, data, out_dir=tmp_path / "b", progress=False, stop_at=3)
     assert part["step"] == 3
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:  # a row logged after the checkpoint, then a crash
+        f.write('{"step": 5, "L_det": 123.0}\n')
     rest = train(cfg, data, out_dir=tmp_path / "b", progress=False, resume=True)
     assert rest["step"] == 6
     a, b = _state(full["model"]), _state(rest["model"])
@@ -84,6 +86,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) >= 1 and (tmp_path / "b" / "config.json").exists()
+    assert any('"event": "resumed"' in ln for ln in lines)  # the repeated steps are marked in the file
+    hist_a, hist_b = read_history(tmp_path / "a"), read_history(tmp_path / "b")
+    assert [r["step"] for r in hist_b] == [r["step"] for r in hist_a]  # ... and dropped by read_history
+    assert all(r.get("L_det") != 123.0 for r in hist_b)
 
 
 def test_resume_rejects_other_config(tmp_path):
@@ -152,3 +158,15 @@ def test_init_principal_from_checkpoint(tmp_path):
     start = train(cks_cfg, data, progress=False)["model"]
     for k, v in pre.state_dict().items():
         assert torch.equal(v, start.state_dict()[k]), k
+
+
+def test_no_cells_is_an_error_and_empty_images_warn(tmp_path):
+    from cks.errors import CksDataError
+
+    data = synthetic_dataset(2, size=(96, 96), n_cells=4, radius=(6, 9), seed=3)
+    cfg = get_preset("supervised", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 1})
+    blank = [dict(s, label=np.zeros_like(s["label"]), points=np.zeros((0, 2), np.float32)) for s in data]
+    with pytest.raises(CksDataError, match="has a cell"):
+        train(cfg, blank, progress=False)
+    with pytest.warns(UserWarning, match="1 of 2 training images have no cell"):
+        train(cfg, [data[0], blank[1]], progress=False)

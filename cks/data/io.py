@@ -36,6 +36,16 @@ def _fail(path, what: str, todo: str) -> CksDataError:
     return CksDataError(f"{path}: {what}; {todo}")
 
 
+def _tiff_pages(path) -> int:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as t:
+            return len(t.pages)
+    except Exception:  # noqa: BLE001  (a damaged index counts as no page)
+        return 0
+
+
 def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
     """Read the pixel array of ``path`` as stored, or raise CksDataError.
 
@@ -58,6 +68,9 @@ def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
         except Exception as exc:  # tifffile raises many types for damaged files
             raise _fail(path, f"corrupt or truncated TIFF ({type(exc).__name__}: {exc})",
                         "re-download the file or re-save it with an image editor") from None
+        if np.asarray(arr).size == 0 and _tiff_pages(path) == 0:  # cut before its first image: read as empty
+            raise _fail(path, f"truncated TIFF: the file ({path.stat().st_size} bytes) ends before its image data",
+                        "re-download the file or re-save it with an image editor")
         return np.asarray(arr), False
     from PIL import Image, UnidentifiedImageError
 

@@ -31,11 +31,15 @@ class Principal(nn.Module):
     * training: ``seg_index [K]`` = flat index ``b * N + n`` of the GT point each window is for;
       inference: ``seg_scores [K]`` detection scores,
     * ``image_hw`` (H, W) of the unpadded input.
+
+    ``scale``: the resize factor of its training images (their median, for size-normalised training);
+    :func:`cks.predict.predict` starts from it. Saved in the checkpoint beside the weights.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, scale: float = 1.0):
         super().__init__()
         self.cfg = cfg
+        self.scale = float(scale)
         self.backbone = Backbone(cfg.backbone)
         c = cfg.backbone.fpn_channels
         bad = set(cfg.detector.strides) - set(self.backbone.strides)
@@ -97,5 +101,5 @@ class Principal(nn.Module):
         return out
 
 
-def build_principal(cfg: Config) -> Principal:
-    return Principal(cfg)
+def build_principal(cfg: Config, scale: float = 1.0) -> Principal:
+    return Principal(cfg, scale)

@@ -77,6 +77,8 @@ def test_truncated_files(tmp_path):
     (tmp_path / "head.tif").write_bytes(data[:100])
     _expect_error(tmp_path / "half.tif", "corrupt")
     _expect_error(tmp_path / "head.tif", "corrupt")
+    (tmp_path / "index.tif").write_bytes(data[:8])  # the header only: cut before the image index
+    _expect_error(tmp_path / "index.tif", "truncated tiff")
     Image.fromarray(a).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
