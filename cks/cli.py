@@ -21,7 +21,7 @@ from .data.writers import read_table_scores, write_labels, write_table
 from .errors import CksError
 
 EXAMPLES = {
-    "demo": "cks demo --out demo_run            # ~2 min CPU: generated images, CKS from points, figure",
+    "demo": "cks demo --out demo_run            # ~1 min on 2 free cores: generated images, CKS from points, figure",
     "points": "cks points nuclear1.png nuclear2.png --out points.json --min-sigma 3 --max-sigma 10",
     "train": ("cks train --data usiigaci_nih3t3_phase/train:set1-16@0.5 --val usiigaci_nih3t3_phase/train:set17-20 "
               "--labels points --out runs/cks --size convnext_atto --minutes 30"),
@@ -98,35 +98,46 @@ def cmd_demo(a) -> dict:
     from .metrics import evaluate
     from .predict import predict, scores_by_label
     from .train import train
-    from .viz import plot_history, show_segmentation
+    from .viz import match_colors, plot_history, show_segmentation
 
     import torch
     torch.manual_seed(0)
     out = Path(a.out)
-    cfg = get_preset(a.preset, size="test", overrides={
-        "train.steps": a.steps, "train.crop_size": 128, "segmentor.window": 48, "train.lr": 3e-3,
-        "train.finetune_lr": 3e-3, "loss.prior_d": (8.0,), "train.val_every": max(a.steps // 4, 1),
-        # the author's L_MC exponent: the paper's forces masks >= 10 % of the window (cks/losses/collapse.py)
-        "loss.collapse_exponent": 0.5,
-        "train.checkpoint_every": 100})
+    cfg = get_preset(a.preset, size="test", overrides={"train.steps": a.steps} if a.steps else None)
+    steps = cfg.train.steps
     train_set = synthetic_dataset(4, size=(128, 128), n_cells=10, radius=(7, 11), seed=1)
     for s in train_set:
         s["label"] = None  # CKS sees points only
     val = synthetic_dataset(2, size=(128, 128), n_cells=10, radius=(7, 11), seed=100)
+    print(f"demo: CKS from points on 4 generated images, {steps} steps of preset {a.preset!r} "
+          f"(about a minute on 2 free cores; progress below)")
     r = train(cfg, train_set, val, out_dir=out, max_minutes=a.minutes)
+    short = r["step"] < steps
     preds = [predict(r["model"], v["image"]) for v in val]
     ev = evaluate([p[0] for p in preds], [scores_by_label(p[1]) for p in preds], [v["label"] for v in val])
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
-    show_segmentation(val[0]["image"], preds[0][0], points=val[0]["points"], ax=axes[0],
-                      title=f"CKS from points ({r['step']} steps)")
-    show_segmentation(val[0]["image"], val[0]["label"], ax=axes[1], title="ground truth (never used)")
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 5.2))
+    v = val[0]
+    show_segmentation(v["image"], match_colors(preds[0][0], v["label"]), points=v["points"], ax=axes[0],
+                      title=f"CKS prediction after {r['step']} steps")
+    show_segmentation(v["image"], v["label"], ax=axes[1], title="ground truth (never used in training)")
+    axes[0].legend(handles=[axes[0].lines[0]], labels=["a point per cell: all CKS is told"], loc="lower left",
+                   fontsize=8, framealpha=0.8)
+    verdict = (f"STOPPED EARLY by --minutes at {r['step']} of {steps} steps: not the method's result"
+               if short else f"validation (2 unseen images, {ev['n_gt']} cells)")
+    fig.suptitle(f"{verdict}: AP50 {ev['ap50']:.2f}, Dice {ev['dice']:.2f}; same colour = same cell",
+                 fontsize=10, color="red" if short else "black")
     fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "demo.png", dpi=100)
     plot_history(r["history"], title="demo training").savefig(out / "history.png", dpi=80)
     res = {k: ev[k] for k in ("ap50", "ap75", "map", "dice", "n_pred", "n_gt")}
-    print(f"demo: generated images, {r['step']} steps -> val AP50 {ev['ap50']:.3f}, Dice {ev['dice']:.3f}; "
+    res.update(steps=r["step"], planned_steps=steps, stopped_early=short)
+    print(f"demo: {r['step']} of {steps} steps -> val AP50 {ev['ap50']:.3f}, Dice {ev['dice']:.3f}; "
           f"figure {out / 'demo.png'}")
+    if short:
+        print(f"demo: --minutes {a.minutes:g} stopped training at step {r['step']} of {steps}, so the masks are "
+              "those of a half-trained model; run `cks demo` without --minutes for the full run")
     return res
 
 
@@ -183,6 +194,32 @@ def _prepare_labels(a, samples, labels):
     return samples
 
 
+#: `cks train` on a machine without a GPU: a budget a 2-core laptop can spend (the paper's 90,000 steps of
+#: 512-px crops take days there); ~1.8 s per CKS step with convnext_atto on 2 cores
+CPU_STEPS, CPU_CROP = 2000, 256
+
+
+def _cpu_defaults(a) -> dict:
+    """Steps and crop size: the user's, else the preset's on a GPU, else CPU_STEPS / CPU_CROP (printed)."""
+    import torch
+
+    out = {}
+    if a.steps is not None:
+        out["train.steps"] = a.steps
+    if a.crop_size is not None:
+        out["train.crop_size"] = a.crop_size
+    if torch.cuda.is_available():
+        return out
+    given = {x.split("=", 1)[0].strip() for x in (a.set or [])}
+    if "train.steps" not in out and "train.steps" not in given:
+        out["train.steps"] = CPU_STEPS
+        print(f"train: no GPU: {CPU_STEPS} steps by default (the paper's 90,000 are for a GPU); set --steps, "
+              "--minutes or --cpu-minutes to change it")
+    if "train.crop_size" not in out and "train.crop_size" not in given:
+        out["train.crop_size"] = CPU_CROP
+    return out
+
+
 def cmd_train(a) -> dict:
     from .config import get_preset, with_overrides
     from .data.spec import load_dataset, parse_spec
@@ -193,8 +230,7 @@ def cmd_train(a) -> dict:
         cfg = with_overrides(cfg, {"loss.mode": "supervised"})
     if a.labels in ("points", "nuclei") and cfg.loss.mode == "supervised":
         raise CksError(f"preset {a.preset!r} is fully supervised; use --labels masks or a CKS preset")
-    if a.steps is not None:
-        cfg = with_overrides(cfg, {"train.steps": a.steps})
+    cfg = with_overrides(cfg, _cpu_defaults(a))
     cfg = with_overrides(cfg, a.set or [])
     spec_scale = parse_spec(a.data)[2]
     if cfg.size.normalize:
@@ -238,8 +274,11 @@ def cmd_train(a) -> dict:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale,
               max_cpu_minutes=a.cpu_minutes)
-    last = {k: v for k, v in (r["history"][-1] if r["history"] else {}).items() if k.startswith("val_")}
-    print(f"train: stopped at step {r['step']}; checkpoint {Path(a.out) / 'checkpoint.pt'} {last}")
+    vals = [h for h in r["history"] if "val_ap50" in h]
+    last = {k: v for k, v in (vals[-1] if vals else {}).items() if k.startswith("val_")}
+    score = (f"; validation at step {vals[-1]['step']}: AP50 {last['val_ap50']:.3f}, Dice {last['val_dice']:.3f}"
+             if last else "")
+    print(f"train: stopped at step {r['step']} of {cfg.train.steps}; checkpoint {Path(a.out) / 'checkpoint.pt'}{score}")
     return {"step": r["step"], **last}
 
 
@@ -249,9 +288,12 @@ def cmd_predict(a) -> dict:
     from .predict import predict
 
     model = load_model(a.model)
+    from .data.exports import write_coco, write_geojson, write_imagej_rois
+
     inputs = [Path(p) for p in a.inputs]
     keys = output_keys(inputs)
     out = Path(a.out)
+    formats, coco = set(a.format or []), []
     n_cells, sizes = 0, {}
     for p, rel in zip(inputs, keys):
         img = read_image(p)
@@ -264,6 +306,12 @@ def cmd_predict(a) -> dict:
                                      diameter=a.diameter, tile=a.tile, return_info=True)
         write_table(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
         write_labels(label, out / (str(rel) + ".labels.tif"))
+        if "imagej" in formats:
+            write_imagej_rois(label, out / (str(rel) + ".rois.zip"))
+        if "geojson" in formats:
+            write_geojson(label, table, out / (str(rel) + ".geojson"))
+        if "coco" in formats:
+            coco.append((str(p), label, table))
         n_cells += len(table["label"])
         sizes[rel] = info
         size_txt = (f", cell size {info['diameter']:.1f} px ({info['diameter_source']})"
@@ -271,6 +319,9 @@ def cmd_predict(a) -> dict:
         print(f"{p}: {len(table['label'])} cells at scale {info['scale']:.3f}{size_txt} -> "
               f"{out / (str(rel) + '.labels.tif')}")
     _atomic_bytes(json.dumps(sizes, indent=1).encode(), out / "sizes.json")  # per image: scale, cell size, source
+    if coco:
+        write_coco(coco, out / "predictions.coco.json")
+        print(f"COCO instances of all {len(coco)} image(s) -> {out / 'predictions.coco.json'}")
     return {"images": len(inputs), "cells": n_cells}
 
 
@@ -314,7 +365,7 @@ def cmd_evaluate(a) -> dict:
     print("| metric | value |\n|---|---|")
     for k in ("ap50", "ap75", "map", "dice"):
         ci = f" [{res['ci95'][k][0]:.4f}, {res['ci95'][k][1]:.4f}]" if "ci95" in res else ""
-        print(f"| {k.upper() if k != 'map' else 'mAP'} | {res[k]:.4f}{ci} |")
+        print(f"| {dict(ap50='AP50', ap75='AP75', map='mAP', dice='Dice')[k]} | {res[k]:.4f}{ci} |")
     print(f"| images / GT cells / predicted | {r['n_images']} / {r['n_gt']} / {r['n_pred']} |")
     if a.json:
         _atomic_bytes(json.dumps(res, indent=2).encode(), Path(a.json))
@@ -345,9 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = add("demo", "train CKS from points on generated images (no download) and write a figure")
     d.add_argument("--out", default="demo_run")
-    d.add_argument("--steps", type=int, default=600)
-    d.add_argument("--minutes", type=float, default=2.0, help="wall-time cap (default 2)")
-    d.add_argument("--preset", default="base")
+    d.add_argument("--steps", type=int, help="training steps (default: the preset's, 600)")
+    d.add_argument("--minutes", type=float, help="optional wall-time cap; the output says if it cut training short")
+    d.add_argument("--preset", default="demo", help="see `cks presets` (default: demo)")
 
     q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, read by `cks train --data`)")
     q.add_argument("inputs", nargs="+")
@@ -368,7 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl)")
     t.add_argument("--preset", default="base", help="see `cks presets`")
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto, test")
-    t.add_argument("--steps", type=int)
+    t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "
+                   "--minutes / --cpu-minutes may stop it earlier")
+    t.add_argument("--crop-size", type=int, help="side of the random training crop in px (default: the preset's "
+                   "512 on a GPU, 256 on a CPU)")
     t.add_argument("--minutes", type=float, help="wall-time budget; saves and stops when reached")
     t.add_argument("--cpu-minutes", type=float, help="CPU-time budget over all resumed segments; saves and stops")
     t.add_argument("--scale", type=float, help="fixed resize factor for training images (overrides @SCALE; "
@@ -394,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(overrides the automatic estimate)")
     r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
     r.add_argument("--channel", type=int, help="use only this channel of the input")
+    r.add_argument("--format", nargs="+", choices=["imagej", "geojson", "coco"], metavar="FORMAT",
+                   help="also write: imagej (NAME.rois.zip, Fiji ROI Manager), geojson (NAME.geojson, QuPath "
+                        "detections), coco (predictions.coco.json for all inputs); label TIFF + CSV always")
 
     e = add("evaluate", "score predicted label images against ground truth (AP50, AP75, mAP, Dice)")
     e.add_argument("--pred", required=True, help="folder written by `cks predict`")

@@ -358,6 +358,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_fraction": 0.1},
     # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell,
     #  kept here in its size-relative form; the author's exponent 0.5 is the base's)
+    # `cks demo` (with size="test"): 600 steps on 128-px generated images whose cells all have one size, ~18 px
+    # (so one fixed scale, 1, and size.diameter 18 for the size-relative L_MC); a higher learning rate for the
+    # short run, a narrow absolute prior (8 px)
+    "demo": {"size.normalize": False, "size.diameter": 18.0,
+        "train.steps": 600, "train.crop_size": 128, "segmentor.window": 48, "train.lr": 3e-3,
+        "train.finetune_lr": 3e-3, "train.val_every": 150, "train.checkpoint_every": 100,
+        "loss.prior_d_rel": (), "loss.prior_d": (8.0,)},
 }
 
 

@@ -109,6 +109,21 @@ class CKSModule(nn.Module):
 EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every"}
 
 
+#: after this many steps the progress bar says what a step costs and what the budget buys
+TIMING_STEPS = 10
+
+
+def _budget_text(seconds: float, done: int, left: int, max_minutes, max_cpu_minutes) -> str:
+    """One line: time per step so far, the time the remaining steps need, where a budget will stop the run."""
+    per = seconds / max(done, 1)
+    text = f"train: {per:.2f} s per step here; the remaining {left} steps need ~{per * left / 60:.0f} min"
+    if max_minutes is not None and per * left / 60 > max_minutes:
+        text += f"; --minutes {max_minutes:g} stops it after ~{int(max_minutes * 60 / per)} more steps"
+    if max_cpu_minutes is not None:
+        text += f" (--cpu-minutes {max_cpu_minutes:g} counts CPU time over all segments)"
+    return text
+
+
 def _check_cells(samples: list[dict]) -> None:
     """No cell in any training image is an error (every loss would be 0); images without cells get a warning."""
     if not samples:
@@ -344,6 +359,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         loss.backward()
         opt.step()
         step += 1
+        if bar is not None and step == start + TIMING_STEPS:
+            bar.write(_budget_text(time.time() - t0, step - start, t_cfg.steps - step, max_minutes, max_cpu_minutes))
         for k, v in terms.items():
             running[k] = 0.9 * running.get(k, float(v.detach())) + 0.1 * float(v.detach())
         rec = None

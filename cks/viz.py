@@ -42,6 +42,23 @@ def label_colors(label: np.ndarray, seed: int = 0) -> np.ndarray:
     return lut[label]
 
 
+def match_colors(pred: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """``pred`` relabelled so that a predicted cell matching a ground-truth cell (IoU > ``iou``, one-to-one for
+    ``iou`` >= 0.5) carries the GT cell's id, and every other predicted cell an id above the GT's: drawn with
+    :func:`overlay`, the same cell has the same colour in both panels."""
+    from .metrics import intersections, iou_from_intersections
+
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    pred_ids, gt_ids, pa, ga, inter = intersections(pred, gt)
+    m = iou_from_intersections(pa, ga, inter).tocoo()
+    ok = m.data > iou
+    lut = np.zeros(int(pred.max(initial=0)) + 1, np.int64)
+    top = int(gt.max(initial=0))
+    lut[pred_ids] = top + 1 + np.arange(pred_ids.size)  # unmatched: new ids, beyond every GT id
+    lut[pred_ids[m.row[ok]]] = gt_ids[m.col[ok]]
+    return lut[pred]
+
+
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.45, boundaries: bool = True) -> np.ndarray:
     """Image in gray with instances tinted and their boundaries drawn, ``[H, W, 3]`` in [0, 1]."""
     from skimage.segmentation import find_boundaries

@@ -146,10 +146,40 @@ def test_python_m_cks_presets_and_help():
 
 
 def test_demo_writes_figure(tmp_path, capsys):
-    rc, out, err = run_cli(capsys, "demo", "--out", tmp_path / "D", "--steps", "5", "--minutes", "1")
+    rc, out, err = run_cli(capsys, "demo", "--out", tmp_path / "D", "--steps", "5")
     assert rc == 0, err
     assert (tmp_path / "D" / "demo.png").stat().st_size > 1000
-    assert "demo:" in out
+    assert "demo: 5 of 5 steps" in out and "STOPPED" not in out
+
+
+def test_demo_says_when_a_time_cap_cut_it_short(tmp_path, capsys):
+    rc, out, err = run_cli(capsys, "demo", "--out", tmp_path / "D", "--steps", "400", "--minutes", "0.0001")
+    assert rc == 0, err
+    assert "stopped training at step" in out and "without --minutes" in out
+
+
+def test_cpu_defaults_fit_a_laptop(monkeypatch):
+    import argparse
+
+    import torch
+
+    from cks.cli import CPU_CROP, CPU_STEPS, _cpu_defaults
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ns = dict(steps=None, crop_size=None, minutes=None, cpu_minutes=None, set=None)
+    assert _cpu_defaults(argparse.Namespace(**ns)) == {"train.steps": CPU_STEPS, "train.crop_size": CPU_CROP}
+    assert _cpu_defaults(argparse.Namespace(**{**ns, "steps": 7, "crop_size": 96})) == {
+        "train.steps": 7, "train.crop_size": 96}
+    assert _cpu_defaults(argparse.Namespace(**{**ns, "set": ["train.steps=9", "train.crop_size=64"]})) == {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _cpu_defaults(argparse.Namespace(**ns)) == {}  # a GPU keeps the preset's (paper's) values
+
+
+def test_budget_text():
+    from cks.train import _budget_text
+
+    t = _budget_text(20.0, 10, 1000, max_minutes=10, max_cpu_minutes=None)
+    assert "2.00 s per step" in t and "~33 min" in t and "after ~300 more steps" in t
 
 
 # ---------------------------------------------------------------- bad input
@@ -215,6 +245,21 @@ def test_blank_image_is_not_an_error(run, tmp_path, capsys):
     lab = tifffile.imread(tmp_path / "P" / "in" / "blank.labels.tif")  # one input keeps its folder's name
     assert lab.shape == (64, 80) and not lab.any()
     assert (tmp_path / "P" / "in" / "blank.csv").read_text().strip() == "label,score,y,x,area"
+
+
+def test_predict_formats_for_fiji_qupath_coco(data, run, tmp_path, capsys):
+    from cks.data.exports import read_imagej_rois
+
+    img = data[0] / "set1" / "raw.tif"
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P", "--score-threshold", "0.1",
+                           "--format", "imagej", "geojson", "coco")
+    assert rc == 0, err
+    lab = tifffile.imread(next((tmp_path / "P").rglob("*.labels.tif")))
+    rois = read_imagej_rois(next((tmp_path / "P").rglob("*.rois.zip")), lab.shape)
+    assert len(np.unique(rois)) == len(np.unique(lab))  # every cell, background included
+    assert json.loads(next((tmp_path / "P").rglob("*.geojson")).read_text())["type"] == "FeatureCollection"
+    coco = json.loads((tmp_path / "P" / "predictions.coco.json").read_text())
+    assert len(coco["annotations"]) == len(np.unique(lab)) - 1
 
 
 def test_small_image_is_padded_not_a_traceback(run, tmp_path, capsys):

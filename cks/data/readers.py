@@ -43,6 +43,7 @@ __all__ = [
     "keep_largest_component",
     "deepcell_instances",
     "read_usiigaci",
+    "read_paired",
     "read_deepcell",
     "find_samples",
     "rescale_sample",
@@ -224,7 +225,8 @@ def read_deepcell(folder, root=None, min_area: int = 50, grow: int = 2, nuclear:
 def find_samples(root) -> list[tuple[str, Path]]:
     """Walk ``root`` and list ``(layout, folder)`` for every sample folder found (sorted, natural order).
 
-    ``layout`` is ``"usiigaci"`` or ``"deepcell"``.
+    ``layout`` is ``"usiigaci"`` or ``"deepcell"``; a tree with neither gives ``("paired", image_file)`` for
+    every image with a point file of the same name beside it (:func:`read_paired`).
     """
     root = Path(root)
     found = []
@@ -236,7 +238,30 @@ def find_samples(root) -> list[tuple[str, Path]]:
         elif _deepcell_files(folder) is not None:
             found.append(("deepcell", folder))
             dirnames[:] = []  # RawImages/ and Validation/ belong to this sample
+    if not found:  # a plain folder of images, each with a point file of the same name (napari, Fiji, QuPath)
+        from .point_files import partner_point_file
+
+        for dirpath, _, filenames in os.walk(root):
+            for n in filenames:
+                f = Path(dirpath) / n
+                if f.suffix.lower() in IMAGE_SUFFIXES and partner_point_file(f) is not None:
+                    found.append(("paired", f))
     return sorted(found, key=lambda t: _natural_key(t[1].as_posix()))
+
+
+#: image files a plain (paired) folder may hold
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+def read_paired(image_path, root=None) -> dict:
+    """An image and the point file beside it (:func:`cks.data.point_files.partner_point_file`), no masks."""
+    from .point_files import partner_point_file, read_point_file
+
+    image_path = Path(image_path)
+    image = read_image(image_path)
+    pts = read_point_file(partner_point_file(image_path), shape=image.shape[-2:])
+    name = image_path.relative_to(root).with_suffix("").as_posix() if root else image_path.stem
+    return make_sample(image, None, pts, name=name, image_path=str(image_path))
 
 
 def _natural_key(s: str):

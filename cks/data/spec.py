@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cks.data.annotations import read_json_file
-from cks.data.readers import find_samples, read_deepcell, read_usiigaci, rescale_sample
+from cks.data.readers import find_samples, read_deepcell, read_paired, read_usiigaci, rescale_sample
 from cks.data.registry import DATASETS, SPLITS, data_dir
 from cks.errors import CksDataError
 from cks.points import points_from_nuclei
@@ -145,7 +145,8 @@ def _load_one(spec, split, reader_kwargs) -> tuple[list[dict], float | None]:
     else:
         found = find_samples(path)
         if not found:
-            raise CksDataError(f"{path}: no samples found (expected Usiigaci set folders with raw.tif + "
+            raise CksDataError(f"{path}: no samples found (expected images each with a point file of the same name "
+                               f"- img.tif + img.csv/.zip/.roi/.geojson -, Usiigaci set folders with raw.tif + "
                                f"instances_ids.png, or DeepCell folders with phase.* + feature_1.*)")
         base = path.resolve()
         keys = [_rel(f.resolve(), base) for _, f in found]
@@ -162,6 +163,9 @@ def _load_one(spec, split, reader_kwargs) -> tuple[list[dict], float | None]:
         samples = []
         for (layout, folder), use in zip(found, keep):
             if use:
+                if layout == "paired":
+                    samples.append(read_paired(folder, root=path.resolve()))
+                    continue
                 reader = read_usiigaci if layout == "usiigaci" else read_deepcell
                 samples.append(reader(folder, root=root, **reader_kwargs))
     else:

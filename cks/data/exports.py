@@ -1,0 +1,142 @@
+"""Results in the formats other tools open: ImageJ/Fiji ROI sets, QuPath GeoJSON, COCO instances.
+
+* :func:`write_imagej_rois`: a ``.zip`` of polygon ROIs, one per cell, named ``cell_0001``... (Fiji: ROI
+  Manager > More > Open...). ImageJ coordinates are pixel corners, so our outlines move by +0.5 px.
+* :func:`write_geojson`: a ``FeatureCollection`` of polygon *detections* with the score as a measurement
+  (QuPath: File > Import objects / drag and drop). QuPath coordinates are pixel corners too.
+* :func:`write_coco`: one COCO instances JSON for a set of images, masks as RLE (pycocotools), the score
+  per annotation; :func:`cks.data.annotations.read_coco` reads it back.
+
+Outlines are traced per cell (``skimage.measure.find_contours`` on the cell's bounding box, the largest
+contour at level 0.5); the readers :func:`read_imagej_rois` and :func:`read_geojson` paint them back
+(pixel centres inside the polygon), which is what the round-trip tests compare against the label image.
+Export is not a hot path: it loops over cells, like the tools that open the files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import CksDataError
+from .writers import atomic_write_bytes, atomic_write_text
+
+
+def cell_outlines(label: np.ndarray) -> dict[int, np.ndarray]:
+    """``{cell id: [N, 2] (y, x)}`` outline polygon of every cell (pixel-centre coordinates)."""
+    from skimage.measure import find_contours
+
+    label = np.asarray(label)
+    out = {}
+    for i, sl in enumerate(ndimage.find_objects(label), start=1):
+        if sl is None:
+            continue
+        y0, x0 = sl[0].start, sl[1].start
+        crop = np.pad(label[sl] == i, 1).astype(np.float32)
+        contours = find_contours(crop, 0.5)
+        if contours:
+            c = max(contours, key=len)
+            out[i] = c + np.array([y0 - 1, x0 - 1])
+    return out
+
+
+def _paint(shape, polygons: dict[int, np.ndarray]) -> np.ndarray:
+    from skimage.draw import polygon
+
+    lab = np.zeros(shape, np.int32)
+    for i, poly in polygons.items():
+        rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
+        lab[rr, cc] = i
+    return lab
+
+
+def write_imagej_rois(label: np.ndarray, path) -> int:
+    """Write every cell of ``label`` as a polygon ROI into the ROI-set zip ``path``; returns the count."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    buf = io.BytesIO()
+    n = 0
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, poly in cell_outlines(label).items():
+            roi = ImagejRoi.frompoints(poly[:, ::-1] + 0.5, name=f"cell_{i:04d}")  # (x, y), pixel corners
+            roi.roitype = ROI_TYPE.POLYGON
+            zf.writestr(f"cell_{i:04d}.roi", roi.tobytes())
+            n += 1
+    atomic_write_bytes(buf.getvalue(), path)
+    return n
+
+
+def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
+    """Label image ``shape`` painted from a ROI-set zip of polygon ROIs (the n-th ROI gets id n)."""
+    from roifile import roiread
+
+    rois = roiread(str(path))
+    rois = rois if isinstance(rois, list) else [rois]
+    return _paint(shape, {k: np.asarray(r.coordinates(), np.float64)[:, ::-1] - 0.5
+                          for k, r in enumerate(rois, start=1)})
+
+
+def write_geojson(label: np.ndarray, table: dict | None, path) -> int:
+    """QuPath detections (polygons, ``[x, y]`` pixel corners) with the score; returns the count."""
+    scores = {} if table is None else {int(k): float(v) for k, v in zip(table["label"], table["score"])}
+    feats = []
+    for i, poly in cell_outlines(label).items():
+        ring = (poly[:, ::-1] + 0.5).round(3).tolist()
+        ring.append(ring[0])
+        feats.append({"type": "Feature", "id": f"cell_{i:04d}",
+                      "geometry": {"type": "Polygon", "coordinates": [ring]},
+                      "properties": {"objectType": "detection", "name": f"cell_{i:04d}", "label": i,
+                                     "measurements": {"score": scores.get(i, float("nan"))}}})
+    atomic_write_text(json.dumps({"type": "FeatureCollection", "features": feats}), path)
+    return len(feats)
+
+
+def read_geojson(path, shape: tuple[int, int]) -> np.ndarray:
+    """Label image painted from a GeoJSON of polygons (the ``label`` property, else the feature's order)."""
+    data = json.loads(Path(path).read_text())
+    polys = {}
+    for k, f in enumerate(data.get("features", []), start=1):
+        g = f.get("geometry") or {}
+        if g.get("type") == "Polygon":
+            i = int((f.get("properties") or {}).get("label", k))
+            polys[i] = np.asarray(g["coordinates"][0], np.float64)[:, ::-1] - 0.5
+    return _paint(shape, polys)
+
+
+def write_coco(items, path, chunk: int = 64) -> int:
+    """One COCO instances JSON for ``items = [(file_name, label, table or None), ...]``; returns the count.
+
+    Masks are RLE-encoded with pycocotools, ``chunk`` cells at a time (bounded memory); ``score`` is each
+    annotation's detection score; one category, ``cell``.
+    """
+    from pycocotools import mask as mask_utils
+
+    images, anns = [], []
+    for img_id, (file_name, label, table) in enumerate(items, start=1):
+        label = np.asarray(label)
+        h, w = label.shape
+        images.append({"id": img_id, "file_name": str(file_name), "height": int(h), "width": int(w)})
+        ids = np.unique(label[label > 0])
+        scores = {} if table is None else {int(k): float(v) for k, v in zip(table["label"], table["score"])}
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            stack = np.asfortranarray((label[..., None] == part[None, None, :]).astype(np.uint8))
+            rles = mask_utils.encode(stack)
+            areas, boxes = mask_utils.area(rles), mask_utils.toBbox(rles)
+            for i, rle, area, box in zip(part, rles, areas, boxes):
+                rle["counts"] = rle["counts"].decode("ascii")
+                anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "segmentation": rle,
+                             "area": int(area), "bbox": [float(b) for b in box], "iscrowd": 0,
+                             "score": scores.get(int(i), 1.0), "label": int(i)})
+    if not images:
+        raise CksDataError(f"{path}: nothing to write (no images)")
+    atomic_write_text(json.dumps({"images": images, "annotations": anns,
+                                  "categories": [{"id": 1, "name": "cell"}]}), path)
+    return len(anns)
+
+
+__all__ = ["cell_outlines", "write_imagej_rois", "read_imagej_rois", "write_geojson", "read_geojson", "write_coco"]
