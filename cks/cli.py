@@ -339,7 +339,8 @@ def cmd_evaluate(a) -> dict:
     if any(g.get("label") is None for g in gts):
         raise CksError(f"{a.gt}: ground truth needs instance masks (label images)")
     labels, scores, gt_labels, names = [], [], [], []
-    for g, k in zip(gts, _match_predictions(gts, list(keys), pred_dir)):
+    chosen = _match_predictions(gts, list(keys), pred_dir)
+    for g, k in zip(gts, chosen):
         lab = read_label(keys[k])
         if lab.shape != g["label"].shape:
             raise CksError(f"{keys[k]}: size {lab.shape} differs from ground truth {g.get('image_path') or g['name']} "
@@ -354,6 +355,9 @@ def cmd_evaluate(a) -> dict:
         scores.append(sc)
         gt_labels.append(g["label"])
         names.append(g["name"])
+    pairs = [f"{k} <-> {g.get('name')}" for g, k in zip(gts, chosen)]
+    print(f"evaluate: paired {len(pairs)} prediction(s) with ground truth by path: {'; '.join(pairs[:4])}"
+          f"{'; ...' if len(pairs) > 4 else ''}")
     if a.bootstrap:
         from .bootstrap import evaluate_with_intervals
 

@@ -203,27 +203,85 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
 
 
 def notes_markdown(recs: list[dict | None]) -> str:
-    """What differs from the paper, once per distinct note of the given results (below a table)."""
-    notes = list(dict.fromkeys(f"{r['protocol']}: {r['note']}" for r in recs if r and r.get("note")))
-    return "".join(f"\n\n*What differs from the paper ({n.split(':', 1)[0]}):* {n.split(': ', 1)[1]}"
-                   for n in notes) + ("\n\nOur values: point estimate [95 % bootstrap interval over images]."
-                                      if any(r and (r["metrics"].get("ci95")) for r in recs) else "")
+    """What differs from the paper, once per protocol (below a table): the protocol's shared note in full,
+    then only what a result adds to it."""
+    by_proto: dict[str, list[str]] = {}
+    for r in recs:
+        if r and r.get("note"):
+            by_proto.setdefault(r["protocol"], [])
+            if r["note"] not in by_proto[r["protocol"]]:
+                by_proto[r["protocol"]].append(r["note"])
+    out = ""
+    for proto, notes in by_proto.items():
+        common = os.path.commonprefix(notes) if len(notes) > 1 else notes[0]
+        common = common[: common.rfind(";") + 1] if len(notes) > 1 and ";" in common else common
+        extra = [n[len(common):].strip(" ;") for n in notes if n[len(common):].strip(" ;")]
+        out += f"\n\n*What differs from the paper ({proto}):* {common.rstrip(' ;')}"
+        out += "".join(f"\n\n  - *one run adds:* {e}" for e in extra)
+    if any(r and (r["metrics"].get("ci95")) for r in recs):
+        out += "\n\nOur values: point estimate [95 % bootstrap interval over images]."
+    return out
 
 
-def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"), notes: bool = False) -> str:
+def provenance_fold(records: list[dict]) -> str:
+    """Each result's provenance in a folded HTML ``<details>`` block (kept out of the tables' width)."""
+    if not records:
+        return ""
+    rows = {f"{r['protocol']} / {r['model']}": {"provenance": provenance_text(r), "command": r.get("command", "")}
+            for r in records}
+    return ("\n\n<details><summary>Provenance of these results (commit, hardware, budget, command)</summary>\n\n"
+            + markdown_table(rows, ["provenance", "command"]) + "\n\n</details>")
+
+
+def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"), notes: bool = False,
+                     provenance: str = "fold") -> str:
     """Our results, one row per file (protocol / model): each metric with its 95 % bootstrap interval over
-    images when recorded, the cell count, where it was evaluated, its provenance and (``notes``) what
-    differs from the paper; "not yet measured" if there is none."""
+    images when recorded, the cell count and where it was evaluated; ``provenance="fold"`` puts each file's
+    provenance in a folded block below the table (``"column"``: a column); ``notes`` adds what differs from
+    the paper once per protocol. "not yet measured" if there is none."""
     if not records:
         return f"*{NOT_MEASURED}*"
     rows = {f"{r['protocol']} / {r['model']}": {**{c: metric_text(r, METRIC_KEYS[c]) for c in columns},
                                                 "cells": r["metrics"].get("n_gt"),
                                                 "evaluated on": r.get("reported_on"),
-                                                "provenance": provenance_text(r),
-                                                **({"differs from the paper": r.get("note") or "-"} if notes else {})}
+                                                **({"provenance": provenance_text(r)} if provenance == "column"
+                                                   else {})}
             for r in records}
-    return markdown_table(rows, list(columns) + ["cells", "evaluated on", "provenance"]
-                          + (["differs from the paper"] if notes else []))
+    table = markdown_table(rows, list(columns) + ["cells", "evaluated on"]
+                           + (["provenance"] if provenance == "column" else []))
+    return table + (provenance_fold(records) if provenance == "fold" else "") + (notes_markdown(records) if notes
+                                                                                 else "")
+
+
+def standing_figure(records: list[dict], metric: str = "AP50", protocols=None):
+    """One panel per protocol: every result's ``metric`` with its 95 % interval, best first (matplotlib)."""
+    import matplotlib.pyplot as plt
+
+    key = METRIC_KEYS[metric]
+    protos = protocols or sorted({r["protocol"] for r in records})
+    protos = [p for p in protos if any(r["protocol"] == p and r["metrics"].get(key) is not None for r in records)]
+    if not protos:
+        return None
+    recs = {p: sorted((r for r in records if r["protocol"] == p and r["metrics"].get(key) is not None),
+                      key=lambda r: r["metrics"][key]) for p in protos}
+    heights = [max(1.2, 0.28 * len(v) + 0.6) for v in recs.values()]
+    fig, axes = plt.subplots(len(protos), 1, figsize=(7.5, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, p in zip(axes[:, 0], protos):
+        rs = recs[p]
+        v = [float(r["metrics"][key]) for r in rs]
+        ci = [(r["metrics"].get("ci95") or {}).get(key) for r in rs]
+        lo = [x - c[0] if c else 0.0 for x, c in zip(v, ci)]
+        hi = [c[1] - x if c else 0.0 for x, c in zip(v, ci)]
+        y = range(len(rs))
+        ax.errorbar(v, y, xerr=[lo, hi], fmt="o", ms=4, capsize=2, color="C0")
+        ax.set_yticks(list(y), [r["model"] for r in rs], fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title(p, fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel(f"{metric} on the report split (dot) with 95 % bootstrap interval over images")
+    fig.tight_layout()
+    return fig
 
 
 def smoke_markdown(rows: dict[str, dict], columns=("steps", "dice", "ap50", "ap75", "map"),

@@ -121,6 +121,7 @@ def test_evaluate_pairs_each_image_with_its_own_prediction(data, tmp_path, capsy
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["ap50"] == 1.0 and m["dice"] == 1.0 and m["n_images"] == 3
     assert m["ci95"]["ap50"] == [1.0, 1.0] and m["ci95"]["n_boot"] == 50  # perfect on every image
+    assert "paired 3 prediction(s)" in out and "set1/raw <-> set1" in out  # says what it compared
     (pred / "set3" / "raw.csv").unlink()  # a label image without its table
     rc, out, err = run_cli(capsys, "evaluate", "--pred", pred, "--gt", root)
     assert_user_error(rc, err, "raw.csv")

@@ -161,3 +161,19 @@ def test_speed_and_scaling_read_their_files(tmp_path):
     md = scaling_markdown(tmp_path)
     assert "512 x 512" in md and "40" in md and "900" in md
     assert "commit abcdef0" in md
+
+
+def test_notes_once_per_protocol_and_provenance_folded():
+    from cks.report import notes_markdown, standing_figure
+
+    a, b = _rec("usiigaci_points", "cks_base", ap50=0.5), _rec("usiigaci_points", "sup", ap50=0.7)
+    a["note"] = "16 images; convnext_atto; seed 0"
+    b["note"] = "16 images; convnext_atto; seed 1, masks"
+    md = notes_markdown([a, b])
+    assert md.count("16 images") == 1 and "seed 0" in md and "seed 1, masks" in md
+    table = results_markdown([a, b])
+    assert "<details>" in table and table.index("<details>") > table.index("| usiigaci_points / sup")
+    assert "provenance" not in table.split("<details>")[0]  # no provenance column in the table itself
+    fig = standing_figure([a, b])
+    assert fig is not None and len(fig.axes) == 1 and fig.axes[0].get_title(loc="left") == "usiigaci_points"
+    assert standing_figure([]) is None
