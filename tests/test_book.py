@@ -91,7 +91,7 @@ RANGES.update({
     "ch6_size_dice_sup": _F,
     "ch6_size_passes_cks": (1, 12), "ch6_size_passes_sup": (1, 12),  # the scale search: 9 crops + 1
     "ch07c_d_rel": (0.05, 2.0), "ch07c_d_base": (1.0, 100.0), "ch07c_base_diameter": (4.0, 256.0),
-    "ch10_diameter": _D, "ch10_rois_n": (0, 10_000), "ch10_rois_agree": (0.0, 1.0), "ch10_scale_val0": (0.05, 20.0),
+    "ch10_diameter": _D, "ch10_rois_n": (0, 10_000), "ch10_clicked_n": (1, 10_000), "ch10_rois_agree": (0.0, 1.0), "ch10_scale_val0": (0.05, 20.0),
 })
 
 
