@@ -269,7 +269,7 @@ _positive.text, _non_negative.text, _fraction.text = "> 0", ">= 0", "in [0, 1]"
 
 #: allowed values, checked once whenever a configuration is built (``--set``, presets, config.json)
 RULES: dict[str, Any] = {
-    "train.steps": _positive, "train.batch_size": _positive, "train.crop_size": _positive, "train.lr": _positive,
+    "train.steps": _non_negative, "train.batch_size": _positive, "train.crop_size": _positive, "train.lr": _positive,
     "train.finetune_lr": _positive, "train.finetune_from": _fraction, "train.weight_decay": _non_negative,
     "train.warmup_steps": _non_negative, "train.warmup_fraction": _fraction, "train.checkpoint_every": _positive,
     "train.val_every": _positive, "train.snapshots": _non_negative, "train.optimizer": _choice("adam", "adamw"),

@@ -1,6 +1,7 @@
 """cks.bench: the forced cell layout and the image-size scaling run (real subprocesses, tiny model)."""
 import json
 
+import pytest
 import torch
 
 from cks.bench import grid_points, main
@@ -17,6 +18,7 @@ def test_grid_points_inside_margin_and_apart():
     assert torch.equal(pts, grid_points(512, (520, 704), seed=0, margin=8.0, jitter=2.0))
 
 
+@pytest.mark.slow
 def test_tiles_scaling_writes_rows_with_provenance(data, run, tmp_path):  # noqa: F811
     out = tmp_path / "tiles.json"
     main(["--model", str(run), "--image", str(data[0] / "set1" / "raw.tif"), "--sides", "64,160", "--quick",

@@ -207,7 +207,7 @@ def _bad_image(kind: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind,needle", [("4d", "dimensions"), ("4channels", "channels"), ("empty", "empty"),
-                                         ("nan", "NaN"), ("truncated", "truncated"), ("stub", "size"),
+                                         ("nan", "NaN"), ("truncated", "truncated"), ("stub", "truncated"),
                                          ("text", "TIFF")])
 def test_predict_bad_image(run, tmp_path, capsys, kind, needle):
     bad = tmp_path / "in" / f"bad_{kind}.tif"

@@ -52,3 +52,26 @@ def test_round_trip():
     assert Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(CksConfigError):
         Config.from_dict({"loss": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.checkpoint_every=0", "train.checkpoint_every=0 is out of range: it must be > 0"),
+    ("train.crop_size=0", "> 0"), ("train.lr=-1", "train.lr=-1.0"), ("train.steps=-5", ">= 0"),
+    ("train.batch_size=0", "> 0"), ("train.optimizer=sgd", "one of 'adam', 'adamw'"),
+    ("loss.mode=foo", "one of 'cks', 'supervised'"), ("segmentor.window=0", "> 0"), ("train.lr=nan", "> 0"),
+    ("loss.prior_d=-3", "every entry must be > 0")])
+def test_out_of_range_values_fail_when_the_config_is_built(override, needle):
+    from cks.config import get_preset, with_overrides
+    from cks.errors import CksConfigError
+
+    with pytest.raises(CksConfigError) as e:
+        with_overrides(get_preset("base"), [override])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_preset_is_valid():
+    from cks.config import PRESETS, SIZES, get_preset, validate
+
+    for name in PRESETS:
+        for size in SIZES:
+            validate(get_preset(name, size=size))

@@ -257,10 +257,12 @@ def read_paired(image_path, root=None) -> dict:
     """An image and the point file beside it (:func:`cks.data.point_files.partner_point_file`), no masks."""
     from .point_files import partner_point_file, read_point_file
 
-    image_path = Path(image_path)
+    image_path = Path(image_path).resolve()
     image = read_image(image_path)
     pts = read_point_file(partner_point_file(image_path), shape=image.shape[-2:])
-    name = image_path.relative_to(root).with_suffix("").as_posix() if root else image_path.stem
+    root = Path(root).resolve() if root else None
+    name = (image_path.relative_to(root).with_suffix("").as_posix() if root and image_path.is_relative_to(root)
+            else image_path.stem)
     return make_sample(image, None, pts, name=name, image_path=str(image_path))
 
 

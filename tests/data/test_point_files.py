@@ -80,7 +80,7 @@ def test_duplicates_dropped_with_a_warning(tmp_path):
         assert len(read_point_file(f)) == 2
 
 
-def test_folder_of_images_with_point_files(tmp_path):
+def test_folder_of_images_with_point_files(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     for name, suffix in (("a", ".csv"), ("b", ".geojson")):
         tifffile.imwrite(tmp_path / f"{name}.tif", rng.integers(0, 999, (64, 80)).astype(np.uint16))
@@ -91,6 +91,8 @@ def test_folder_of_images_with_point_files(tmp_path):
     assert partner_point_file(tmp_path / "a.tif") == tmp_path / "a.csv"
     samples = load_dataset(str(tmp_path))
     assert [s["name"] for s in samples] == ["a", "b"]
+    monkeypatch.chdir(tmp_path.parent)  # a relative folder spec names the samples the same way
+    assert [s["name"] for s in load_dataset(tmp_path.name)] == ["a", "b"]
     np.testing.assert_allclose(samples[0]["points"], [[10, 20], [30, 40]])
     np.testing.assert_allclose(samples[1]["points"], [[6, 5]])
     assert samples[0]["label"] is None
