@@ -25,7 +25,7 @@ _EXPORTS = {
     "predict": "predict", "scores_by_label": "predict",
     "predict_many": "evaluation", "evaluate_model": "evaluation",
     "evaluate": "metrics",
-    "train": "train", "read_history": "train",
+    "train": "train", "read_history": "run_folder",
     "read_image": "data.io", "read_label": "data.io",
     "load_dataset": "data.spec",
     "write_labels": "data.writers", "write_table": "data.writers", "read_table_scores": "data.writers",

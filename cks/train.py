@@ -17,7 +17,6 @@ DistributedDataParallel; each rank takes its share of every global batch.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -28,9 +27,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
-from .data.writers import atomic_write_text
+from .checkpoint import load_checkpoint
 from .config import Config
+from .data.writers import atomic_write_text
+from . import run_folder
+from .run_folder import EXTENDABLE, config_changes, read_history  # noqa: F401  (part of this module's API)
 from .data.dataset import TrainingDataset, collate  # noqa: F401  (collate is part of this module's API)
 from .losses.cks import cks_loss_terms, effective_loss_config
 from .losses.detection import detection_loss
@@ -105,10 +106,6 @@ class CKSModule(nn.Module):
         return terms
 
 
-#: config fields a resumed run may change: extending the step budget (and moving the fine-tune point with it)
-EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every"}
-
-
 #: after this many steps the progress bar says what a step costs and what the budget buys
 TIMING_STEPS = 10
 
@@ -138,37 +135,6 @@ def _check_cells(samples: list[dict]) -> None:
         import warnings
         warnings.warn(f"{len(empty)} of {len(samples)} training images have no cell ({', '.join(empty[:3])}"
                       f"{', ...' if len(empty) > 3 else ''}); they only teach background", stacklevel=3)
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl`` as one history: event lines dropped, and rows logged after the
-    last checkpoint of an interrupted segment (superseded by a ``resumed`` marker) removed."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        from .errors import CksDataError
-        raise CksDataError(f"{path}: no training history; is {run_dir} a run folder of `cks train`?")
-    rows: list[dict] = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        if r.get("event") == "resumed":
-            rows = [x for x in rows if x["step"] <= r["step"]]
-        elif "event" not in r:
-            rows.append(r)
-    return rows
-
-
-def config_changes(old: dict, new: dict) -> dict[str, list]:
-    """``{"section.key": [old, new]}`` for every differing field of two config dicts."""
-    out = {}
-    for sec in set(old) | set(new):
-        a, b = old.get(sec, {}), new.get(sec, {})
-        for k in set(a) | set(b):
-            va, vb = a.get(k), b.get(k)
-            if (list(va) if isinstance(va, (list, tuple)) else va) != (list(vb) if isinstance(vb, (list, tuple)) else vb):
-                out[f"{sec}.{k}"] = [va, vb]
-    return out
 
 
 def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -225,6 +191,24 @@ def validate(principal: Principal, val_samples: list[dict], scale: float | None 
             "val_n_pred": r["n_pred"], "val_n_gt": r["n_gt"]}
 
 
+def train_step(ddp, opt, batch: dict, step: int, cfg: Config, device) -> dict:
+    """One optimiser step at ``step`` (learning rate from :func:`lr_at`); returns the loss terms.
+
+    Raises ``FloatingPointError`` when the loss is not finite (the checkpoint on disk stays intact).
+    """
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    terms = ddp(batch, step)
+    loss = terms["total"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return terms
+
+
 def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
           max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10,
@@ -263,40 +247,15 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     module = CKSModule(cfg, scale)  # the training scale: predict's first pass of a size-normalised model
     if t_cfg.init_principal:
-        init = load_checkpoint(t_cfg.init_principal)
-        module.principal.load_state_dict(init["principal"])
+        module.principal.load_state_dict(load_checkpoint(t_cfg.init_principal)["principal"])
     module.to(device)
     opt = make_optimizer(module, cfg)
     start, history = 0, []
     t_offset, cpu_offset = 0.0, 0.0  # wall / CPU seconds of earlier segments of a resumed run
     out = Path(out_dir) if out_dir else None
-    ckpt_path = out / "checkpoint.pt" if out else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        changed = config_changes(Config.from_dict(ck["config"]).to_dict(), cfg.to_dict())
-        if set(changed) - EXTENDABLE:
-            from .errors import CksCheckpointError
-            raise CksCheckpointError(f"{ckpt_path}: was written with another configuration "
-                                     f"({', '.join(sorted(set(changed) - EXTENDABLE))} differ); resume with the same "
-                                     "preset/--set values or use a new --out folder")
-        if changed and rank == 0 and out:
-            old_b = math.floor(ck["config"]["train"]["finetune_from"] * ck["config"]["train"]["steps"])
-            with open(out / "metrics.jsonl", "a") as f:  # an extension is part of the run's record
-                f.write(json.dumps({"step": int(ck["step"]), "event": "extended", "changes": changed,
-                                    "finetune_step_before": old_b,
-                                    "finetune_step_now": math.floor(t_cfg.finetune_from * t_cfg.steps)}) + "\n")
-        module.principal.load_state_dict(ck["principal"])
-        module.to(device)
-        if module.collaborator is not None:
-            module.collaborator.load_state_dict(ck["collaborator"])
-        opt.load_state_dict(ck["optimizer"])
-        start = int(ck["step"])
-        t_offset, cpu_offset = float(ck.get("wall_s", 0.0)), float(ck.get("cpu_s", 0.0))
-        set_rng_state(ck["rng"])
-        if rank == 0 and out and (out / "metrics.jsonl").exists():  # steps logged after this checkpoint repeat
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": start, "event": "resumed", "note": "lines above with a larger step "
-                                    "were logged after the last checkpoint and are superseded"}) + "\n")
+    if resume and out is not None and (out / "checkpoint.pt").exists():
+        start, t_offset, cpu_offset = run_folder.restore(out / "checkpoint.pt", cfg, module, opt, device,
+                                                         out if rank == 0 else None)
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg.to_json(), out / "config.json")
@@ -317,16 +276,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     val_scale = None if cfg.size.normalize else scale  # None: predict estimates each image's cell size
 
     def save(step: int):
-        if out is None or rank != 0:
-            return
-        if step in snap_at:  # weights only, for `cks diagnose` (M_p / M_c / B_p over training)
-            atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
-                         "collaborator": module.collaborator.state_dict() if module.collaborator else None,
-                         "step": step, "scale": scale, "version": 1}, out / "snapshots" / f"step_{step:06d}.pt")
-        atomic_save({"config": cfg.to_dict(), "principal": module.principal.state_dict(),
-                     "collaborator": module.collaborator.state_dict() if module.collaborator else None,
-                     "optimizer": opt.state_dict(), "step": step, "rng": rng_state(), "scale": scale,
-                     "wall_s": wall(), "cpu_s": cpu(), "version": 1}, ckpt_path)
+        if out is not None and rank == 0:
+            run_folder.save(out, cfg, module, opt, step, scale, wall(), cpu(), snapshot=step in snap_at)
 
     t0, c0 = time.time(), time.process_time()
 
@@ -346,18 +297,9 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             break
         if stop_at is not None and step >= stop_at:
             break
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
         items = [train_set.get(step * t_cfg.batch_size * world + rank * t_cfg.batch_size + j)
                  for j in range(t_cfg.batch_size)]
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(items).items()}
-        terms = ddp(batch, step)
-        loss = terms["total"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        terms = train_step(ddp, opt, collate(items), step, cfg, device)
         step += 1
         if bar is not None and step == start + TIMING_STEPS:
             bar.write(_budget_text(time.time() - t0, step - start, t_cfg.steps - step, max_minutes, max_cpu_minutes))
@@ -372,9 +314,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
             rec.update(validate(module.principal, val_samples, scale=val_scale))
         if rec is not None:
             history.append(rec)
-            if out and rank == 0:
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+            run_folder.append_row(out if rank == 0 else None, rec)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "L_det", "L_S", "L_M",
@@ -387,7 +327,5 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
         rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=val_scale)}
         history.append(rec)
-        if out:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        run_folder.append_row(out, rec)
     return {"model": module.principal.eval(), "collaborator": module.collaborator, "history": history, "step": step}
