@@ -24,6 +24,13 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY")) or "ipykernel" in __import__("sys").modules
 
 
+def glue(name: str, value, display: bool = False):
+    """``myst_nb.glue`` for the book's numbers: stored for ``{glue:text}`` in the prose, not shown as an output box."""
+    from myst_nb import glue as _glue
+
+    return _glue(name, value, display=display)
+
+
 def gray(image: np.ndarray) -> np.ndarray:
     """First channel of ``[C, H, W]`` / ``[H, W]``, stretched to its 1-99 % percentiles, in [0, 1]."""
     a = np.asarray(image, np.float32)

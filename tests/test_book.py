@@ -100,8 +100,8 @@ def glued(nb: dict) -> dict:
     for cell in nb["cells"]:
         for o in cell.get("outputs", []):
             meta = o.get("metadata", {}).get("scrapbook", {})
-            if meta.get("name"):
-                text = o.get("data", {}).get("text/plain", "nan")
+            if meta.get("name"):  # displayed or not (cks.viz.glue: display=False adds a mime prefix)
+                text = o.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain", "nan")
                 text = "".join(text) if isinstance(text, list) else text
                 out[meta["name"]] = float(text.strip("'\""))
     return out

@@ -1,0 +1,13 @@
+"""The runnable examples in the docstrings of the public modules."""
+import doctest
+
+import pytest
+
+import cks.data.writers
+import cks.evaluation
+
+
+@pytest.mark.parametrize("module", [cks.data.writers, cks.evaluation], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
