@@ -26,8 +26,12 @@ from ..errors import CksDataError
 from .writers import atomic_write_bytes, atomic_write_text
 
 
-def cell_outlines(label: np.ndarray) -> dict[int, np.ndarray]:
-    """``{cell id: [N, 2] (y, x)}`` outline polygon of every cell (pixel-centre coordinates)."""
+def cell_outlines(label: np.ndarray) -> dict[int, list[np.ndarray]]:
+    """``{cell id: [[N, 2] (y, x) polygon per connected piece]}`` in pixel-centre coordinates.
+
+    A predicted cell can come in several pieces (a window cut by a higher-scoring neighbour, nearest-neighbour
+    upsampling): each piece gets its outer outline, so nothing of the cell is lost (holes are not kept).
+    """
     from skimage.measure import find_contours
 
     label = np.asarray(label)
@@ -36,21 +40,25 @@ def cell_outlines(label: np.ndarray) -> dict[int, np.ndarray]:
         if sl is None:
             continue
         y0, x0 = sl[0].start, sl[1].start
-        crop = np.pad(label[sl] == i, 1).astype(np.float32)
-        contours = find_contours(crop, 0.5)
-        if contours:
-            c = max(contours, key=len)
-            out[i] = c + np.array([y0 - 1, x0 - 1])
+        pieces, n = ndimage.label(np.pad(label[sl] == i, 1))
+        polys = []
+        for k in range(1, n + 1):
+            contours = find_contours((pieces == k).astype(np.float32), 0.5)
+            if contours:
+                polys.append(max(contours, key=len) + np.array([y0 - 1, x0 - 1]))
+        if polys:
+            out[i] = polys
     return out
 
 
-def _paint(shape, polygons: dict[int, np.ndarray]) -> np.ndarray:
+def _paint(shape, polygons: dict[int, list[np.ndarray]]) -> np.ndarray:
     from skimage.draw import polygon
 
     lab = np.zeros(shape, np.int32)
-    for i, poly in polygons.items():
-        rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
-        lab[rr, cc] = i
+    for i, polys in polygons.items():
+        for poly in polys:
+            rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
+            lab[rr, cc] = i
     return lab
 
 
@@ -61,34 +69,43 @@ def write_imagej_rois(label: np.ndarray, path) -> int:
     buf = io.BytesIO()
     n = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i, poly in cell_outlines(label).items():
-            roi = ImagejRoi.frompoints(poly[:, ::-1] + 0.5, name=f"cell_{i:04d}")  # (x, y), pixel corners
-            roi.roitype = ROI_TYPE.POLYGON
-            zf.writestr(f"cell_{i:04d}.roi", roi.tobytes())
+        for i, polys in cell_outlines(label).items():
+            for k, poly in enumerate(polys):  # a cell in pieces: one ROI per piece, the same name
+                roi = ImagejRoi.frompoints(poly[:, ::-1] + 0.5, name=f"cell_{i:04d}")  # (x, y), pixel corners
+                roi.roitype = ROI_TYPE.POLYGON
+                zf.writestr(f"cell_{i:04d}" + (f"-{k + 1}" if k else "") + ".roi", roi.tobytes())
             n += 1
     atomic_write_bytes(buf.getvalue(), path)
     return n
 
 
 def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
-    """Label image ``shape`` painted from a ROI-set zip of polygon ROIs (the n-th ROI gets id n)."""
+    """Label image ``shape`` painted from a ROI-set zip of polygon ROIs (ROIs sharing a name are one cell;
+    cells are numbered in order of appearance)."""
     from roifile import roiread
 
     rois = roiread(str(path))
     rois = rois if isinstance(rois, list) else [rois]
-    return _paint(shape, {k: np.asarray(r.coordinates(), np.float64)[:, ::-1] - 0.5
-                          for k, r in enumerate(rois, start=1)})
+    ids: dict[str, int] = {}
+    polys: dict[int, list[np.ndarray]] = {}
+    for k, r in enumerate(rois):
+        i = ids.setdefault(r.name or f"roi_{k}", len(ids) + 1)
+        polys.setdefault(i, []).append(np.asarray(r.coordinates(), np.float64)[:, ::-1] - 0.5)
+    return _paint(shape, polys)
 
 
 def write_geojson(label: np.ndarray, table: dict | None, path) -> int:
     """QuPath detections (polygons, ``[x, y]`` pixel corners) with the score; returns the count."""
     scores = {} if table is None else {int(k): float(v) for k, v in zip(table["label"], table["score"])}
     feats = []
-    for i, poly in cell_outlines(label).items():
-        ring = (poly[:, ::-1] + 0.5).round(3).tolist()
-        ring.append(ring[0])
-        feats.append({"type": "Feature", "id": f"cell_{i:04d}",
-                      "geometry": {"type": "Polygon", "coordinates": [ring]},
+    for i, polys in cell_outlines(label).items():
+        rings = []
+        for poly in polys:
+            ring = (poly[:, ::-1] + 0.5).round(3).tolist()
+            rings.append([ring + [ring[0]]])
+        geom = ({"type": "Polygon", "coordinates": rings[0]} if len(rings) == 1
+                else {"type": "MultiPolygon", "coordinates": rings})  # a cell in pieces
+        feats.append({"type": "Feature", "id": f"cell_{i:04d}", "geometry": geom,
                       "properties": {"objectType": "detection", "name": f"cell_{i:04d}", "label": i,
                                      "measurements": {"score": scores.get(i, float("nan"))}}})
     atomic_write_text(json.dumps({"type": "FeatureCollection", "features": feats}), path)
@@ -101,9 +118,11 @@ def read_geojson(path, shape: tuple[int, int]) -> np.ndarray:
     polys = {}
     for k, f in enumerate(data.get("features", []), start=1):
         g = f.get("geometry") or {}
-        if g.get("type") == "Polygon":
+        parts = ([g["coordinates"]] if g.get("type") == "Polygon" else g["coordinates"]
+                 if g.get("type") == "MultiPolygon" else [])
+        if parts:
             i = int((f.get("properties") or {}).get("label", k))
-            polys[i] = np.asarray(g["coordinates"][0], np.float64)[:, ::-1] - 0.5
+            polys[i] = [np.asarray(p[0], np.float64)[:, ::-1] - 0.5 for p in parts]
     return _paint(shape, polys)
 
 

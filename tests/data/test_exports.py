@@ -10,7 +10,9 @@ from cks.metrics import intersections, iou_from_intersections
 
 
 def _label():
-    return synthetic_sample((160, 176), n_cells=14, radius=(6, 14), seed=3)["label"]
+    lab = synthetic_sample((160, 176), n_cells=14, radius=(6, 14), seed=3)["label"].copy()
+    lab[150:156, 160:170] = 1  # cell 1 also has a second, separate piece (as predicted masks can)
+    return lab
 
 
 def _min_matched_iou(back, lab):
@@ -34,7 +36,8 @@ def test_geojson_roundtrip_and_qupath_fields(tmp_path):
     data = json.loads((tmp_path / "cells.geojson").read_text())
     assert data["type"] == "FeatureCollection" and len(data["features"]) == len(ids)
     f0 = data["features"][0]
-    assert f0["properties"]["objectType"] == "detection" and f0["geometry"]["type"] == "Polygon"
+    assert f0["properties"]["objectType"] == "detection" and f0["geometry"]["type"] == "MultiPolygon"  # 2 pieces
+    assert data["features"][1]["geometry"]["type"] == "Polygon"
     assert f0["properties"]["measurements"]["score"] == 0.5
     assert _min_matched_iou(read_geojson(tmp_path / "cells.geojson", lab.shape), lab) >= 0.99
 
