@@ -180,8 +180,8 @@ def paper_markdown(key: str) -> str:
 def comparison_markdown(key: str, records: list[dict], columns: list[str] | None = None) -> str:
     """The paper's rows of an ablation table next to ours (our row = the row's preset, :data:`ROW_PRESETS`).
 
-    Columns: our row and protocol, then for each metric the paper's value and ours, then our
-    provenance. A row we have not measured shows "not yet measured".
+    Columns: our row and protocol, then for each metric the paper's value and ours; our provenance is folded
+    below the table. A row we have not measured shows "not yet measured".
     """
     key = _table_key(key)
     t = paper_table(key)
@@ -194,12 +194,10 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
         for c in cols:
             row[f"{c} (paper)"] = vals.get(c)
             row[f"{c} (ours)"] = metric_text(rec, METRIC_KEYS[c])
-        row["our provenance"] = provenance_text(rec)
         rows[name] = row
-    table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")]
-                           + ["our provenance"])
-    return table + notes_markdown([find_result(records, ROW_PRESETS[key][n], TABLE_PROTOCOLS.get(key, ()))
-                                    for n in t["rows"]])
+    table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")])
+    recs = [find_result(records, ROW_PRESETS[key][n], TABLE_PROTOCOLS.get(key, ())) for n in t["rows"]]
+    return table + provenance_fold([r for r in recs if r]) + notes_markdown(recs)
 
 
 def notes_markdown(recs: list[dict | None]) -> str:

@@ -49,3 +49,18 @@ def test_chapter_page_renders_figures(server, page):
     assert imgs, "no figure on the rendered page"
     for src in imgs[:3]:
         assert (HTML / "book" / src).resolve().exists() or (HTML / src.lstrip("./")).exists(), src
+
+
+def test_results_page_is_readable(server):
+    """Issue #12: the results chapter opens with where the project stands, keeps provenance out of the tables'
+    width (a folded block) and shows no code above its tables."""
+    page = "book/09_results.html"
+    if not (HTML / page).exists():
+        pytest.skip(f"{page} not built")
+    dom = render(f"{server}/{page}")
+    assert "Where the project stands" in dom and "<details" in dom
+    headers = [h.strip().lower() for h in re.findall(r"<th[^>]*>(.*?)</th>", dom, re.S)]
+    assert headers and "provenance" not in headers and "our provenance" not in headers
+    assert dom.count("display(Markdown(") == 0  # the code that prints the tables is hidden
+    widest = max(len(re.findall(r"<th[\s>]", t)) for t in re.findall(r"<thead>.*?</thead>", dom, re.S))
+    assert widest <= 12, widest
