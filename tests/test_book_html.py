@@ -63,4 +63,4 @@ def test_results_page_is_readable(server):
     assert headers and "provenance" not in headers and "our provenance" not in headers
     assert dom.count("display(Markdown(") == 0  # the code that prints the tables is hidden
     widest = max(len(re.findall(r"<th[\s>]", t)) for t in re.findall(r"<thead>.*?</thead>", dom, re.S))
-    assert widest <= 12, widest
+    assert widest <= 13, widest  # the widest is the paper's Table III: 12 values and the row name
