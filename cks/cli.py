@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.writers import atomic_write_bytes as _atomic_bytes
-from .data.writers import read_table_scores, write_labels, write_table
+from .data.writers import atomic_write_text, read_table_scores, write_labels, write_table
 from .errors import CksError
 
 EXAMPLES = {
@@ -318,7 +317,7 @@ def cmd_predict(a) -> dict:
                     if info["diameter"] is not None else "")
         print(f"{p}: {len(table['label'])} cells at scale {info['scale']:.3f}{size_txt} -> "
               f"{out / (str(rel) + '.labels.tif')}")
-    _atomic_bytes(json.dumps(sizes, indent=1).encode(), out / "sizes.json")  # per image: scale, cell size, source
+    atomic_write_text(json.dumps(sizes, indent=1), out / "sizes.json")  # per image: scale, cell size, source
     if coco:
         write_coco(coco, out / "predictions.coco.json")
         print(f"COCO instances of all {len(coco)} image(s) -> {out / 'predictions.coco.json'}")
@@ -372,7 +371,7 @@ def cmd_evaluate(a) -> dict:
         print(f"| {dict(ap50='AP50', ap75='AP75', map='mAP', dice='Dice')[k]} | {res[k]:.4f}{ci} |")
     print(f"| images / GT cells / predicted | {r['n_images']} / {r['n_gt']} / {r['n_pred']} |")
     if a.json:
-        _atomic_bytes(json.dumps(res, indent=2).encode(), Path(a.json))
+        atomic_write_text(json.dumps(res, indent=2), Path(a.json))
     print(json.dumps({k: res[k] for k in ("ap50", "ap75", "map", "dice", "n_gt", "n_pred")}))
     return res
 

@@ -67,7 +67,7 @@ def _csv_points(path: Path) -> tuple[np.ndarray, str]:
 
 def _roi_points(path: Path) -> tuple[np.ndarray, str]:
     try:
-        from roifile import ImagejRoi, roiread
+        from roifile import ROI_TYPE, roiread
     except ImportError:  # pragma: no cover - roifile is in requirements.txt
         raise _fail(path, "reading ImageJ ROIs needs the roifile package: pip install roifile") from None
     try:
@@ -78,7 +78,7 @@ def _roi_points(path: Path) -> tuple[np.ndarray, str]:
     rois = rois if isinstance(rois, list) else [rois]
     pts = []
     for k, roi in enumerate(rois):  # one ROI per click or one multi-point ROI: a handful, not one per pixel
-        if int(roi.roitype) != 10:  # ROI_TYPE.POINT
+        if roi.roitype != ROI_TYPE.POINT:
             raise _fail(path, f"ROI {k + 1} ({roi.name or 'unnamed'}) is not a point ROI; save the clicks of the "
                               "multi-point tool (outlines are not points)")
         xy = np.asarray(roi.coordinates(), np.float64).reshape(-1, 2)
