@@ -67,6 +67,30 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
     return chosen
 
 
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Image files of the inputs: a file as given, a folder as its image files (recursive, sorted).
+
+    A folder's ``*.labels.tif`` (results of an earlier ``cks predict``) are left out. A missing path or a folder
+    without images is an error that names it.
+    """
+    from .data.readers import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not f.name.endswith(".labels.tif"))
+            if not found:
+                raise CksError(f"{p}: a folder without images ({', '.join(IMAGE_SUFFIXES)}); give image files "
+                               f"or a folder that holds them")
+            files.extend(found)
+        elif not p.exists():
+            raise CksError(f"{p}: no such file or folder")
+        else:
+            files.append(p)
+    return files
+
+
 def output_keys(paths: list[Path]) -> list[str]:
     """Where each input's results go below ``--out``: its path below the inputs' common folder, suffix dropped.
 
@@ -289,7 +313,7 @@ def cmd_predict(a) -> dict:
     model = load_model(a.model)
     from .data.exports import write_coco, write_geojson, write_imagej_rois
 
-    inputs = [Path(p) for p in a.inputs]
+    inputs = expand_inputs([Path(p) for p in a.inputs])
     keys = output_keys(inputs)
     out = Path(a.out)
     formats, coco = set(a.format or []), []
@@ -398,20 +422,22 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     d = add("demo", "train CKS from points on generated images (no download) and write a figure")
-    d.add_argument("--out", default="demo_run")
+    d.add_argument("--out", default="demo_run", help="folder for the run and demo.png (default demo_run)")
     d.add_argument("--steps", type=int, help="training steps (default: the preset's, 600)")
     d.add_argument("--minutes", type=float, help="optional wall-time cap; the output says if it cut training short")
     d.add_argument("--preset", default="demo", help="see `cks presets` (default: demo)")
 
     q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, read by `cks train --data`)")
-    q.add_argument("inputs", nargs="+")
+    q.add_argument("inputs", nargs="+", help="nuclear-stain image files (TIFF/PNG), or a multi-channel image with --channel")
     q.add_argument("--out", required=True, help="points.json (image paths stored relative to its folder)")
     q.add_argument("--channel", type=int, default=0, help="channel of the nuclear stain (default 0)")
     q.add_argument("--background", type=int, default=101, help="background box size in px (default 101)")
     q.add_argument("--smooth", type=float, default=2.0, help="Gaussian sigma before LoG (default 2)")
-    q.add_argument("--min-sigma", type=float, default=3.0)
-    q.add_argument("--max-sigma", type=float, default=10.0)
-    q.add_argument("--threshold", type=float, default=0.15)
+    q.add_argument("--min-sigma", type=float, default=3.0, help="smallest LoG scale in px, about nucleus radius / 1.4 "
+                   "(default 3; use 2 for small nuclei)")
+    q.add_argument("--max-sigma", type=float, default=10.0, help="largest LoG scale in px (default 10; 6 for small nuclei)")
+    q.add_argument("--threshold", type=float, default=0.15, help="LoG response threshold on the normalised image; "
+                   "lower finds dimmer nuclei and more false ones (default 0.15)")
 
     t = add("train", "train a model (CKS from points, supervised from masks, or any ablation preset)")
     t.add_argument("--data", required=True, help="dataset spec PATH[:SELECTOR][@SCALE] (see cks.data.spec)")
@@ -442,9 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = add("predict", "segment images with a trained model -> label TIFF + CSV per image")
     r.add_argument("--model", required=True, help="run folder or checkpoint.pt")
-    r.add_argument("inputs", nargs="+")
-    r.add_argument("--out", required=True)
-    r.add_argument("--score-threshold", type=float, default=0.5)
+    r.add_argument("inputs", nargs="+", help="image files or folders; results keep each input's relative path")
+    r.add_argument("--out", required=True, help="output folder: NAME.labels.tif (instance ids) and NAME.csv (one row per "
+                   "cell: label, score, y, x, area) per input")
+    r.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this (0-1, "
+                   "default 0.5); lower finds more cells and more false ones; tune it on images with masks")
     r.add_argument("--scale", type=float, help="resize factor (default: a size-normalised model estimates each "
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "

@@ -463,7 +463,8 @@ def add_parser(subparsers):
     p.add_argument("--data", required=True, help="dataset spec with masks, PATH[:SELECTOR] (see cks.data.spec)")
     p.add_argument("--out", help="output folder (default RUN/diagnose)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--score-threshold", type=float, default=0.5,
+                   help="detection score threshold for the predictions that are diagnosed (default 0.5)")
     p.add_argument("--true-size", action="store_true",
                    help="predict each image at its true cell size (from its masks) instead of the automatic estimate")
     return p

@@ -342,12 +342,10 @@ def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict
     import numpy as np
     import torch
 
-    from .data.io import normalize_image
+    from .data.io import image_batch
 
-    img = np.asarray(image, np.float32)
-    img = img[None] if img.ndim == 2 else img
     param = next(collaborator.parameters())
-    x = torch.from_numpy(normalize_image(img))[None].to(param.device)
+    x = image_batch(np.asarray(image, np.float32), param.device)
     ct = None if cell_type is None else torch.tensor([int(cell_type)], device=param.device)
     was = collaborator.training
     collaborator.eval()

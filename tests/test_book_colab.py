@@ -35,8 +35,8 @@ def test_colab_copy_names_the_repository(path):
             break
         block.append(line)
     text = "\n".join(block)
-    assert "pip install" in text and "git clone" in text and "fetch_book_data()" in text
-    assert not any(k in "\n".join(lines[2 + len(block):]) for k in ("pip install", "git clone", "fetch_book_data"))
+    assert "pip install" in text and "git clone" in text and "setup_colab()" in text
+    assert not any(k in "\n".join(lines[2 + len(block):]) for k in ("pip install", "git clone", "setup_colab"))
 
 def test_badge_and_url(tmp_path):
     rc = _run_chapters()

@@ -434,3 +434,41 @@ def test_real_usiigaci_two_steps(tmp_path, capsys):
                            "--steps", "2", *tiny, "size.normalize=false")
     assert rc == 0, err
     assert "scale 0.5" in out and load_checkpoint(tmp_path / "F")["scale"] == 0.5
+
+
+def test_predict_a_folder(run, tmp_path, capsys):
+    """A folder stands for its images (recursive); earlier results (*.labels.tif) and other files are skipped."""
+    root = tmp_path / "fields"
+    for rel in ("a.tif", "sub/b.png", "notes.txt", "old.labels.tif"):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".txt"):
+            p.write_text("x")
+        elif rel.endswith(".png"):
+            Image.fromarray(np.random.default_rng(0).integers(0, 255, (72, 72)).astype(np.uint8)).save(p)
+        else:
+            tifffile.imwrite(p, np.random.default_rng(1).integers(0, 60000, (72, 72)).astype(np.uint16))
+    rc, out, err = run_cli(capsys, "predict", "--model", run, root, "--out", tmp_path / "P")
+    assert rc == 0, err
+    got = sorted(p.relative_to(tmp_path / "P").as_posix() for p in (tmp_path / "P").rglob("*.labels.tif"))
+    assert got == ["a.labels.tif", "sub/b.labels.tif"]  # below the inputs' common folder (output_keys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out, err = run_cli(capsys, "predict", "--model", run, empty, "--out", tmp_path / "Q")
+    assert_user_error(rc, err, "empty", "without images")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "nope.tif", "--out", tmp_path / "Q")
+    assert_user_error(rc, err, "nope.tif", "no such file")
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from cks.cli import build_parser
+
+    missing = []
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += [f"{name} {x.option_strings or x.dest}" for x in sub._actions
+                            if not x.help and x.dest != "help"]
+    assert not missing, missing

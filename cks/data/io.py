@@ -232,3 +232,18 @@ def normalize_image(img: np.ndarray, std_floor: float = 1e-6) -> np.ndarray:
     std = x.std(axis=(1, 2), keepdims=True)
     out = ((x - mean) / np.maximum(std, std_floor)).astype(np.float32)
     return out[0] if squeeze else out
+
+
+def image_batch(img: np.ndarray, device=None):
+    """One image as the models take it: ``normalize_image`` then a ``torch.float32`` batch ``[1, C, H, W]``.
+
+    Args:
+        img: ``[C, H, W]`` or ``[H, W]`` array.
+        device: torch device for the tensor (default CPU); pass a model's, e.g.
+            ``next(model.parameters()).device``.
+    """
+    import torch
+
+    x = np.asarray(img)
+    x = normalize_image(x[None] if x.ndim == 2 else x)
+    return torch.from_numpy(x)[None].to(device or "cpu")
