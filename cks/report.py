@@ -251,8 +251,23 @@ def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"
                                                                                  else "")
 
 
-def standing_figure(records: list[dict], metric: str = "AP50", protocols=None):
-    """One panel per protocol: every result's ``metric`` with its 95 % interval, best first (matplotlib)."""
+def paper_reference(metric: str = "AP50") -> dict[str, float]:
+    """The paper's all-LIVECell values of ``metric`` (Table III, row ALL): ``{"CKS-1", "CKS-2", "Supervised"}``.
+
+    Other data (LIVECell, 90k steps on a GPU): drawn for orientation beside our protocols, not as their target.
+    """
+    from .paper import TABLES
+
+    row = TABLES["III"]["rows"]["ALL"]
+    return {v: row[f"{metric} {v}"] for v in ("CKS-1", "CKS-2", "Supervised") if row.get(f"{metric} {v}") is not None}
+
+
+def standing_figure(records: list[dict], metric: str = "AP50", protocols=None, paper: bool = True):
+    """One panel per protocol: every result's ``metric`` with its 95 % interval, best first (matplotlib).
+
+    With ``paper`` the paper's all-LIVECell CKS-1 and supervised values (:func:`paper_reference`) are drawn as
+    dashed lines in every panel and named in the legend as other data.
+    """
     import matplotlib.pyplot as plt
 
     key = METRIC_KEYS[metric]
@@ -277,7 +292,14 @@ def standing_figure(records: list[dict], metric: str = "AP50", protocols=None):
         ax.set_xlim(0, 1)
         ax.set_title(p, fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
+        if paper:
+            ref = paper_reference(metric)
+            for (name, x), color in zip(((k, ref[k]) for k in ("CKS-1", "Supervised") if k in ref), ("C3", "C2")):
+                ax.axvline(x, ls="--", lw=1, color=color,
+                           label=f"paper {name}, LIVECell (other data): {x:.3f}")
     axes[-1, 0].set_xlabel(f"{metric} on the report split (dot) with 95 % bootstrap interval over images")
+    if paper:
+        axes[0, 0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 

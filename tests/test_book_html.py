@@ -39,7 +39,7 @@ def render(url: str) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 
-@pytest.mark.parametrize("page", ["book/01_quickstart.html", "book/05_collaborator.html"])
+@pytest.mark.parametrize("page", ["book/01_quickstart.html", "book/05_collaborator.html", "book/10_own_images.html"])
 def test_chapter_page_renders_figures(server, page):
     if not (HTML / page).exists():
         pytest.skip(f"{page} not built")
@@ -64,3 +64,16 @@ def test_results_page_is_readable(server):
     assert dom.count("display(Markdown(") == 0  # the code that prints the tables is hidden
     widest = max(len(re.findall(r"<th[\s>]", t)) for t in re.findall(r"<thead>.*?</thead>", dom, re.S))
     assert widest <= 13, widest  # the widest is the paper's Table III: 12 values and the row name
+
+
+def test_own_images_page_shows_the_clicking_section(server):
+    """Issue #11: the own-images chapter renders its clicking section, with the points drawn as a figure (the
+    widget itself needs a live kernel; the static page shows the points it fell back to)."""
+    page = "book/10_own_images.html"
+    if not (HTML / page).exists():
+        pytest.skip(f"{page} not built")
+    dom = render(f"{server}/{page}")
+    start = dom.find("Points by clicking")
+    assert start > 0, "no clicking section"
+    section = dom[start:dom.find("Points from the nuclear stain", start)]
+    assert "PointAnnotator" in section and re.search(r'<img[^>]+src="[^"]+\.png"', section), section[:400]

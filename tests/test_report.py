@@ -179,3 +179,11 @@ def test_notes_once_per_protocol_and_provenance_folded():
     fig = standing_figure([a, b])
     assert fig is not None and len(fig.axes) == 1 and fig.axes[0].get_title(loc="left") == "usiigaci_points"
     assert standing_figure([]) is None
+    # the paper's LIVECell values (Table III, ALL) are dashed lines named in the legend
+    from cks.paper import TABLES
+
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert sorted(float(ln.get_xdata()[0]) for ln in lines) == sorted(
+        [TABLES["III"]["rows"]["ALL"]["AP50 CKS-1"], TABLES["III"]["rows"]["ALL"]["AP50 Supervised"]])
+    assert all("other data" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    assert not [ln for ln in standing_figure([a, b], paper=False).axes[0].get_lines() if ln.get_linestyle() == "--"]
