@@ -141,6 +141,10 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | No
         threshold = tuned["threshold"]
         extra = {"threshold_tuning": {"split": tune_spec, "rule": "max pooled F1 at IoU 0.5", **tuned},
                  "tune_sizes": tsizes}
+        cut = [apply_threshold(l, s, threshold) for l, s in zip(tl, ts)]
+        lines = cell_line_groups([c[0] for c in cut], [c[1] for c in cut], tune)
+        if lines:
+            extra["tune_cell_lines"] = lines
     samples = load_dataset(spec, scale=1.0, points="none")
     t0 = time.perf_counter()
     labels, scores, sizes = _predict_all(model, samples, DEFAULT_GRID[0] if tune_spec else threshold)
@@ -151,7 +155,28 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | No
     r = evaluate_with_intervals(labels, scores, [s["label"] for s in samples], n_boot=n_boot)
     return {**r, "images": [s["name"] for s in samples], "score_threshold": threshold, "predict_s": round(secs, 2),
             "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": sizes,
-            "size_groups": size_groups(labels, scores, samples), **extra}
+            "size_groups": size_groups(labels, scores, samples),
+            **({"cell_lines": cell_line_groups(labels, scores, samples)} if _has_lines(samples) else {}), **extra}
+
+
+def _has_lines(samples) -> bool:
+    return len({s.get("cell_type_name") for s in samples} - {None}) > 1
+
+
+def cell_line_groups(labels, scores, samples) -> dict:
+    """``{cell line: {"ap50", "dice", "n_images", "n_gt", "n_pred"}}`` pooled over each line's images (DeepCell);
+    ``{}`` when the samples name fewer than two cell lines."""
+    from cks.metrics import evaluate
+
+    if not _has_lines(samples):
+        return {}
+    out = {}
+    for line in sorted({s.get("cell_type_name") for s in samples} - {None}):
+        idx = [i for i, s in enumerate(samples) if s.get("cell_type_name") == line]
+        m = evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
+        out[line] = {"ap50": m["ap50"], "dice": m["dice"], "n_images": len(idx), "n_gt": m["n_gt"],
+                     "n_pred": m["n_pred"]}
+    return out
 
 
 #: field groups by median equivalent cell diameter at the 0.5x scale of the v1 protocols (issue #9's table)

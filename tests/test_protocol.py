@@ -41,3 +41,17 @@ def test_eval_only_needs_a_trained_run(protocol, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint"):
         protocol.main(["--protocol", "usiigaci_points_v2", "--model", "nothing", "--eval-only",
                        "--runs-dir", str(tmp_path)])
+
+
+def test_cell_line_groups_score_each_line_apart(protocol):
+    lab = np.zeros((60, 60), np.int32)
+    lab[5:25, 5:25], lab[30:50, 30:50] = 1, 2
+    half = lab.copy()
+    half[30:50, 30:50] = 0  # the second image's prediction misses one of its two cells
+    samples = [{"name": "a", "label": lab, "cell_type_name": "HeLa"},
+               {"name": "b", "label": lab, "cell_type_name": "MCF10A"}]
+    got = protocol.cell_line_groups([lab, half], [{1: 0.9, 2: 0.9}, {1: 0.9}], samples)
+    assert set(got) == {"HeLa", "MCF10A"}
+    assert got["HeLa"]["ap50"] == 1.0 and got["HeLa"]["n_pred"] == 2
+    assert got["MCF10A"]["ap50"] == pytest.approx(0.5) and got["MCF10A"]["n_gt"] == 2 and got["MCF10A"]["n_pred"] == 1
+    assert protocol.cell_line_groups([lab], [{1: 0.9, 2: 0.9}], samples[:1]) == {}  # one line: no grouping
