@@ -209,6 +209,47 @@ def train_step(ddp, opt, batch: dict, step: int, cfg: Config, device) -> dict:
     return terms
 
 
+def prepare_sizes(cfg: Config, samples: list[dict], scale: float = 1.0) -> tuple[list[dict], float]:
+    """Cell-size normalisation before training: ``(samples, training scale)``.
+
+    With ``cfg.size.normalize`` every image is rescaled so its cells have ``cfg.size.diameter`` px (sizes from
+    the masks for supervised runs, estimated from the points for CKS, which never uses the masks) and the
+    training scale is the median of the per-image factors; samples normalised by the caller (they carry
+    ``cell_diameter``) are only measured. Without it the samples and ``scale`` pass through unchanged.
+    """
+    if not (cfg.size.normalize and samples):
+        return samples, scale
+    from .data.normalize import median_scale, normalize_cell_size
+
+    if "cell_diameter" not in samples[0]:
+        samples = normalize_cell_size(samples, cfg.size.diameter, "auto", use_masks=cfg.loss.mode == "supervised")
+    return samples, median_scale(samples)
+
+
+class RunClock:
+    """Wall and CPU seconds of a run, cumulative over resumed segments, and its stopping rules."""
+
+    def __init__(self, wall_offset: float = 0.0, cpu_offset: float = 0.0):
+        self.wall_offset, self.cpu_offset = wall_offset, cpu_offset
+        self.t0, self.c0 = time.time(), time.process_time()
+
+    def segment_s(self) -> float:
+        """Wall seconds of this segment only."""
+        return time.time() - self.t0
+
+    def wall(self) -> float:
+        return round(self.wall_offset + self.segment_s(), 2)
+
+    def cpu(self) -> float:
+        return round(self.cpu_offset + time.process_time() - self.c0, 2)
+
+    def over_budget(self, step: int, max_minutes=None, max_cpu_minutes=None, stop_at=None) -> bool:
+        """True when this segment's wall budget, the run's CPU budget or ``stop_at`` is reached."""
+        return ((max_minutes is not None and self.segment_s() / 60 > max_minutes)
+                or (max_cpu_minutes is not None and self.cpu() / 60 >= max_cpu_minutes)
+                or (stop_at is not None and step >= stop_at))
+
+
 def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None = None,
           out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
           max_minutes: float | None = None, scale: float = 1.0, log_every: int = 10,
@@ -230,17 +271,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     rank, world = _dist_info()
     t_cfg = cfg.train
     _check_cells(train_samples)
-    if cfg.size.normalize and train_samples and "cell_diameter" not in train_samples[0]:
-        from .data.normalize import median_scale, normalize_cell_size
-
-        # supervised: sizes from the masks; CKS: estimated from the points (the masks are never used)
-        train_samples = normalize_cell_size(train_samples, cfg.size.diameter, "auto",
-                                            use_masks=cfg.loss.mode == "supervised")
-        scale = median_scale(train_samples)
-    elif cfg.size.normalize and train_samples:  # normalised by the caller: their median scale
-        from .data.normalize import median_scale
-
-        scale = median_scale(train_samples)
+    train_samples, scale = prepare_sizes(cfg, train_samples, scale)
     torch.manual_seed(t_cfg.seed + rank)
     np.random.seed(t_cfg.seed + rank)
     if device is None:
@@ -279,30 +310,18 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         if out is not None and rank == 0:
             run_folder.save(out, cfg, module, opt, step, scale, wall(), cpu(), snapshot=step in snap_at)
 
-    t0, c0 = time.time(), time.process_time()
-
-    def wall() -> float:  # cumulative over resumed segments
-        return round(t_offset + time.time() - t0, 2)
-
-    def cpu() -> float:
-        return round(cpu_offset + time.process_time() - c0, 2)
-
+    clock = RunClock(t_offset, cpu_offset)
+    wall, cpu = clock.wall, clock.cpu
     step = start
     module.train()
     running: dict[str, float] = {}
-    while step < t_cfg.steps:
-        if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:  # this segment's budget
-            break
-        if max_cpu_minutes is not None and cpu() / 60 >= max_cpu_minutes:
-            break
-        if stop_at is not None and step >= stop_at:
-            break
+    while step < t_cfg.steps and not clock.over_budget(step, max_minutes, max_cpu_minutes, stop_at):
         items = [train_set.get(step * t_cfg.batch_size * world + rank * t_cfg.batch_size + j)
                  for j in range(t_cfg.batch_size)]
         terms = train_step(ddp, opt, collate(items), step, cfg, device)
         step += 1
         if bar is not None and step == start + TIMING_STEPS:
-            bar.write(_budget_text(time.time() - t0, step - start, t_cfg.steps - step, max_minutes, max_cpu_minutes))
+            bar.write(_budget_text(clock.segment_s(), step - start, t_cfg.steps - step, max_minutes, max_cpu_minutes))
         for k, v in terms.items():
             running[k] = 0.9 * running.get(k, float(v.detach())) + 0.1 * float(v.detach())
         rec = None

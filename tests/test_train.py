@@ -170,3 +170,26 @@ def test_no_cells_is_an_error_and_empty_images_warn(tmp_path):
         train(cfg, blank, progress=False)
     with pytest.warns(UserWarning, match="1 of 2 training images have no cell"):
         train(cfg, [data[0], blank[1]], progress=False)
+
+
+def test_run_clock_counts_earlier_segments_and_stops():
+    from cks.train import RunClock
+
+    c = RunClock(wall_offset=100.0, cpu_offset=60.0)
+    assert c.wall() >= 100.0 and c.cpu() >= 60.0
+    assert not c.over_budget(5)
+    assert c.over_budget(5, max_cpu_minutes=1.0)  # 60 CPU-s of earlier segments already spent
+    assert not c.over_budget(5, max_minutes=1.0)  # the wall budget is per segment: this one just began
+    assert c.over_budget(5, stop_at=5) and not c.over_budget(4, stop_at=5)
+
+
+def test_prepare_sizes_passes_through_without_normalisation():
+    from cks.config import get_preset
+    from cks.train import prepare_sizes
+
+    cfg = get_preset("base", size="test", overrides={"size.normalize": False})
+    samples = [{"image": np.zeros((1, 8, 8), np.float32)}]
+    assert prepare_sizes(cfg, samples, 0.5) == (samples, 0.5)
+    cfg = get_preset("base", size="test")
+    done = [{"cell_diameter": 16.0, "scale": 0.5}, {"cell_diameter": 16.0, "scale": 2.0}, {"cell_diameter": 1, "scale": 1.0}]
+    assert prepare_sizes(cfg, done, 7.0) == (done, 1.0)  # normalised by the caller: the median of their scales
