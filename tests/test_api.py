@@ -1,5 +1,4 @@
 """The public face: ``import cks`` gives the few names a user needs, and the README's Python story runs."""
-import ast
 import re
 from pathlib import Path
 
@@ -53,17 +52,3 @@ def test_readme_python_example_names_exist():
     used = set(re.findall(r"\bcks\.([A-Za-z_]+)\(", block.group(1)))
     assert used and used <= set(cks.__all__), used - set(cks.__all__)
     assert len(block.group(1).strip().splitlines()) <= 10
-
-
-def test_chapters_do_not_redefine_library_names():
-    """A chapter that defines a function or class the library exports has copied library code."""
-    exported = set(cks.__all__)
-    for md in sorted((ROOT / "book").glob("*.md")):
-        for code in re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", md.read_text(), re.S):
-            lines = [ln for ln in code.splitlines() if not ln.lstrip().startswith(("%", "!", "---", ":"))]
-            try:
-                tree = ast.parse("\n".join(lines))
-            except SyntaxError:
-                continue
-            defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-            assert not defined & exported, f"{md.name} defines {sorted(defined & exported)}; import it from cks"
