@@ -373,7 +373,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get_preset(name: str = "base", size: str | None = None, overrides=None) -> Config:
-    """Build a configuration: ``PRESETS[name]`` applied to :data:`BASE`, then ``SIZES[size]``, then overrides."""
+    """Build a configuration: ``PRESETS[name]`` applied to :data:`BASE`, then ``SIZES[size]``, then overrides.
+
+        >>> cfg = get_preset("supervised", size="test", overrides={"train.steps": 50})
+        >>> cfg.loss.mode, cfg.train.steps
+        ('supervised', 50)
+    """
     if name not in PRESETS:
         raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
     cfg = with_overrides(BASE, PRESETS[name])
@@ -385,7 +390,11 @@ def get_preset(name: str = "base", size: str | None = None, overrides=None) -> C
 
 
 def preset_diff(name: str) -> dict[str, Any]:
-    """The diff of preset ``name`` from the base preset (what the ablation changes)."""
+    """The diff of preset ``name`` from the base preset (what the ablation changes).
+
+        >>> preset_diff("table7_a2_b1")
+        {'collaborator.foreground': (16, 32, 64, 128)}
+    """
     if name not in PRESETS:
         raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
     return dict(PRESETS[name])

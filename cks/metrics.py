@@ -338,6 +338,15 @@ def evaluate(pred_labels, pred_scores, gt_labels, iou_thresholds=DEFAULT_IOU_THR
     Returns:
         dict with ``ap50``, ``ap75``, ``map`` (mean of ``ap``), ``dice``, ``ap`` ({thr rounded to
         2 decimals: AP}), ``n_gt``, ``n_pred``, ``n_images``. AP values are nan when there is no GT.
+
+    Example: two true cells, one found exactly, one missed (AP = TP / (TP + FP + FN))::
+
+        >>> import numpy as np
+        >>> gt = np.zeros((20, 20), int); gt[2:8, 2:8] = 1; gt[12:18, 12:18] = 2
+        >>> pred = np.where(gt == 1, 1, 0)
+        >>> m = evaluate(pred, {1: 0.9}, gt)
+        >>> m["ap50"], m["n_gt"], m["n_pred"]
+        (0.5, 2, 1)
     """
     single = isinstance(pred_labels, np.ndarray) and pred_labels.ndim == 2
     preds, gts = _as_list(pred_labels, "pred_labels"), _as_list(gt_labels, "gt_labels")

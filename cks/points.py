@@ -212,6 +212,12 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
     JSON may also be a bare list ``[[y, x], ...]`` or a dict with key ``locations``.
     CSV needs columns ``y`` and ``x`` (others are ignored).
 
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "field.csv")
+        >>> write_points(path, [[10.0, 20.5], [3.0, 4.0]])
+        >>> read_points(path).tolist()
+        [[10.0, 20.5], [3.0, 4.0]]
+
     Returns:
         float32 ``[N, 2]``.
     """
