@@ -358,9 +358,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_fraction": 0.1},
     # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell,
     #  kept here in its size-relative form; the author's exponent 0.5 is the base's)
-    # issue #9 lead (not yet the base: one seed, 350 steps): a collaborator that sees texture, not cells. The a1
-    # U-Net's receptive field (~37 px) covers a whole 32-px cell, so it learns the prior's discs around each point;
-    # one level (3x3 convs, ~7 px) can only follow texture, and its M_c follows the cells' shapes
+    # issue #9 lead, not the base: a collaborator that sees texture, not cells. The a1 U-Net's receptive field
+    # (~37 px) covers a whole 32-px cell, so it learns the prior's discs around each point; one level (3x3 convs,
+    # ~7 px) can only follow texture. Usiigaci v2, 1,400 steps, 2 seeds: tuning AP50 0.167 / 0.170 (base a1 with
+    # d 0.5: 0.079, 1 seed), report AP50 0.028 / 0.050 (base: 0.023; intervals overlap). Making it the base also
+    # needs an explicit a1 in the Table VII, author and demo presets (the demo's Dice falls 0.90 -> 0.75 with it)
     "texture_collaborator": {"collaborator.foreground": (16,)},
     # `cks demo` (with size="test"): 600 steps on 128-px generated images whose cells all have one size, ~18 px
     # (so one fixed scale, 1, and size.diameter 18 for the size-relative L_MC); a higher learning rate for the
