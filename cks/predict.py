@@ -22,6 +22,7 @@ A blank (constant) image has no cells: the result is an all-zero label image and
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -140,7 +141,8 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             raise CksConfigError(f"size_from must be 'score' or 'points', got {size_from!r}")
         find = _scale_by_score if size_from == "score" else _scale_by_points
         scale, passes = find(model, img, **kw)
-        info.update(diameter=model_diameter / scale, diameter_source=f"estimated ({size_from})", passes=passes + 1)
+        source = f"estimated ({size_from})" if passes > 0 else "training scale (the scale search found no peak)"
+        info.update(diameter=model_diameter / scale, diameter_source=source, passes=abs(passes) + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
@@ -175,7 +177,10 @@ def _top_confidence(scores: np.ndarray, n: int = TOP_N) -> float:
 def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
     """The scale at which the model is most confident (see ``size_from="score"`` of :func:`predict`).
 
-    Returns ``(scale, passes)``; the training scale when no scale finds a confident cell.
+    Returns ``(scale, passes)``; the training scale when no scale finds a confident cell, and when the
+    confidence is highest at an end of the searched range (no peak inside it: the search cannot tell the
+    size; on DeepCell test fields it ran to the largest scale, 2.5x, where the true one was 1x) -- then with
+    a ``UserWarning`` that says to give the cell size.
     """
     s0 = float(getattr(model, "scale", 1.0))
     factors = np.array([2.0 ** (k / 3.0) for k in SEARCH_STEPS])
@@ -188,6 +193,13 @@ def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
     if not (conf > 0).any():
         return s0, len(factors)
     i = int(np.argmax(conf))
+    if i in (0, len(factors) - 1):
+        warnings.warn(f"the scale search found no peak of confidence within {factors[0] * s0:.3g}-"
+                      f"{factors[-1] * s0:.3g}x (highest at the {'smallest' if i == 0 else 'largest'} scale), so "
+                      f"it predicts at the training scale {s0:.3g}; if the cells differ in size from the training "
+                      f"images, give their size (predict(diameter=...) or cks predict --diameter)", UserWarning,
+                      stacklevel=3)
+        return s0, -len(factors)  # negative: predict records "training scale (no peak)"
     log_f = math.log2(factors[i])
     if 0 < i < len(factors) - 1:  # vertex of the parabola through the best and its neighbours (log-scale)
         a, b, c = conf[i - 1], conf[i], conf[i + 1]

@@ -95,6 +95,19 @@ def test_scale_search_finds_the_most_confident_scale(best_factor):
     assert info["diameter"] == pytest.approx(TARGET / info["scale"])
 
 
+@pytest.mark.parametrize("best_factor", [0.3, 4.0])
+def test_scale_search_without_a_peak_keeps_the_training_scale(best_factor):
+    """Confidence that only rises towards an end of the searched range (0.4x-2.5x) tells no size: the training
+    scale stands, with a warning that says to give the size (DeepCell test fields ran to 2.5x, truth 1x)."""
+    img = np.random.default_rng(0).normal(size=(200, 200)).astype(np.float32)
+    s0 = 0.5
+    model = _ConfidentAt(best_width=200 * s0 * best_factor, scale=s0)
+    with pytest.warns(UserWarning, match="no peak.*diameter"):
+        _, _, info = predict(model, img, return_info=True)
+    assert info["scale"] == s0 and info["passes"] == 10
+    assert info["diameter_source"] == "training scale (the scale search found no peak)"
+
+
 def test_normalize_sources_and_errors():
     s = synthetic_sample((96, 96), n_cells=8, radius=(7, 11), seed=2)
     d = median_diameter(s["label"])
