@@ -73,7 +73,7 @@ def test_own_images_page_shows_the_clicking_section(server):
     if not (HTML / page).exists():
         pytest.skip(f"{page} not built")
     dom = render(f"{server}/{page}")
-    start = dom.find("Points by clicking")
+    start = dom.find('<section id="points-by-clicking"')  # the section itself, not its entry in the page's TOC
     assert start > 0, "no clicking section"
-    section = dom[start:dom.find("Points from the nuclear stain", start)]
+    section = dom[start:dom.find('<section id="points-from-the-nuclear-stain', start)]
     assert "PointAnnotator" in section and re.search(r'<img[^>]+src="[^"]+\.png"', section), section[:400]
