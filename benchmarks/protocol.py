@@ -166,14 +166,12 @@ def _has_lines(samples) -> bool:
 def cell_line_groups(labels, scores, samples) -> dict:
     """``{cell line: {"ap50", "dice", "n_images", "n_gt", "n_pred"}}`` pooled over each line's images (DeepCell);
     ``{}`` when the samples name fewer than two cell lines."""
-    from cks.metrics import evaluate
-
     if not _has_lines(samples):
         return {}
     out = {}
     for line in sorted({s.get("cell_type_name") for s in samples} - {None}):
         idx = [i for i, s in enumerate(samples) if s.get("cell_type_name") == line]
-        m = evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
+        m = _pooled(labels, scores, samples, idx)
         out[line] = {"ap50": m["ap50"], "dice": m["dice"], "n_images": len(idx), "n_gt": m["n_gt"],
                      "n_pred": m["n_pred"]}
     return out
@@ -185,7 +183,6 @@ SIZE_GROUPS = (("small (< 24 px at 0.5x)", 0.0, 24.0), ("medium (24-30 px)", 24.
 
 def size_groups(labels, scores, samples) -> list[dict]:
     """AP50 / Dice / counts pooled over the fields of each size group, and per field (native predictions)."""
-    from cks.metrics import evaluate
     from cks.size import median_diameter
 
     half = [median_diameter(s["label"]) * 0.5 for s in samples]
@@ -194,11 +191,18 @@ def size_groups(labels, scores, samples) -> list[dict]:
         idx = [i for i, d in enumerate(half) if lo <= d < hi]
         if not idx:
             continue
-        r = evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
+        r = _pooled(labels, scores, samples, idx)
         out.append({"group": name, "fields": [samples[i]["name"] for i in idx],
                     "median_diameter_at_half": [round(half[i], 1) for i in idx], "ap50": r["ap50"], "ap75": r["ap75"],
                     "dice": r["dice"], "n_gt": r["n_gt"], "n_pred": r["n_pred"]})
     return out
+
+
+def _pooled(labels, scores, samples, idx) -> dict:
+    """``cks.metrics.evaluate`` over the images ``idx`` of a split, pooled."""
+    from cks.metrics import evaluate
+
+    return evaluate([labels[i] for i in idx], [scores[i] for i in idx], [samples[i]["label"] for i in idx])
 
 
 def main(argv=None) -> Path:

@@ -203,12 +203,10 @@ def summarise(result: dict) -> dict:
 
 # ----------------------------------------------------------------------------- models of a run
 def _image_tensor(image, scale: float = 1.0):
-    import torch
-
-    from .data.io import normalize_image
+    from .data.io import image_batch
     from .predict import _as_chw, _resize
 
-    x = torch.from_numpy(normalize_image(_as_chw(image).astype(np.float32)))
+    x = image_batch(_as_chw(image).astype(np.float32))[0]
     h, w = x.shape[-2:]
     hs, ws = max(1, round(h * scale)), max(1, round(w * scale))
     return _resize(x, (hs, ws)) if (hs, ws) != (h, w) else x

@@ -140,9 +140,8 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         if size_from not in ("score", "points"):
             raise CksConfigError(f"size_from must be 'score' or 'points', got {size_from!r}")
         find = _scale_by_score if size_from == "score" else _scale_by_points
-        scale, passes = find(model, img, **kw)
-        source = f"estimated ({size_from})" if passes > 0 else "training scale (the scale search found no peak)"
-        info.update(diameter=model_diameter / scale, diameter_source=source, passes=abs(passes) + 1)
+        scale, passes, source = find(model, img, **kw)
+        info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
@@ -174,10 +173,10 @@ def _top_confidence(scores: np.ndarray, n: int = TOP_N) -> float:
     return float(top.sum() / n)
 
 
-def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
+def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
     """The scale at which the model is most confident (see ``size_from="score"`` of :func:`predict`).
 
-    Returns ``(scale, passes)``; the training scale when no scale finds a confident cell, and when the
+    Returns ``(scale, passes, source)``; the training scale when no scale finds a confident cell, and when the
     confidence is highest at an end of the searched range (no peak inside it: the search cannot tell the
     size; on DeepCell test fields it ran to the largest scale, 2.5x, where the true one was 1x) -- then with
     a ``UserWarning`` that says to give the cell size.
@@ -191,7 +190,7 @@ def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
     kw = dict(kw, score_threshold=SEARCH_MIN_SCORE)  # the search is the same whatever the reporting threshold
     conf = np.array([_top_confidence(_predict_at(model, crop, s0 * f, **kw)[1]["score"]) for f in factors])
     if not (conf > 0).any():
-        return s0, len(factors)
+        return s0, len(factors), "estimated (score)"
     i = int(np.argmax(conf))
     if i in (0, len(factors) - 1):
         warnings.warn(f"the scale search found no peak of confidence within {factors[0] * s0:.3g}-"
@@ -199,23 +198,23 @@ def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int]:
                       f"it predicts at the training scale {s0:.3g}; if the cells differ in size from the training "
                       f"images, give their size (predict(diameter=...) or cks predict --diameter)", UserWarning,
                       stacklevel=3)
-        return s0, -len(factors)  # negative: predict records "training scale (no peak)"
+        return s0, len(factors), "training scale (the scale search found no peak)"
     log_f = math.log2(factors[i])
     if 0 < i < len(factors) - 1:  # vertex of the parabola through the best and its neighbours (log-scale)
         a, b, c = conf[i - 1], conf[i], conf[i + 1]
         curv = a - 2 * b + c
         if curv < 0:
             log_f += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5)) / 3.0
-    return s0 * 2.0 ** log_f, len(factors)
+    return s0 * 2.0 ** log_f, len(factors), "estimated (score)"
 
 
-def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int]:
+def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
     """Predict, estimate the size at the confident detections, rescale; repeat (``size_from="points"``).
 
     :func:`cks.size.estimate_diameter` (foreground area per detected cell) moves the scale the right way
     even from a wrong start: cells shown too large are cut into fragments (more points, smaller area per
     point: the scale goes down), cells shown too small are merged or missed (it goes up). Stops when the
-    scale changes by < 10 % (at most ``POINT_PASSES`` passes). Returns ``(scale, passes)``.
+    scale changes by < 10 % (at most ``POINT_PASSES`` passes). Returns ``(scale, passes, source)``.
     """
     from .size import estimate_diameter
 
@@ -235,7 +234,7 @@ def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int]:
         scale = new
         if done:
             break
-    return scale, passes
+    return scale, passes, "estimated (points)"
 
 
 #: ``size_from="points"``: at most this many estimate passes; the scale stays within MAX_RANGE of the training scale
