@@ -30,7 +30,7 @@ from torch import Tensor
 from ..config import LossConfig
 from ..errors import CksConfigError
 from .border import border_loss, principal_border
-from .collapse import collapse_loss
+from .collapse import collapse_loss, spacing_ratio
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, instance_consistency_loss,
                           principal_foreground)
 
@@ -100,13 +100,14 @@ def effective_loss_config(cfg, warmup: bool = False):
     """``cfg.loss`` with every size-relative setting turned into px (what :func:`cks_loss_terms` reads).
 
     ``warmup``: the author's warm-up (diff #11): prior d = 100 px for ~32 px cells (``WARMUP_D_REL`` cell
-    diameters when the prior is size-relative), pi = 1, the softplus overlap term of L_S.
+    diameters when the prior is size-relative), pi = 1, the softplus overlap term of L_S, no ``prior_spacing``.
+    ``spacing_diameter`` is set to ``size.diameter`` (what ``collapse_spacing`` / ``prior_spacing`` compare with).
     """
     lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(), collapse_delta=effective_collapse_delta(cfg),
-                 collapse_min_area=0.0)
+                 collapse_min_area=0.0, spacing_diameter=float(cfg.size.diameter))
     if warmup:
         d = WARMUP_D_REL * float(cfg.size.diameter) if cfg.loss.prior_d_rel else 100.0
-        lc = replace(lc, prior_d=(d,), prior_scale=1.0, overlap="softplus")
+        lc = replace(lc, prior_d=(d,), prior_scale=1.0, overlap="softplus", prior_spacing=0.0)  # a wide prior for all
     return lc
 
 
@@ -125,7 +126,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
             author's warm-up d = 100, without rebuilding the config).
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
-            collapse_delta / _exponent, lambda_s / _m / _b / _mc).
+            collapse_delta / _exponent / _spacing / _diameter, lambda_s / _m / _b / _mc).
     Returns:
         dict of scalars: ``L_S``, ``L_M``, ``L_B``, ``L_MC`` (unweighted) and
         ``total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B``.
@@ -136,6 +137,8 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     logits, batch, origin, points = seg["logits"], seg["batch"], seg["origin"], seg["points"]
     fg_logits, border_logits = collab["fg_logits"], collab["border_logits"]
     d = prior_d_per_window(cell_type, batch, cfg.prior_d if d_table is None else d_table)
+    if cfg.prior_spacing > 0:  # ours (issue #9): a narrower prior for a point whose neighbours are close
+        d = d * spacing_ratio(points, batch, cfg.prior_spacing, cfg.spacing_diameter)
 
     # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
     m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
@@ -156,8 +159,12 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     b_p = principal_border(logits, batch, origin, shape, cfg.border_magnitude)
     l_b = border_loss(border_logits, b_p, cfg.border_loss_factor)
 
-    # L_MC: principal only
-    l_mc = collapse_loss(logits, batch, origin, shape, cfg.collapse_delta, cfg.collapse_exponent)
+    # L_MC: principal only; with collapse_spacing, each window's minimum area follows its point's spacing
+    delta = cfg.collapse_delta
+    if cfg.collapse_spacing > 0:
+        r = spacing_ratio(points, batch, cfg.collapse_spacing, cfg.spacing_diameter)
+        delta = delta * r.pow(2.0 * (cfg.collapse_exponent + 1.0))
+    l_mc = collapse_loss(logits, batch, origin, shape, delta, cfg.collapse_exponent)
 
     total = cfg.lambda_s * l_s + cfg.lambda_mc * l_mc + cfg.lambda_m * l_m + cfg.lambda_b * l_b
     return {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc, "total": total}

@@ -20,6 +20,9 @@ Usiigaci's 0.5x scale 44 % of the report cells are below 270 px). The default co
 sets delta from ``loss.collapse_min_area`` (a fraction of the target cell's area, see
 :func:`cks.losses.cks.effective_collapse_delta`) on images rescaled to that cell size;
 :func:`push_pull_ratio` gives the balance against mask area (the collaborator chapter plots it).
+That floor is still one area per image, so cells smaller than the image's median are grown to it;
+``loss.collapse_spacing`` (ours, off by default) lowers it per cell from the points' spacing
+(:func:`spacing_ratio`).
 """
 from __future__ import annotations
 
@@ -33,13 +36,14 @@ MIN_MEAN = 1e-6
 
 
 def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, shape: tuple[int, int, int],
-                  delta: float = 0.01, exponent: float = 1.0) -> Tensor:
+                  delta: float | Tensor = 0.01, exponent: float = 1.0) -> Tensor:
     """Eq. 6 (L_MC).
 
     Args:
         seg_logits: ``[K, S, S]`` window logits (``m_i = sigmoid``). seg_batch ``[K]``, seg_origin ``[K, 2]``.
         shape: (B, H, W); pixels outside the image count as 0.
-        delta: the paper's delta (0.01). exponent: 1 (paper) or 0.5 (author, diff #8).
+        delta: the paper's delta (0.01), or ``[K]``, one per window (see :func:`spacing_ratio`).
+            exponent: 1 (paper) or 0.5 (author, diff #8).
     Returns:
         scalar; 0 with no windows. Trains the principal only.
     """
@@ -49,7 +53,36 @@ def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, sha
     _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
     m = torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)
     mean = (m.sum((1, 2)) / (s * s)).clamp_min(MIN_MEAN)  # [K]
-    return delta * mean.pow(-exponent).mean()
+    return (delta * mean.pow(-exponent)).mean()
+
+
+def spacing_ratio(seg_points: Tensor, seg_batch: Tensor, spacing: float, diameter: float,
+                  floor: float = 0.25) -> Tensor:
+    """Per window, ``r_i = clip(spacing * nn_i / diameter, floor, 1)``; nn_i = distance to the nearest other point.
+
+    Ours (issue #9, not in the paper): L_MC's minimum area is one number for the whole image (the target
+    cell's), so every cell smaller than the image's median is grown to it (measured: area ratio ~3 for
+    cells below half the median size). A point's nearest-neighbour distance bounds its cell's diameter
+    where cells touch, so ``delta_i = delta * r_i^(2 (e + 1))`` scales window i's minimum area
+    ``S^2 (e delta_i)^(1/(e+1))`` by ``r_i^2``. It only lowers the floor (``r_i <= 1``: an isolated point
+    keeps the image's); ``floor`` keeps duplicate points from switching L_MC off.
+
+    Args:
+        seg_points: ``[K, 2]`` float (y, x). seg_batch: ``[K]`` image of each window (neighbours are
+            looked for in the same image only). spacing: cell diameter per nearest-neighbour distance
+            (1: touching cells of one size). diameter: the target cell diameter in px.
+    Returns:
+        ``[K]`` float in [floor, 1]; no gradient. O(K^2) memory, no loop over cells.
+    """
+    k = seg_points.shape[0]
+    ones = torch.ones(k, device=seg_points.device)
+    if k < 2 or spacing <= 0:
+        return ones
+    p = seg_points.detach().float()
+    dist = torch.cdist(p, p)
+    other = (seg_batch[:, None] == seg_batch[None, :]) & ~torch.eye(k, dtype=torch.bool, device=p.device)
+    nn = dist.masked_fill(~other, float("inf")).min(1).values
+    return (spacing * nn / float(diameter)).clamp(floor, 1.0)
 
 
 def push_pull_ratio(area, window: int, delta: float, exponent: float):
@@ -65,4 +98,4 @@ def push_pull_ratio(area, window: int, delta: float, exponent: float):
     return exponent * delta * (a / float(window) ** 2) ** (-(exponent + 1.0))
 
 
-__all__ = ["collapse_loss", "push_pull_ratio", "MIN_MEAN"]
+__all__ = ["collapse_loss", "spacing_ratio", "push_pull_ratio", "MIN_MEAN"]

@@ -1,5 +1,6 @@
 """Size-relative CKS losses (issue #9): prior d and the L_MC minimum area follow ``size.diameter``."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -86,3 +87,86 @@ def test_setting_absolute_values_selects_the_absolute_form():
     assert effective_prior_d(cfg) == (9.0,) and effective_collapse_delta(cfg) == 0.02
     both = with_overrides(get_preset("base"), ["loss.prior_d=9", "loss.prior_d_rel=0.3"])
     assert effective_prior_d(both) == pytest.approx((9.6,))  # the relative form given in the same call wins
+
+
+def test_spacing_ratio_closed_form():
+    """r_i = clip(spacing * nearest-neighbour distance / D, floor, 1); neighbours only in the same image."""
+    from cks.losses.collapse import spacing_ratio
+
+    pts = torch.tensor([[0.0, 0.0], [0.0, 10.0], [0.0, 30.0], [0.0, 5.0]])
+    batch = torch.tensor([0, 0, 0, 1])  # the last point is alone in image 1 (5 px from the first, not counted)
+    r = spacing_ratio(pts, batch, 1.0, 32.0)
+    torch.testing.assert_close(r, torch.tensor([10 / 32, 10 / 32, 20 / 32, 1.0]))
+    torch.testing.assert_close(spacing_ratio(pts, batch, 2.0, 32.0), torch.tensor([20 / 32, 20 / 32, 1.0, 1.0]))
+    # duplicates are held at the floor; spacing 0 or one window switches it off
+    dup = spacing_ratio(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), 1.0, 32.0)
+    torch.testing.assert_close(dup, torch.full((2,), 0.25))
+    assert spacing_ratio(pts, batch, 0.0, 32.0).tolist() == [1.0] * 4
+    assert spacing_ratio(pts[:1], batch[:1], 1.0, 32.0).tolist() == [1.0]
+
+
+@pytest.mark.parametrize("exponent", [1.0, 0.5])
+def test_spacing_scales_each_windows_minimum_area_by_r_squared(exponent):
+    """Autograd: with ``loss.collapse_spacing`` the push of L_MC equals the L_S pull (M_c = 0) at ``r^2 a_min`` for a
+    cell whose nearest neighbour is ``r D / spacing`` away, where a_min is the image-wide minimum area."""
+    from cks.losses.cks import cks_loss_terms
+
+    d, s = 32.0, 96
+    cfg = with_overrides(get_preset("base"), {"size.diameter": d, "loss.collapse_exponent": exponent,
+                                              "loss.collapse_spacing": 1.0})
+    lc = effective_loss_config(cfg)
+    assert lc.spacing_diameter == d
+    a_min = cfg.loss.collapse_min_area * math.pi * d ** 2 / 4
+    r = 0.5
+    # two fully on-image windows whose points are r * D = 16 px apart; L_MC alone (the other weights 0) is
+    # compared with the L_S pull on one isolated window where M_c = 0
+    p = r * r * a_min / s ** 2
+    logits = torch.full((2, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
+    batch = torch.tensor([0, 0])
+    origin = torch.tensor([[0, 0], [0, 16]])
+    points = origin.double() + 47.5
+    shape = (1, s, s + 16)
+    collab = {"fg_logits": torch.full(shape, -50.0, dtype=torch.float64),
+              "border_logits": torch.zeros(shape, dtype=torch.float64)}
+    only_mc = replace(lc, lambda_s=0.0, lambda_m=0.0, lambda_b=0.0, lambda_mc=1.0)
+    seg = {"logits": logits, "batch": batch, "origin": origin, "points": points}
+    g_mc = torch.autograd.grad(cks_loss_terms(seg, collab, shape, None, None, only_mc)["total"], logits)[0]
+    one = logits[:1].detach().clone().requires_grad_(True)
+    g_s = torch.autograd.grad(instance_consistency_loss(one, batch[:1], origin[:1], torch.zeros(1, s, s, dtype=torch.float64),
+                                                        (1, s, s)), one)[0]
+    # L_MC is a mean over the 2 windows, L_S (one window) over 1: the per-window push is g_mc * 2
+    assert 2 * float(g_mc[0, 40, 40]) == pytest.approx(-float(g_s[0, 40, 40]), rel=1e-6)
+    # without spacing the same mask is below the image-wide minimum by r^2 and L_MC pushes r^-2(e+1) harder
+    plain = replace(only_mc, collapse_spacing=0.0)
+    g0 = torch.autograd.grad(cks_loss_terms(seg, collab, shape, None, None, plain)["total"], logits)[0]
+    assert float(g0[0, 40, 40]) / float(g_mc[0, 40, 40]) == pytest.approx(r ** (-2 * (exponent + 1)), rel=1e-6)
+    # points farther apart than D / spacing keep the image-wide minimum area exactly
+    far = {**seg, "points": torch.tensor([[47.5, 47.5], [47.5, 47.5 + 2 * d]], dtype=torch.float64)}
+    g_far = torch.autograd.grad(cks_loss_terms(far, collab, shape, None, None, only_mc)["total"], logits)[0]
+    torch.testing.assert_close(g_far, g0)
+
+
+def test_prior_spacing_narrows_each_windows_prior(windows):
+    """``loss.prior_spacing``: M_p (Eq. 4) is built with d_i = d * r_i; the warm-up keeps its wide prior for all."""
+    from cks.config import LossConfig
+    from cks.losses.cks import cks_loss_terms
+    from cks.losses.collapse import spacing_ratio
+    from cks.losses.consistency import principal_foreground
+
+    seg = {"logits": windows["logits"], "batch": windows["batch"], "origin": windows["origin"],
+           "points": windows["points"]}
+    shape = windows["shape"]
+    torch.manual_seed(3)
+    collab = {"fg_logits": torch.randn(shape), "border_logits": torch.randn(shape)}
+    cfg = LossConfig(prior_d=(12.0,), prior_spacing=1.0, spacing_diameter=8.0, lambda_s=0.0, lambda_b=0.0,
+                     lambda_mc=0.0)
+    r = spacing_ratio(seg["points"], seg["batch"], 1.0, 8.0)
+    assert (r < 1).any() and (r == 1).any()  # close points in image 0, a lone one in image 1
+    m_p = principal_foreground(seg["logits"], seg["batch"], seg["origin"], seg["points"], shape, 12.0 * r, 2.0)
+    from cks.losses.consistency import collaborator_linear_loss
+    out = cks_loss_terms(seg, collab, shape, None, None, cfg)
+    torch.testing.assert_close(out["L_M"], collaborator_linear_loss(collab["fg_logits"], m_p))
+    plain = cks_loss_terms(seg, collab, shape, None, None, replace(cfg, prior_spacing=0.0))
+    assert float((out["L_M"] - plain["L_M"]).abs()) > 1e-4
+    warm = effective_loss_config(with_overrides(get_preset("base"), {"loss.prior_spacing": 1.0}), warmup=True)
+    assert warm.prior_spacing == 0.0
