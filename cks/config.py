@@ -99,6 +99,7 @@ class LossConfig:
     collapse_min_area: float = 0.45  # >0: delta is set so L_MC outweighs L_S only below this fraction of the target cell area
     collapse_spacing: float = 0.0  # >0: each cell's L_MC minimum area shrinks with r^2, r = min(1, this * nearest-point distance / size.diameter)
     prior_spacing: float = 0.0  # >0: each cell's prior width d is scaled by the same r (see collapse_spacing; only narrows it)
+    spacing_from: float = 0.0  # the spacing terms start after this fraction of train.steps (the collaborator first learns the cells at the image-wide floor)
     spacing_diameter: float = 32.0  # px: the cell diameter collapse_spacing and prior_spacing compare with (set from size.diameter by effective_loss_config)
     lambda_det: float = 1.0
     lambda_s: float = 1.0
@@ -281,7 +282,8 @@ RULES: dict[str, Any] = {
     "loss.consistency_principal": _choice("linear", "entropy"),
     "loss.consistency_collaborator": _choice("linear", "entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
-    "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative, "loss.spacing_diameter": _positive,
+    "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,
+    "loss.spacing_from": _fraction, "loss.spacing_diameter": _positive,
     "loss.border_loss_factor": _non_negative,
     "segmentor.window": _positive, "segmentor.channels": _positive, "segmentor.encoding": _choice("learned", "cosine", "linear"),
     "detector.nms_radius": _non_negative, "detector.min_score": _fraction, "detector.max_output": _positive,

@@ -76,7 +76,7 @@ class CKSModule(nn.Module):
 
     def loss_config(self, step: int):
         """The loss settings in px at ``step`` (size-relative values resolved; the warm-up while it lasts)."""
-        return effective_loss_config(self.cfg, warmup=step < warmup_steps(self.cfg))
+        return effective_loss_config(self.cfg, warmup=step < warmup_steps(self.cfg), spacing=step >= spacing_start(self.cfg))
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         cfg = self.cfg
@@ -150,6 +150,11 @@ def warmup_steps(cfg: Config) -> int:
     """Warm-up length: ``train.warmup_steps`` if set, else ``floor(train.warmup_fraction * train.steps)``."""
     t = cfg.train
     return int(t.warmup_steps) if t.warmup_steps > 0 else int(math.floor(t.warmup_fraction * t.steps))
+
+
+def spacing_start(cfg: Config) -> int:
+    """First step of ``loss.collapse_spacing`` / ``loss.prior_spacing``: ``floor(loss.spacing_from * train.steps)``."""
+    return int(math.floor(cfg.loss.spacing_from * cfg.train.steps))
 
 
 def snapshot_steps(cfg: Config) -> set[int]:

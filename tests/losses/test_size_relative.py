@@ -170,3 +170,17 @@ def test_prior_spacing_narrows_each_windows_prior(windows):
     assert float((out["L_M"] - plain["L_M"]).abs()) > 1e-4
     warm = effective_loss_config(with_overrides(get_preset("base"), {"loss.prior_spacing": 1.0}), warmup=True)
     assert warm.prior_spacing == 0.0
+
+
+def test_spacing_starts_after_its_fraction_of_the_run():
+    """``loss.spacing_from``: the spacing terms are off before ``floor(spacing_from * steps)``, on from there."""
+    from cks.train import CKSModule, spacing_start
+
+    cfg = with_overrides(get_preset("texture_collaborator"), {"loss.collapse_spacing": 1.0, "loss.prior_spacing": 0.5,
+                                                              "loss.spacing_from": 0.5, "train.steps": 700})
+    assert spacing_start(cfg) == 350
+    module = CKSModule(cfg)
+    before, after = module.loss_config(349), module.loss_config(350)
+    assert (before.collapse_spacing, before.prior_spacing) == (0.0, 0.0)
+    assert (after.collapse_spacing, after.prior_spacing) == (1.0, 0.5)
+    assert before.collapse_delta == after.collapse_delta  # the image-wide floor itself is unchanged
