@@ -265,10 +265,9 @@ def snapshot_files(run_dir) -> list[Path]:
 
 def _loss_at(cfg, step: int) -> tuple:
     """(d table in px, pi, prior centre, force points, prior zero) of Eq. 4 as training used them at ``step``."""
-    from .losses.cks import effective_loss_config
-    from .train import spacing_start, warmup_steps
+    from .train import loss_config_at
 
-    lc = effective_loss_config(cfg, warmup=step < warmup_steps(cfg), spacing=step >= spacing_start(cfg))
+    lc = loss_config_at(cfg, step)
     return lc.prior_d, lc.prior_scale, lc.prior_center, lc.force_point_foreground, lc.prior_zero
 
 

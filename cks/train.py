@@ -76,7 +76,7 @@ class CKSModule(nn.Module):
 
     def loss_config(self, step: int):
         """The loss settings in px at ``step`` (size-relative values resolved; the warm-up while it lasts)."""
-        return effective_loss_config(self.cfg, warmup=step < warmup_steps(self.cfg), spacing=step >= spacing_start(self.cfg))
+        return loss_config_at(self.cfg, step)
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         cfg = self.cfg
@@ -155,6 +155,17 @@ def warmup_steps(cfg: Config) -> int:
 def spacing_start(cfg: Config) -> int:
     """First step of ``loss.collapse_spacing`` / ``loss.prior_spacing``: ``floor(loss.spacing_from * train.steps)``."""
     return int(math.floor(cfg.loss.spacing_from * cfg.train.steps))
+
+
+def prior_end(cfg: Config) -> int:
+    """First step without the prior of Eq. 4 (pi = 0): ``ceil(loss.prior_until * train.steps)``; = steps by default."""
+    return int(math.ceil(cfg.loss.prior_until * cfg.train.steps))
+
+
+def loss_config_at(cfg: Config, step: int):
+    """The loss settings in px that training uses at ``step``: warm-up, the spacing terms, the prior's schedule."""
+    return effective_loss_config(cfg, warmup=step < warmup_steps(cfg), spacing=step >= spacing_start(cfg),
+                                 prior=step < prior_end(cfg))
 
 
 def snapshot_steps(cfg: Config) -> set[int]:

@@ -184,3 +184,15 @@ def test_spacing_starts_after_its_fraction_of_the_run():
     assert (before.collapse_spacing, before.prior_spacing) == (0.0, 0.0)
     assert (after.collapse_spacing, after.prior_spacing) == (1.0, 0.5)
     assert before.collapse_delta == after.collapse_delta  # the image-wide floor itself is unchanged
+
+
+def test_prior_until_switches_the_prior_off():
+    """``loss.prior_until``: pi of Eq. 4 is the preset's before ``ceil(prior_until * steps)`` and 0 from there on."""
+    from cks.train import loss_config_at, prior_end
+
+    cfg = with_overrides(get_preset("base"), {"loss.prior_until": 0.5, "train.steps": 701})
+    assert prior_end(cfg) == 351
+    assert loss_config_at(cfg, 350).prior_scale == cfg.loss.prior_scale == 2.0
+    assert loss_config_at(cfg, 351).prior_scale == 0.0
+    full = with_overrides(get_preset("base"), {"train.steps": 700})
+    assert prior_end(full) == 700 and loss_config_at(full, 699).prior_scale == 2.0  # default: the whole run
