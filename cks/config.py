@@ -86,7 +86,8 @@ class LossConfig:
     prior_scale: float = 2.0  # pi in Eq. 4 (paper 2.0); 0 disables the prior (Table VI "not used")
     prior_d: tuple[float, ...] = (20.0,)  # d in Eq. 4 per cell type, px (paper: 20/15/10 by size group); used when prior_d_rel is ()
     prior_d_rel: tuple[float, ...] = (0.7,)  # d as a fraction of size.diameter (0.7: the d = 20 px of our v1 runs at 28-px cells; 0.4 gave masks of 1/2 a cell, issue #9); () = absolute prior_d
-    prior_until: float = 1.0  # the prior of Eq. 4 is used for this fraction of train.steps, then pi = 0 (1: the whole run, paper)
+    prior_until: float = 1.0  # the prior of Eq. 4 has pi = prior_scale for this fraction of train.steps (1: the whole run, paper) ...
+    prior_scale_after: float = 0.0  # ... and pi = this after it
     prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
@@ -284,7 +285,7 @@ RULES: dict[str, Any] = {
     "loss.consistency_collaborator": _choice("linear", "entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
     "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,
-    "loss.spacing_from": _fraction, "loss.prior_until": _fraction, "loss.spacing_diameter": _positive,
+    "loss.spacing_from": _fraction, "loss.prior_until": _fraction, "loss.prior_scale_after": _non_negative, "loss.spacing_diameter": _positive,
     "loss.border_loss_factor": _non_negative,
     "segmentor.window": _positive, "segmentor.channels": _positive, "segmentor.encoding": _choice("learned", "cosine", "linear"),
     "detector.nms_radius": _non_negative, "detector.min_score": _fraction, "detector.max_output": _positive,

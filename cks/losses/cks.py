@@ -103,14 +103,15 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
     diameters when the prior is size-relative), pi = 1, the softplus overlap term of L_S, no ``prior_spacing``.
     ``spacing_diameter`` is set to ``size.diameter`` (what ``collapse_spacing`` / ``prior_spacing`` compare with);
     ``spacing=False`` switches both off (before ``loss.spacing_from`` of the run, :func:`cks.train.spacing_start`).
-    ``prior=False``: pi = 0, no prior in M_p (after ``loss.prior_until`` of the run, :func:`cks.train.prior_end`).
+    ``prior=False``: pi = ``loss.prior_scale_after`` (default 0: no prior in M_p) after ``loss.prior_until`` of the
+    run (:func:`cks.train.prior_end`).
     """
     lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(), collapse_delta=effective_collapse_delta(cfg),
                  collapse_min_area=0.0, spacing_diameter=float(cfg.size.diameter))
     if not spacing:
         lc = replace(lc, collapse_spacing=0.0, prior_spacing=0.0)
     if not prior:
-        lc = replace(lc, prior_scale=0.0)
+        lc = replace(lc, prior_scale=float(cfg.loss.prior_scale_after))
     if warmup:
         d = WARMUP_D_REL * float(cfg.size.diameter) if cfg.loss.prior_d_rel else 100.0
         lc = replace(lc, prior_d=(d,), prior_scale=1.0, overlap="softplus", prior_spacing=0.0)  # a wide prior for all
