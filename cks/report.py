@@ -51,8 +51,9 @@ MODEL_ALIASES = {"base": ("base", "cks_base")}
 #: Protocols preferred for each table (Usiigaci stands in for LIVECell; DeepCell has several cell types
 #: and a nuclear channel).
 TABLE_PROTOCOLS = {"I": ("usiigaci_points", "usiigaci_masks"), "II": ("usiigaci_masks", "usiigaci_points"),
-                   "III": ("usiigaci_points",), "V": ("usiigaci_ablation", "usiigaci_points"),
-                   "VI": ("deepcell_nuclei", "deepcell_points"), "VII": ("usiigaci_ablation", "usiigaci_points"),
+                   "III": ("usiigaci_points",), "V": ("usiigaci_ablation_v2", "usiigaci_ablation", "usiigaci_points"),
+                   "VI": ("deepcell_nuclei_v2", "deepcell_nuclei", "deepcell_points"),
+                   "VII": ("usiigaci_ablation_v2", "usiigaci_ablation", "usiigaci_points"),
                    "VIII": ("deepcell_nuclei",)}
 
 
@@ -108,6 +109,21 @@ def find_result(records: list[dict], model: str, protocols=()) -> dict | None:
             if r["protocol"] == proto:
                 return r
     return hits[0] if hits else None
+
+
+def table_protocols(records: list[dict], key: str) -> tuple[str, ...]:
+    """The protocol preference of an ablation table: :data:`TABLE_PROTOCOLS` order, but a protocol that has a
+    result for EVERY row of the table comes first, so one table does not mix budgets while a newer protocol
+    (``*_v2``) is only partly run."""
+    key = _table_key(key)
+    order = TABLE_PROTOCOLS.get(key, ())
+    presets = list(ROW_PRESETS[key].values())
+
+    def complete(proto: str) -> bool:
+        return all(find_result(records, p, (proto,)) is not None
+                   and find_result(records, p, (proto,))["protocol"] == proto for p in presets)
+
+    return tuple(p for p in order if complete(p)) + tuple(p for p in order if not complete(p))
 
 
 def table_records(records: list[dict], key: str) -> list[dict]:
@@ -189,14 +205,14 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
     rows = {}
     for name, vals in t["rows"].items():
         preset = ROW_PRESETS[key][name]
-        rec = find_result(records, preset, TABLE_PROTOCOLS.get(key, ()))
+        rec = find_result(records, preset, table_protocols(records, key))
         row = {"our row": preset, "protocol": rec["protocol"] if rec else "-"}
         for c in cols:
             row[f"{c} (paper)"] = vals.get(c)
             row[f"{c} (ours)"] = metric_text(rec, METRIC_KEYS[c])
         rows[name] = row
     table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")])
-    recs = [find_result(records, ROW_PRESETS[key][n], TABLE_PROTOCOLS.get(key, ())) for n in t["rows"]]
+    recs = [find_result(records, ROW_PRESETS[key][n], table_protocols(records, key)) for n in t["rows"]]
     return table + provenance_fold([r for r in recs if r]) + notes_markdown(recs)
 
 
@@ -379,6 +395,6 @@ def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict
 
 
 __all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "TABLE_PROTOCOLS", "repo_root",
-           "default_results_dir", "load_results", "find_result", "table_records", "metrics_from_history",
+           "default_results_dir", "load_results", "find_result", "table_protocols", "table_records", "metrics_from_history",
            "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
            "diff_markdown", "collaborator_maps"]

@@ -8,7 +8,7 @@ from cks.config import PRESETS, preset_diff
 from cks.paper import TABLES, paper_table
 from cks.report import (NOT_MEASURED, ROW_PRESETS, collaborator_maps, comparison_markdown, diff_markdown,
                         find_result, load_results, metrics_from_history, paper_markdown, provenance_text,
-                        results_markdown, smoke_markdown, table_records)
+                        results_markdown, smoke_markdown, table_protocols, table_records)
 
 
 def test_paper_tables_complete_and_in_range():
@@ -187,3 +187,16 @@ def test_notes_once_per_protocol_and_provenance_folded():
         [TABLES["III"]["rows"]["ALL"]["AP50 CKS-1"], TABLES["III"]["rows"]["ALL"]["AP50 Supervised"]])
     assert all("other data" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     assert not [ln for ln in standing_figure([a, b], paper=False).axes[0].get_lines() if ln.get_linestyle() == "--"]
+
+
+def test_table_protocols_prefer_a_complete_protocol():
+    """A partly run v2 ablation does not mix into a table the v1 protocol answers in full; once complete, it leads."""
+    rows = ["table5_entropy_principal", "table5_entropy_collaborator", "base"]
+    v1 = [_rec("usiigaci_ablation", m, ap50=0.123) for m in rows]
+    part = v1 + [_rec("usiigaci_ablation_v2", "base", ap50=0.987)]
+    assert table_protocols(part, "V")[0] == "usiigaci_ablation"
+    assert "0.987" not in comparison_markdown("V", part).split("<details>")[0]
+    full = part + [_rec("usiigaci_ablation_v2", m, ap50=0.987) for m in rows[:2]]
+    assert table_protocols(full, "V")[0] == "usiigaci_ablation_v2"
+    table = comparison_markdown("V", full).split("<details>")[0]
+    assert "usiigaci_ablation_v2" in table and "0.123" not in table
