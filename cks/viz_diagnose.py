@@ -137,4 +137,28 @@ def show_training_maps(maps: dict, size: float = 2.6):
     return fig
 
 
-__all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps"]
+def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
+    """Runs side by side from their :func:`cks.diagnose.summarise` rows (``results/*/tuning_diagnostics.json``).
+
+    Columns: the run's setting, the step, median signed boundary offset (px, + = outside), median area ratio
+    (all cells and the ``small_bin`` size bin), median IoU of matched cells next to the Voronoi disks', and the
+    collaborator's foreground over the true one (range over images; 0 = a collaborator that marks nothing).
+    """
+    from .viz import markdown_table
+
+    table = {}
+    for r in rows:
+        o = r["overall"]
+        small = next((b for b in r.get("bins", []) if b["bin"] == small_bin), {})
+        fg = (r.get("collaborator_foreground") or {}).get("ratio") or []
+        table[r["run"]] = {
+            "setting": r.get("config", ""), "step": r.get("step"),
+            "offset px": o.get("offset_median"), "area ratio": o.get("area_ratio_median"),
+            f"area ratio < {small_bin.split('-')[-1]} px": small.get("area_ratio_median"),
+            "IoU / disk IoU": f"{o.get('iou_median', float('nan')):.3f} / {o.get('disk_iou_median', float('nan')):.3f}",
+            "M_c / true fg": f"{min(fg):.2f}-{max(fg):.2f}" if fg else "-"}
+    return markdown_table(table, digits=2)
+
+
+__all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+           "diagnostics_markdown"]

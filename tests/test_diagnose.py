@@ -232,3 +232,20 @@ def test_shape_over_training_matches_each_snapshot(tiny_run):
         lab, tab = predict(m, samples[0]["image"], score_threshold=0.0, diameter=d)
         assert r["ap50"] == evaluate(lab, scores_by_label(tab), samples[0]["label"])["ap50"]
         assert r["overall"]["n_gt"] == len(np.unique(samples[0]["label"][samples[0]["label"] > 0]))
+
+
+def test_diagnostics_markdown_reads_summarised_rows():
+    """One table row per run from summarise() output: the offset of concentric disks and the collaborator range."""
+    from cks.viz_diagnose import diagnostics_markdown
+
+    yy, xx = np.mgrid[:64, :64]
+    gt = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 10 ** 2).astype(np.int32)
+    pred = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 13 ** 2).astype(np.int32)
+    s = summarise(shape_diagnostics([pred], [gt]))
+    row = {"run": "wide", "config": "pi 2", "step": 7, **s, "collaborator_foreground": {"ratio": [0.5, 1.25]}}
+    md = diagnostics_markdown([row, {"run": "bare", "overall": s["overall"]}])
+    lines = md.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| wide | pi 2 | 7 |")
+    off = float(lines[2].split("|")[4])
+    assert off == pytest.approx(s["overall"]["offset_median"], abs=0.006) and 2.0 < off < 4.0  # 3 px outward
+    assert "0.50-1.25" in lines[2] and lines[3].rstrip().endswith("| - |")
