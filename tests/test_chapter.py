@@ -77,7 +77,8 @@ def test_setup_colab_in_colab_sets_the_folder_and_fetches(monkeypatch, tmp_path)
     from cks.data import registry
 
     monkeypatch.setitem(sys.modules, "google.colab", object())
-    monkeypatch.delenv("CKS_DATA_DIR", raising=False)
+    monkeypatch.setenv("CKS_DATA_DIR", "unset-below")  # recorded, so teardown restores the caller's value ...
+    monkeypatch.delenv("CKS_DATA_DIR")  # ... even though setup_colab sets it outside monkeypatch
     fetched = []
     monkeypatch.setattr(registry, "fetch_book_data", lambda: fetched.append(True))
     assert chapter.setup_colab(str(tmp_path)) is True
