@@ -119,11 +119,10 @@ def table_protocols(records: list[dict], key: str) -> tuple[str, ...]:
     order = TABLE_PROTOCOLS.get(key, ())
     presets = list(ROW_PRESETS[key].values())
 
-    def complete(proto: str) -> bool:
-        return all(find_result(records, p, (proto,)) is not None
-                   and find_result(records, p, (proto,))["protocol"] == proto for p in presets)
-
-    return tuple(p for p in order if complete(p)) + tuple(p for p in order if not complete(p))
+    have = {(r["protocol"], r["model"]) for r in records}
+    full = {proto for proto in order
+            if all(any((proto, m) in have for m in MODEL_ALIASES.get(p, (p,))) for p in presets)}
+    return tuple(p for p in order if p in full) + tuple(p for p in order if p not in full)
 
 
 def table_records(records: list[dict], key: str) -> list[dict]:
@@ -203,16 +202,17 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
     t = paper_table(key)
     cols = columns or [c for c in t["columns"] if c in METRIC_KEYS]
     rows = {}
+    order = table_protocols(records, key)
     for name, vals in t["rows"].items():
         preset = ROW_PRESETS[key][name]
-        rec = find_result(records, preset, table_protocols(records, key))
+        rec = find_result(records, preset, order)
         row = {"our row": preset, "protocol": rec["protocol"] if rec else "-"}
         for c in cols:
             row[f"{c} (paper)"] = vals.get(c)
             row[f"{c} (ours)"] = metric_text(rec, METRIC_KEYS[c])
         rows[name] = row
     table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")])
-    recs = [find_result(records, ROW_PRESETS[key][n], table_protocols(records, key)) for n in t["rows"]]
+    recs = [find_result(records, ROW_PRESETS[key][n], order) for n in t["rows"]]
     return table + provenance_fold([r for r in recs if r]) + notes_markdown(recs)
 
 

@@ -158,7 +158,7 @@ def spacing_start(cfg: Config) -> int:
 
 
 def prior_end(cfg: Config) -> int:
-    """First step without the prior of Eq. 4 (pi = 0): ``ceil(loss.prior_until * train.steps)``; = steps by default."""
+    """First step at ``pi = loss.prior_scale_after`` (Eq. 4): ``ceil(loss.prior_until * train.steps)``; = steps by default."""
     return int(math.ceil(cfg.loss.prior_until * cfg.train.steps))
 
 
