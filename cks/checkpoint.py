@@ -60,7 +60,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu"):
-    """The trained principal model (eval mode) of a run folder or checkpoint file."""
+    """The trained principal model (eval mode) of a run folder or checkpoint file.
+
+    ``model.size_model`` is the run's learned size regressor (``size_model.json`` beside the checkpoint,
+    :mod:`cks.size_model`) or None; :func:`cks.predict.predict` uses it to find each image's cell size."""
     from .models.principal import Principal
 
     ckpt = load_checkpoint(path)
@@ -76,4 +79,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
         first = (str(e).splitlines() or [""])[0]
         raise CksCheckpointError(f"{path}: weights do not fit the model built from its config ({first}); "
                                  "the checkpoint was edited or comes from another model, re-train") from None
+    from .size_model import find_size_model
+
+    model.size_model = find_size_model(path)  # the learned size regressor of the run, if fitted (cks.size_model)
     return model.to(device).eval()

@@ -144,6 +144,7 @@ class SizeConfig:
 
     normalize: bool = True  # False: one fixed scale for all images (the paper's setting and cks < 0.2)
     diameter: float = 32.0  # target median equivalent cell diameter, px at model resolution
+    regressor_crops: int = 24  # after training, fit the learned size regressor (cks.size_model) on this many crops per training image; 0 = none (predict falls back to its scale search)
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,7 @@ RULES: dict[str, Any] = {
     "segmentor.window": _positive, "segmentor.channels": _positive, "segmentor.encoding": _choice("learned", "cosine", "linear"),
     "detector.nms_radius": _non_negative, "detector.min_score": _fraction, "detector.max_output": _positive,
     "detector.offset_loss": _choice("l2", "huber"), "detector.channels": _positive,
-    "collaborator.border": _choice("cnn", "unet"), "size.diameter": _positive,
+    "collaborator.border": _choice("cnn", "unet"), "size.diameter": _positive, "size.regressor_crops": _non_negative,
 }
 
 

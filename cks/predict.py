@@ -86,7 +86,7 @@ def _empty_result(h: int, w: int):
 @torch.no_grad()
 def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 0.5, min_area: int = 0,
             scale: float | None = None, diameter: float | None = None, model_diameter: float | None = None,
-            tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "score",
+            tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "auto",
             return_info: bool = False):
     """Segment one image.
 
@@ -101,7 +101,13 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             size-normalised model, else 30).
         size_from: how a size-normalised model finds an image's cell size when neither ``scale`` nor
             ``diameter`` is given (other models use ``model.scale``, their fixed training scale):
-            ``"score"`` (default): a scale search. A detector is most confident about cells shown at the
+            ``"auto"`` (default): ``"learned"`` when the model has a fitted size regressor
+            (``model.size_model``, fitted at the end of ``cks train``), else ``"score"``.
+            ``"learned"``: :func:`cks.size_model.estimate_diameter_learned`, a ridge regressor on the model's
+            own features trained on the training images shown at random scales (Cellpose's size model; on
+            the tuning fields of issue #9 within 20 % on 4/4 Usiigaci and 4/5 DeepCell fields, where the
+            score search was within 20 % on 2/4 and 2/5).
+            ``"score"``: a scale search. A detector is most confident about cells shown at the
             size it was trained on, so the image (a central crop of it) is predicted at
             ``SEARCH_STEPS`` scales ``model.scale * 2^(k/3)`` and the one whose top detection scores are
             highest wins (refined by a parabola through it and its neighbours in log-scale). The sizes of
@@ -137,10 +143,17 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         scale = model_diameter / float(diameter)
         info.update(diameter=float(diameter), diameter_source="given")
     if scale is None and normalised:
-        if size_from not in ("score", "points"):
-            raise CksConfigError(f"size_from must be 'score' or 'points', got {size_from!r}")
-        find = _scale_by_score if size_from == "score" else _scale_by_points
-        scale, passes, source = find(model, img, **kw)
+        if size_from not in ("auto", "learned", "score", "points"):
+            raise CksConfigError(f"size_from must be 'auto', 'learned', 'score' or 'points', got {size_from!r}")
+        learned = getattr(model, "size_model", None)
+        if size_from == "learned" and learned is None:
+            raise CksConfigError("size_from='learned' needs a fitted size regressor (size_model.json in the run "
+                                 "folder, written at the end of `cks train`); use size_from='score' or give diameter=")
+        if size_from in ("auto", "learned") and learned is not None:
+            scale, passes, source = _scale_by_regressor(model, img)
+        else:
+            find = _scale_by_points if size_from == "points" else _scale_by_score
+            scale, passes, source = find(model, img, **kw)
         info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
     label, table = _predict_at(model, img, scale, **kw)
@@ -206,6 +219,18 @@ def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
         if curv < 0:
             log_f += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5)) / 3.0
     return s0 * 2.0 ** log_f, len(factors), "estimated (score)"
+
+
+def _scale_by_regressor(model, img: np.ndarray) -> tuple[float, int, str]:
+    """The scale from the model's learned size regressor (``size_from="learned"``, ``REGRESSOR_PASSES`` backbone passes)."""
+    from .size_model import estimate_diameter_learned
+
+    _, scale = estimate_diameter_learned(model, model.size_model, img, passes=REGRESSOR_PASSES)
+    return scale, 0, "estimated (learned)"  # 0 full prediction passes: the regressor runs the backbone only
+
+
+#: ``size_from="learned"``: measure at the training scale, then once more at the scale that gives
+REGRESSOR_PASSES = 2
 
 
 def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int, str]:

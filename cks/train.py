@@ -242,6 +242,38 @@ def prepare_sizes(cfg: Config, samples: list[dict], scale: float = 1.0) -> tuple
     return samples, median_scale(samples)
 
 
+def fit_run_size_model(cfg: Config, principal, samples: list[dict], out: Path | None, step: int,
+                       progress: bool = False):
+    """The run's learned size regressor (:mod:`cks.size_model`), fitted when training stops.
+
+    Only for size-normalised runs with ``size.regressor_crops > 0`` whose samples carry ``cell_diameter``
+    (:func:`cks.data.normalize.normalize_cell_size`): it fits on each sample's ``native_image`` with the cell
+    size training used. Saved as ``out/size_model.json``; a saved one fitted at the same ``step`` is reused
+    (a resumed, finished run), one from another step is re-fitted. Returns the
+    :class:`cks.size_model.SizeModel` or None (``predict`` then falls back to its scale search).
+    """
+    from .size_model import FILE_NAME, SizeModel, fit_size_model
+
+    if not (cfg.size.normalize and cfg.size.regressor_crops > 0 and len(samples) >= 2):
+        return None
+    if any("cell_diameter" not in s for s in samples):
+        return None
+    if out is not None and (out / FILE_NAME).exists():
+        old = SizeModel.load(out / FILE_NAME)
+        if old.step == step:
+            return old
+    images = [s.get("native_image", s["image"]) for s in samples]
+    diam = [float(s["cell_diameter"]) if "native_image" in s else float(cfg.size.diameter) for s in samples]
+    was_training = principal.training
+    sm = fit_size_model(principal, images, diam, per_image=cfg.size.regressor_crops, seed=cfg.train.seed,
+                        progress=progress)
+    principal.train(was_training)
+    sm.step = int(step)
+    if out is not None:
+        sm.save(out / FILE_NAME)
+    return sm
+
+
 class RunClock:
     """Wall and CPU seconds of a run, cumulative over resumed segments, and its stopping rules."""
 
@@ -359,6 +391,9 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     save(step)
     if bar is not None:
         bar.close()
+    if rank == 0 and (stop_at is None or step >= t_cfg.steps):  # not a planned pause (stop_at) mid-run
+        module.principal.size_model = fit_run_size_model(cfg, module.principal, train_samples, out, step,
+                                                         progress=progress)
     if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
         rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=val_scale)}
         history.append(rec)

@@ -65,7 +65,8 @@ def normalize_cell_size(samples: list[dict], target: float, source: str = "auto"
         max_factor: a factor outside ``[1 / max_factor, max_factor]`` is an error (a wrong --diameter or a
             failed estimate would otherwise blow an image up or shrink it to nothing).
     Returns:
-        new sample dicts (inputs untouched) with ``cell_diameter``, ``cell_diameter_source`` and ``scale``.
+        new sample dicts (inputs untouched) with ``cell_diameter`` (px of the input), ``cell_diameter_source``,
+        ``scale`` and ``native_image`` (the input image itself, for the size regressor of :mod:`cks.size_model`).
     """
     if not (math.isfinite(float(target)) and target > 0):
         raise CksDataError(f"target cell diameter must be > 0 px, got {target}")
@@ -79,6 +80,7 @@ def normalize_cell_size(samples: list[dict], target: float, source: str = "auto"
                                f"reach {target} px; check --diameter (px of this image) or give it explicitly")
         r = rescale_sample(s, factor)
         r["cell_diameter"], r["cell_diameter_source"] = d, used
+        r["native_image"] = s.get("native_image", s["image"])  # a reference, not a copy (cks.size_model fits on it)
         out.append(r)
     return out
 

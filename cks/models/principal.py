@@ -51,6 +51,7 @@ class Principal(nn.Module):
         he_init_(self.detector.trunk)
         he_init_(self.segmentor)
         self.inference_chunk = 1024
+        self.size_model = None  # the learned cell-size regressor (cks.size_model), set after training / by load_model
 
     def features(self, image: Tensor) -> dict[int, Tensor]:
         x = match_channels(image, self.cfg.backbone.in_channels)
