@@ -326,7 +326,7 @@ def cmd_predict(a) -> dict:
                                f"use --channel 0..{img.shape[0] - 1}")
             img = img[a.channel:a.channel + 1]
         label, table, info = predict(model, img, score_threshold=a.score_threshold, scale=a.scale,
-                                     diameter=a.diameter, tile=a.tile, return_info=True)
+                                     diameter=a.diameter, tile=a.tile, size_from=a.size_from, return_info=True)
         write_table(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
         write_labels(label, out / (str(rel) + ".labels.tif"))
         if "imagej" in formats:
@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", choices=["points", "masks", "nuclei"], default="points",
                    help="points: the data's points (centroids of masks if only masks); masks: fully supervised; "
                         "nuclei: points detected on the nuclear channel")
-    t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl)")
+    t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, size_model.json)")
     t.add_argument("--preset", default="base", help="see `cks presets`")
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto, test")
     t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "
@@ -477,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "
                    "(overrides the automatic estimate)")
+    r.add_argument("--size-from", choices=["auto", "learned", "score", "points"], default="auto",
+                   help="how a size-normalised model finds each image's cell size without --diameter: auto (the "
+                        "run's learned size regressor, size_model.json, else the scale search), learned, score "
+                        "(scale search), points (estimate at the detections); see cks.predict.predict")
     r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
     r.add_argument("--channel", type=int, help="use only this channel of the input")
     r.add_argument("--format", nargs="+", choices=["imagej", "geojson", "coco"], metavar="FORMAT",
@@ -493,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("presets", "list configuration presets (ablations) and model sizes")
     from .diagnose import add_parser as add_diagnose  # `cks diagnose` lives in cks/diagnose.py
     add_diagnose(sub)
+    from .size_model import add_parser as add_size_model  # `cks size-model` lives in cks/size_model.py
+    add_size_model(sub)
     return p
 
 
@@ -504,8 +510,10 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     try:
         from .diagnose import run_cli as cmd_diagnose
+        from .size_model import run_cli as cmd_size_model
         {"demo": cmd_demo, "points": cmd_points, "train": cmd_train, "predict": cmd_predict,
-         "evaluate": cmd_evaluate, "presets": cmd_presets, "diagnose": cmd_diagnose}[a.cmd](a)
+         "evaluate": cmd_evaluate, "presets": cmd_presets, "diagnose": cmd_diagnose,
+         "size-model": cmd_size_model}[a.cmd](a)
     except (CksError, FloatingPointError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
         return 2

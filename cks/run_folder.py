@@ -6,7 +6,8 @@
 * ``snapshots/step_XXXXXX.pt``: weights only, at ``train.snapshots`` evenly spaced steps (``cks diagnose``);
 * ``metrics.jsonl``: one JSON row per logged step (losses; validation scores at ``train.val_every``), plus
   event rows (``extended``: a resumed run with a larger step budget; ``resumed``: rows logged after the last
-  checkpoint are superseded). :func:`read_history` gives the clean history.
+  checkpoint are superseded). :func:`read_history` gives the clean history;
+* ``size_model.json``: the learned cell-size regressor, fitted when training stops (:mod:`cks.size_model`).
 """
 from __future__ import annotations
 

@@ -217,3 +217,50 @@ def find_size_model(path) -> SizeModel | None:
     p = p if p.is_dir() else p.parent
     f = p / FILE_NAME
     return SizeModel.load(f) if f.exists() else None
+
+
+# ----------------------------------------------------------------------------- command line
+def add_parser(subparsers):
+    """Register ``cks size-model RUN --data SPEC [--labels masks|points|nuclei] [--diameter D] [--crops N]``."""
+    import argparse
+
+    text = "fit (or re-fit) a run's cell-size regressor, size_model.json, that cks predict uses to find cell sizes"
+    p = subparsers.add_parser("size-model", help=text, description=text,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example:\n  cks size-model runs/cks --data usiigaci_nih3t3_phase/train:set1-16 "
+                                     "--labels points")
+    p.add_argument("run", help="run folder written by `cks train` (size-normalised)")
+    p.add_argument("--data", required=True, help="the run's training data spec, PATH[:SELECTOR] (see cks.data.spec)")
+    p.add_argument("--labels", choices=["points", "masks", "nuclei"], default="points",
+                   help="where each image's cell size comes from, as in training: masks, or estimated from the "
+                        "points (mask centroids or the spec's point files) or from nuclei (default points)")
+    p.add_argument("--diameter", type=float, help="the training images' cell size in px (instead of measuring it)")
+    p.add_argument("--crops", type=int, help=f"crops per image (default: the run's size.regressor_crops, else {PER_IMAGE})")
+    return p
+
+
+def run_cli(args) -> dict:
+    from .checkpoint import load_checkpoint, load_model
+    from .data.normalize import normalize_cell_size
+    from .data.spec import load_dataset
+    from .errors import CksError
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise CksError(f"{run}: not a run folder; pass the folder `cks train --out` wrote")
+    model = load_model(run)
+    if not model.cfg.size.normalize:
+        raise CksError(f"{run}: a fixed-scale model (size.normalize = false) predicts at its training scale; "
+                       "it has no use for a size regressor")
+    samples = load_dataset(args.data, scale=1.0, points="nuclei" if args.labels == "nuclei" else "auto")
+    source = "given" if args.diameter is not None else "masks" if args.labels == "masks" else "points"
+    samples = normalize_cell_size(samples, model.cfg.size.diameter, source, args.diameter,
+                                  use_masks=args.labels == "masks")
+    crops = args.crops or model.cfg.size.regressor_crops or PER_IMAGE
+    sm = fit_size_model(model, [s["native_image"] for s in samples], [s["cell_diameter"] for s in samples],
+                        per_image=crops, seed=model.cfg.train.seed, progress=True)
+    sm.step = int(load_checkpoint(run).get("step", -1))
+    sm.save(run / FILE_NAME)
+    print(f"size model: {sm.n_samples} crops of {sm.n_images} images, lambda {sm.lam:g}, leave-one-image-out error "
+          f"x{2 ** sm.cv_log2_error:.2f} per crop -> {run / FILE_NAME}")
+    return {"lam": sm.lam, "cv_log2_error": sm.cv_log2_error}

@@ -394,7 +394,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     if rank == 0 and (stop_at is None or step >= t_cfg.steps):  # not a planned pause (stop_at) mid-run
         module.principal.size_model = fit_run_size_model(cfg, module.principal, train_samples, out, step,
                                                          progress=progress)
-    if val_samples and rank == 0 and (not history or "val_ap50" not in history[-1]):
+    if val_samples and rank == 0 and step > start and (not history or "val_ap50" not in history[-1]):
         rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=val_scale)}
         history.append(rec)
         run_folder.append_row(out, rec)

@@ -105,6 +105,36 @@ def test_train_predict_evaluate(data, run, tmp_path, capsys):
     assert_user_error(rc, err, "set3", "no prediction")
 
 
+def test_train_fits_the_size_regressor_and_predict_uses_it(data, run, tmp_path, capsys):
+    """`cks train` leaves size_model.json in the run; `cks predict` uses it unless --size-from says otherwise."""
+    root, _ = data
+    saved = json.loads((run / "size_model.json").read_text())
+    assert saved["step"] == 3 and saved["n_images"] == 3
+    for how, source in (("auto", "estimated (learned)"), ("score", "estimated (score)")):
+        rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / how,
+                               "--size-from", how)
+        assert rc == 0, err
+        (info,) = json.loads((tmp_path / how / "sizes.json").read_text()).values()
+        assert info["diameter_source"].startswith(source[:15]) and info["diameter"] > 0
+        assert (info["diameter_source"] == "estimated (learned)") == (how == "auto")
+
+
+def test_size_model_refits_a_run(data, run, tmp_path, capsys):
+    """`cks size-model` re-fits a run's regressor (e.g. a run trained before it existed)."""
+    import shutil
+
+    root, _ = data
+    copy = tmp_path / "RUN"
+    shutil.copytree(run, copy)
+    (copy / "size_model.json").unlink()
+    rc, out, err = run_cli(capsys, "size-model", copy, "--data", root, "--labels", "masks", "--crops", "2")
+    assert rc == 0, err
+    saved = json.loads((copy / "size_model.json").read_text())
+    assert saved["n_samples"] == 3 * 2 and saved["step"] == 3 and "size_model.json" in out
+    rc, out, err = run_cli(capsys, "size-model", copy / "checkpoint.pt", "--data", root)
+    assert_user_error(rc, err, "not a run folder")
+
+
 def test_evaluate_pairs_each_image_with_its_own_prediction(data, tmp_path, capsys):
     """Perfect predictions (the ground truth itself) must score 1.0: set2 must not be paired with set1."""
     root, samples = data

@@ -1,0 +1,98 @@
+"""Cell size at prediction, no masks and no points: the learned regressor against the scale search.
+
+    python benchmarks/size_at_prediction.py --protocol usiigaci_points_v2 --models cks_prior_seed0 supervised_seed0
+    python benchmarks/size_at_prediction.py ... --split report     # once, after the choice is made
+
+For each trained run of a protocol (``$CKS_RUNS_DIR/PROTOCOL/MODEL``, with the ``size_model.json`` that
+``cks train`` fits when a run stops; ``cks train ... --resume`` on a finished run fits a missing one),
+every field of the protocol's tuning split (default) or report split: the true cell size (median
+equivalent diameter of the masks, :func:`cks.size.median_diameter`), the learned estimate
+(:func:`cks.size_model.estimate_diameter_learned`) after 1 and after 2 passes, and the scale search of
+:func:`cks.predict.predict` (``size_from="score"``). Prints every field and writes
+``results/size_estimate/prediction_<split>.json`` (``--out`` to change) with the fraction of fields within
+20 % of the true size per estimator. The number of passes of ``cks.predict.REGRESSOR_PASSES`` was chosen
+on the tuning split only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def measure(run_dir: Path, spec: str) -> list[dict]:
+    from cks.checkpoint import load_model
+    from cks.data.spec import load_dataset
+    from cks.predict import predict
+    from cks.size import median_diameter
+    from cks.size_model import estimate_diameter_learned
+
+    model = load_model(run_dir)
+    if model.size_model is None:
+        raise SystemExit(f"{run_dir}: no size_model.json; run its `cks train ... --resume` (command.txt) to fit one")
+    rows = []
+    for s in load_dataset(spec, scale=1.0, points="none"):
+        true = median_diameter(s["label"])
+        p1 = estimate_diameter_learned(model, model.size_model, s["image"], passes=1)[0]
+        p2 = estimate_diameter_learned(model, model.size_model, s["image"], passes=2)[0]
+        info = predict(model, s["image"], size_from="score", return_info=True)[2]
+        rows.append({"field": s["name"], "true": round(true, 2), "learned_1": round(p1, 2), "learned_2": round(p2, 2),
+                     "score_search": round(float(info["diameter"]), 2)})
+        print(run_dir.name, s["name"], " ".join(f"{k} {v / true - 1:+.0%}" for k, v in rows[-1].items()
+                                                  if k not in ("field", "true")), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    import numpy as np
+
+    out = {}
+    for k in ("learned_1", "learned_2", "score_search"):
+        err = np.array([abs(r[k] / r["true"] - 1) for r in rows])
+        out[k] = {"fields": len(rows), "within_20pct": round(float(np.mean(err <= 0.2)), 3),
+                  "median_abs_error": round(float(np.median(err)), 4), "max_abs_error": round(float(err.max()), 4)}
+    return out
+
+
+def main(argv=None):
+    from benchmarks.protocol import PROTOCOLS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--split", choices=["tune", "report"], default="tune")
+    p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
+    p.add_argument("--out", help="default results/size_estimate/prediction_<protocol>_<split>.json")
+    a = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    t0 = time.time()
+    spec = PROTOCOLS[a.protocol][a.split]
+    runs = {m: measure(Path(a.runs_dir) / a.protocol / m, spec) for m in a.models}
+    every = [r for rows in runs.values() for r in rows]
+    res = {"what": "cell size estimated at prediction (no masks, no points) vs the masks' median equivalent diameter",
+           "protocol": a.protocol, "split": a.split, "spec": spec, "summary": summary(every),
+           "per_run": {m: {"summary": summary(rows), "fields": rows} for m, rows in runs.items()},
+           "command": "python benchmarks/size_at_prediction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "wall_s": round(time.time() - t0, 1)}
+    from cks.provenance import git_commit, hardware
+    res.update(git_commit=git_commit(), hardware=hardware())
+    out = Path(a.out or ROOT / "results" / "size_estimate" / f"prediction_{a.protocol}_{a.split}.json")
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    for k, v in res["summary"].items():
+        print(f"{k}: {v['within_20pct']:.0%} of {v['fields']} fields within 20 %, median |error| "
+              f"{v['median_abs_error']:.1%}")
+    print("->", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
