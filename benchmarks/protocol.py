@@ -42,8 +42,10 @@ _PER_TYPE_D = "loss.prior_d=" + ",".join(["20"] * 9 + ["20", "20", "15", "20", "
 _SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so its cells' median equivalent "
             "diameter is 32 px (from the masks for supervised runs, estimated from the points for CKS), prior d = "
             "0.7 cell diameters unless the overrides say otherwise, L_MC minimum area 0.45 of a cell (exponent 0.5); "
-            "predict estimates each image's cell size by a scale search (the scale at which the model's top detection "
-            "scores are highest); the score threshold is chosen on the tuning split (max F1 at IoU 0.5), not fixed "
+            "predict estimates each image's cell size with the run's learned size regressor (cks.size_model, fitted on the "
+            "training images when training stops; the per-field sizes record their source), or, for runs scored before "
+            "it existed, by a scale search (the scale at which the model's top detection scores are highest); the score "
+            "threshold is chosen on the tuning split (max F1 at IoU 0.5), not fixed "
             "at 0.5")
 _USI_SN = dict(train="usiigaci_nih3t3_phase/train:set1-16", tune=_USI["tune"], report=_USI["report"])
 

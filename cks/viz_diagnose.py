@@ -160,5 +160,27 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
     return markdown_table(table, digits=2)
 
 
+def size_estimate_markdown(record: dict) -> str:
+    """The cell size found at prediction (``benchmarks/size_at_prediction.py`` JSON) as a markdown table.
+
+    One row per run and estimator (learned regressor after 1 and 2 passes, scale search) and one for all runs:
+    fields within 20 % of the true median cell size, the median and the largest |relative error|.
+    """
+    from .viz import markdown_table
+
+    names = {"learned_1": "learned, 1 pass", "learned_2": "learned, 2 passes", "score_search": "scale search"}
+    parts = [("all runs", record["summary"])] + [(m, r["summary"]) for m, r in record.get("per_run", {}).items()]
+    table = {}
+    for run, summary in parts:
+        for key, label in names.items():
+            v = summary.get(key)
+            if v is None:
+                continue
+            table[f"{run}: {label}"] = {"fields": v["fields"], "within 20 %": f"{v['within_20pct']:.0%}",
+                                        "median abs error": f"{v['median_abs_error']:.1%}",
+                                        "largest abs error": f"{v['max_abs_error']:.1%}"}
+    return markdown_table(table, digits=2)
+
+
 __all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
-           "diagnostics_markdown"]
+           "diagnostics_markdown", "size_estimate_markdown"]

@@ -249,3 +249,15 @@ def test_diagnostics_markdown_reads_summarised_rows():
     off = float(lines[2].split("|")[4])
     assert off == pytest.approx(s["overall"]["offset_median"], abs=0.006) and 2.0 < off < 4.0  # 3 px outward
     assert "0.50-1.25" in lines[2] and lines[3].rstrip().endswith("| - |")
+
+
+def test_size_estimate_markdown_rows_and_values():
+    from cks.viz_diagnose import size_estimate_markdown
+
+    s = {"learned_1": {"fields": 4, "within_20pct": 0.75, "median_abs_error": 0.05, "max_abs_error": 0.31},
+         "score_search": {"fields": 4, "within_20pct": 0.5, "median_abs_error": 0.2, "max_abs_error": 0.4}}
+    md = size_estimate_markdown({"summary": s, "per_run": {"runA": {"summary": s}}})
+    lines = md.splitlines()
+    assert len(lines) == 2 + 4  # header, rule, 2 estimators x (all runs, runA); learned_2 absent -> no row
+    assert "| all runs: learned, 1 pass | 4 | 75% | 5.0% | 31.0% |" in lines
+    assert any(line.startswith("| runA: scale search | 4 | 50% |") for line in lines)
