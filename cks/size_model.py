@@ -199,6 +199,8 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
     """
     img = np.asarray(image)
     img = img[None] if img.ndim == 2 else img
+    if img.ndim != 3 or min(img.shape[-2:]) < 2:
+        raise CksDataError(f"estimate_diameter_learned: image must be [H, W] or [C, H, W], got shape {np.shape(image)}")
     h, w = img.shape[-2:]
     s0 = float(getattr(model, "scale", 1.0))
     lo, hi = s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
@@ -207,6 +209,9 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
         n = int(min(PREDICT_SIDE / scale, h, w))
         box = ((h - min(n, h)) // 2, (w - min(n, w)) // 2, min(n, h), min(n, w))
         u = size_model.log2_factor(size_features(model, img, scale, box))
+        if not math.isfinite(u):
+            raise CksDataError("estimate_diameter_learned: the size regressor gave no finite answer (NaN or inf "
+                               "pixels in the image?); fix the image or give the cell diameter")
         scale = float(np.clip(scale / 2.0 ** u, lo, hi))
     return size_model.target / scale, scale
 

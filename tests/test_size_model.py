@@ -96,6 +96,16 @@ def test_fit_rejects_bad_input(fitted):
         fit_size_model(model, [img, img], [10.0, float("nan")])
 
 
+def test_estimate_rejects_bad_images(fitted):
+    model, sm = fitted
+    with pytest.raises(CksDataError, match="shape"):
+        estimate_diameter_learned(model, sm, np.zeros((2, 3, 64, 64), np.float32))
+    bad = synthetic_sample((64, 64), n_cells=4, radius=(6, 10), seed=1)["image"].copy()
+    bad[0, 3, 3] = np.nan
+    with pytest.raises(CksDataError, match="finite"):
+        estimate_diameter_learned(model, sm, bad)
+
+
 def test_predict_uses_the_regressor_when_the_model_has_one(fitted):
     model, sm = fitted
     img = synthetic_sample((128, 128), n_cells=12, radius=(6, 10), seed=5)["image"]
