@@ -104,9 +104,10 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             ``"auto"`` (default): ``"learned"`` when the model has a fitted size regressor
             (``model.size_model``, fitted at the end of ``cks train``), else ``"score"``.
             ``"learned"``: :func:`cks.size_model.estimate_diameter_learned`, a ridge regressor on the model's
-            own features trained on the training images shown at random scales (Cellpose's size model; on
-            the tuning fields of issue #9 within 20 % on 4/4 Usiigaci and 4/5 DeepCell fields, where the
-            score search was within 20 % on 2/4 and 2/5).
+            own features trained on the training images shown at random scales (Cellpose's size model). Within
+            20 % of the true size on 28/28 Usiigaci and 5/10 DeepCell tuning field-runs (scale search 19/28,
+            2/10), but on only 13/35 Usiigaci report field-runs (scale search 20/35): it over-estimated their
+            smaller cells (``results/size_estimate/prediction_*.json``).
             ``"score"``: a scale search. A detector is most confident about cells shown at the
             size it was trained on, so the image (a central crop of it) is predicted at
             ``SEARCH_STEPS`` scales ``model.scale * 2^(k/3)`` and the one whose top detection scores are

@@ -3,9 +3,10 @@
 Why: a size-normalised model must show every new image at the scale where its cells have
 ``size.diameter`` px, so at prediction it needs each image's cell size without masks or points. The
 scale search of :func:`cks.predict.predict` (``size_from="score"``) asks where the detector is most
-confident; on the tuning fields of issue #9 it missed the true size by more than 20 % on 2 of 4 Usiigaci
-and 3 of 5 DeepCell fields. This module learns the size instead, after training, from the training
-images themselves:
+confident; on the tuning fields of issue #9 it missed the true size by more than 20 % on 9 of 28 Usiigaci
+and 8 of 10 DeepCell field-runs. This module learns the size instead, after training, from the training
+images themselves (measured: ``benchmarks/size_at_prediction.py``; better than the scale search on the
+tuning fields, worse on the Usiigaci report fields, whose smaller cells it over-estimates):
 
 1. *Samples.* Each training image ``i`` (native resolution, cell size ``D_i`` from its masks or
    estimated from its points, exactly what training used) is shown ``per_image`` times at a random scale
