@@ -31,7 +31,7 @@ def measure(run_dir: Path, spec: str) -> list[dict]:
     from cks.data.spec import load_dataset
     from cks.predict import predict
     from cks.size import median_diameter
-    from cks.size_model import estimate_diameter_learned
+    from cks.size_model import pass_scales
 
     model = load_model(run_dir)
     if model.size_model is None:
@@ -39,8 +39,7 @@ def measure(run_dir: Path, spec: str) -> list[dict]:
     rows = []
     for s in load_dataset(spec, scale=1.0, points="none"):
         true = median_diameter(s["label"])
-        p1 = estimate_diameter_learned(model, model.size_model, s["image"], passes=1)[0]
-        p2 = estimate_diameter_learned(model, model.size_model, s["image"], passes=2)[0]
+        p1, p2 = (model.size_model.target / sc for sc in pass_scales(model, model.size_model, s["image"], passes=2))
         info = predict(model, s["image"], size_from="score", return_info=True)[2]
         rows.append({"field": s["name"], "true": round(true, 2), "learned_1": round(p1, 2), "learned_2": round(p2, 2),
                      "score_search": round(float(info["diameter"]), 2)})

@@ -36,8 +36,8 @@ import numpy as np
 
 from .errors import CksDataError
 
-__all__ = ["SizeModel", "size_features", "fit_size_model", "estimate_diameter_learned", "find_size_model",
-           "FILE_NAME"]
+__all__ = ["SizeModel", "size_features", "fit_size_model", "estimate_diameter_learned", "pass_scales",
+           "find_size_model", "FILE_NAME"]
 
 #: file name of a fitted regressor inside a run folder
 FILE_NAME = "size_model.json"
@@ -160,6 +160,7 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(images) * per_image, desc="size model", dynamic_ncols=True)
+    was_training = model.training
     model.eval()
     for g, (im, di) in enumerate(zip(images, d)):
         h, w = im.shape[-2:]
@@ -175,17 +176,16 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
                 bar.update(1)
     if bar is not None:
         bar.close()
+    model.train(was_training)
     x, y, group = np.stack(feats), np.asarray(u), np.asarray(group)
-    best = (math.inf, LAMBDAS[0])
-    for lam in LAMBDAS:  # leave one image out
-        err = []
-        for g in np.unique(group):
-            tr, te = group != g, group == g
-            mu, sd = _standardise(x[tr])
-            w = _ridge((x[tr] - mu) / sd, y[tr] - y[tr].mean(), lam)
-            err.append(np.abs((x[te] - mu) / sd @ w + y[tr].mean() - y[te]))
-        e = float(np.mean(np.concatenate(err)))
-        best = min(best, (e, lam))
+    err = {lam: [] for lam in LAMBDAS}
+    for g in np.unique(group):  # leave one image out; each fold standardised once for every lambda
+        tr, te = group != g, group == g
+        mu, sd = _standardise(x[tr])
+        z_tr, z_te, y_mean = (x[tr] - mu) / sd, (x[te] - mu) / sd, y[tr].mean()
+        for lam in LAMBDAS:
+            err[lam].append(np.abs(z_te @ _ridge(z_tr, y[tr] - y_mean, lam) + y_mean - y[te]))
+    best = min((float(np.mean(np.concatenate(e))), lam) for lam, e in err.items())
     mu, sd = _standardise(x)
     w = _ridge((x - mu) / sd, y - y.mean(), best[1])
     return SizeModel(mean=mu.tolist(), std=sd.tolist(), weights=w.tolist(), bias=float(y.mean()), lam=best[1],
@@ -196,8 +196,15 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
     """``(diameter px of image, scale = target / diameter)`` from the regressor (module docstring, step 4).
 
     Each pass measures a central crop of at most ``PREDICT_SIDE`` model px; the scale stays within
-    ``2^(2 u_range)`` of the training scale ``model.scale`` (the range the regressor has seen around it).
+    ``2^(2 u_range)`` of the training scale ``model.scale`` (twice the range of ``u`` it was fitted on: training
+    images differ in size too; on one DeepCell test field this let it run to 6x, issue #9 closing note).
     """
+    scale = pass_scales(model, size_model, image, passes)[-1]
+    return size_model.target / scale, scale
+
+
+def pass_scales(model, size_model: SizeModel, image, passes: int = 2) -> list[float]:
+    """The scale after each pass of :func:`estimate_diameter_learned` (``passes`` floats, the last one its answer)."""
     img = np.asarray(image)
     img = img[None] if img.ndim == 2 else img
     if img.ndim != 3 or min(img.shape[-2:]) < 2:
@@ -205,7 +212,7 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
     h, w = img.shape[-2:]
     s0 = float(getattr(model, "scale", 1.0))
     lo, hi = s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
-    scale = s0
+    scale, out = s0, []
     for _ in range(max(1, int(passes))):
         n = int(min(PREDICT_SIDE / scale, h, w))
         box = ((h - min(n, h)) // 2, (w - min(n, w)) // 2, min(n, h), min(n, w))
@@ -214,7 +221,8 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
             raise CksDataError("estimate_diameter_learned: the size regressor gave no finite answer (NaN or inf "
                                "pixels in the image?); fix the image or give the cell diameter")
         scale = float(np.clip(scale / 2.0 ** u, lo, hi))
-    return size_model.target / scale, scale
+        out.append(scale)
+    return out
 
 
 def find_size_model(path) -> SizeModel | None:

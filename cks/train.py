@@ -246,9 +246,9 @@ def fit_run_size_model(cfg: Config, principal, samples: list[dict], out: Path | 
                        progress: bool = False):
     """The run's learned size regressor (:mod:`cks.size_model`), fitted when training stops.
 
-    Only for size-normalised runs with ``size.regressor_crops > 0`` whose samples carry ``cell_diameter``
-    (:func:`cks.data.normalize.normalize_cell_size`): it fits on each sample's ``native_image`` with the cell
-    size training used. Saved as ``out/size_model.json``; a saved one fitted at the same ``step`` is reused
+    Only for size-normalised runs with ``size.regressor_crops > 0`` whose samples were normalised by
+    :func:`cks.data.normalize.normalize_cell_size`: it fits on each sample's ``native_image`` with the cell
+    size training used (``cell_diameter``). Saved as ``out/size_model.json``; a saved one fitted at the same ``step`` is reused
     (a resumed, finished run), one from another step is re-fitted. Returns the
     :class:`cks.size_model.SizeModel` or None (``predict`` then falls back to its scale search).
     """
@@ -256,18 +256,14 @@ def fit_run_size_model(cfg: Config, principal, samples: list[dict], out: Path | 
 
     if not (cfg.size.normalize and cfg.size.regressor_crops > 0 and len(samples) >= 2):
         return None
-    if any("cell_diameter" not in s for s in samples):
+    if any("native_image" not in s for s in samples):
         return None
     if out is not None and (out / FILE_NAME).exists():
         old = SizeModel.load(out / FILE_NAME)
         if old.step == step:
             return old
-    images = [s.get("native_image", s["image"]) for s in samples]
-    diam = [float(s["cell_diameter"]) if "native_image" in s else float(cfg.size.diameter) for s in samples]
-    was_training = principal.training
-    sm = fit_size_model(principal, images, diam, per_image=cfg.size.regressor_crops, seed=cfg.train.seed,
-                        progress=progress)
-    principal.train(was_training)
+    sm = fit_size_model(principal, [s["native_image"] for s in samples], [s["cell_diameter"] for s in samples],
+                        per_image=cfg.size.regressor_crops, seed=cfg.train.seed, progress=progress)
     sm.step = int(step)
     if out is not None:
         sm.save(out / FILE_NAME)
