@@ -100,6 +100,9 @@ class SizeModel:
     n_samples: int
     u_range: float = U_RANGE
     step: int = -1  # the training step of the weights it was fitted on (-1: unknown)
+    #: scales (model px per native px) the fitting crops were shown at, ``[lowest, highest]``; None in files
+    #: written before it was recorded (then the clip is ``2^(2 u_range)`` around the training scale)
+    scale_range: list | None = None
 
     def log2_factor(self, features: np.ndarray) -> float:
         """Predicted ``u``: the image's cells look ``2^u`` x ``target`` px at the scale the features were taken."""
@@ -188,16 +191,21 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
     best = min((float(np.mean(np.concatenate(e))), lam) for lam, e in err.items())
     mu, sd = _standardise(x)
     w = _ridge((x - mu) / sd, y - y.mean(), best[1])
+    scale_range = [target / float(d.max()) * 2.0 ** -u_range, target / float(d.min()) * 2.0 ** u_range]
     return SizeModel(mean=mu.tolist(), std=sd.tolist(), weights=w.tolist(), bias=float(y.mean()), lam=best[1],
-                     target=target, cv_log2_error=best[0], n_images=len(images), n_samples=len(y), u_range=u_range)
+                     target=target, cv_log2_error=best[0], n_images=len(images), n_samples=len(y), u_range=u_range,
+                     scale_range=scale_range)
 
 
 def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int = 2) -> tuple[float, float]:
     """``(diameter px of image, scale = target / diameter)`` from the regressor (module docstring, step 4).
 
-    Each pass measures a central crop of at most ``PREDICT_SIDE`` model px; the scale stays within
-    ``2^(2 u_range)`` of the training scale ``model.scale`` (twice the range of ``u`` it was fitted on: training
-    images differ in size too; on one DeepCell test field this let it run to 6x, issue #9 closing note).
+    Each pass measures a central crop of at most ``PREDICT_SIDE`` model px. The regressor is not asked to
+    extrapolate: each pass's ``u`` is clipped to the range it was fitted on (``+-u_range``), and the answer to
+    the scales the fitting crops were shown at (``SizeModel.scale_range``: the training images' own scales
+    ``+-u_range``). Files written before ``scale_range`` was recorded keep the older, wider clip of
+    ``2^(2 u_range)`` around the training scale ``model.scale``, which let one DeepCell test field run to 6x
+    (issue #9, session 5 closing note).
     """
     scale = pass_scales(model, size_model, image, passes)[-1]
     return size_model.target / scale, scale
@@ -211,7 +219,10 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2) -> list[fl
         raise CksDataError(f"estimate_diameter_learned: image must be [H, W] or [C, H, W], got shape {np.shape(image)}")
     h, w = img.shape[-2:]
     s0 = float(getattr(model, "scale", 1.0))
-    lo, hi = s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
+    if size_model.scale_range:
+        lo, hi = (float(v) for v in size_model.scale_range)
+    else:
+        lo, hi = s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
     scale, out = s0, []
     for _ in range(max(1, int(passes))):
         n = int(min(PREDICT_SIDE / scale, h, w))
@@ -220,6 +231,7 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2) -> list[fl
         if not math.isfinite(u):
             raise CksDataError("estimate_diameter_learned: the size regressor gave no finite answer (NaN or inf "
                                "pixels in the image?); fix the image or give the cell diameter")
+        u = float(np.clip(u, -size_model.u_range, size_model.u_range)) if size_model.scale_range else u
         scale = float(np.clip(scale / 2.0 ** u, lo, hi))
         out.append(scale)
     return out

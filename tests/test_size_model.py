@@ -50,6 +50,25 @@ def test_log2_factor_is_the_standardised_linear_form():
     assert sm.log2_factor(np.array([3.0, 1.0])) == pytest.approx(2.75)
 
 
+def test_scale_is_clipped_to_the_fitted_range(fitted):
+    model, sm = fitted
+    # the fixture's images have cells of diameter D_i; its crops were shown at TARGET / D_i * 2^(+-u_range)
+    assert sm.scale_range[0] < sm.scale_range[1]
+    img = synthetic_sample((128, 128), n_cells=12, radius=(6, 10), seed=3)["image"]
+    n_feat = size_features(model, img, 1.0).size
+    s0 = float(model.scale)
+    for u, passes in ((6.0, 1), (6.0, 2), (-6.0, 2)):  # a regressor that always answers a far-off u
+        wild = SizeModel(mean=[0.0] * n_feat, std=[1.0] * n_feat, weights=[0.0] * n_feat, bias=u, lam=1.0,
+                         target=TARGET, cv_log2_error=0.1, n_images=2, n_samples=4, u_range=1.25,
+                         scale_range=[s0 / 3.0, s0 * 3.0])
+        got = estimate_diameter_learned(model, wild, img, passes=passes)[1]
+        # each pass moves by at most 2^1.25 (u is clipped to the fitted +-u_range), and never past the range
+        want = float(np.clip(s0 * 2.0 ** (-np.sign(u) * 1.25 * passes), s0 / 3.0, s0 * 3.0))
+        assert got == pytest.approx(want)
+    legacy = SizeModel(**{**wild.__dict__, "scale_range": None, "bias": 6.0})  # a file from before the range
+    assert estimate_diameter_learned(model, legacy, img, passes=1)[1] == pytest.approx(s0 * 2.0 ** -2.5)
+
+
 def test_features_shape_and_scale_dependence(fitted):
     model, _ = fitted
     img = synthetic_sample((128, 128), n_cells=12, radius=(6, 10), seed=3)["image"]
