@@ -224,27 +224,41 @@ def _collaborator(ckpt: dict):
     return m.eval()
 
 
-def collaborator_foreground_fraction(collaborator, samples, scale: float = 1.0) -> dict:
-    """Per image: fraction of pixels with ``M_c = sigmoid(fg_logits) >= 0.5`` vs the GT fraction (label > 0).
+def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
+    """Per image: fraction of pixels with ``M_c = sigmoid(fg_logits) >= 0.5`` vs the GT, and their IoU.
 
     Args:
         collaborator: a :class:`cks.models.collaborator.Collaborator`. samples: dicts with ``image``, ``label``
-            (and optional ``cell_type``). scale: resize factor to the training scale before the collaborator.
+            (and optional ``cell_type``). scale: resize factor to the training scale before the collaborator,
+            one for all images or one per image (e.g. each image at its true cell size).
     Returns:
-        ``{"collaborator": [...], "true": [...], "ratio": [...]}`` (ratio = collaborator / true; NaN if no GT).
+        ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...]}``: ratio = collaborator / true
+        (NaN if no GT); iou = foreground IoU of ``M_c >= 0.5`` with ``label > 0`` at native resolution (the
+        logits resized bilinearly to the label's size; NaN if both are empty). The IoU says how well the
+        collaborator sees cells at all; ``benchmarks/collaborator_ceiling.py`` measures what the same network
+        reaches when trained on the true foreground.
     """
     import torch
+    import torch.nn.functional as F
 
     dev = next(collaborator.parameters()).device
-    pred, true = [], []
+    scales = list(scale) if isinstance(scale, (list, tuple, np.ndarray)) else [scale] * len(samples)
+    if len(scales) != len(samples):
+        raise CksDataError(f"collaborator_foreground_fraction: {len(scales)} scales for {len(samples)} images")
+    pred, true, iou = [], [], []
     with torch.no_grad():
-        for s in samples:
+        for s, sc in zip(samples, scales):
             ct = torch.tensor([max(int(s.get("cell_type", 0) or 0), 0)], device=dev)
-            fg = collaborator(_image_tensor(s["image"], scale)[None].to(dev), ct)["fg_logits"]
+            fg = collaborator(_image_tensor(s["image"], float(sc))[None].to(dev), ct)["fg_logits"]
             pred.append(float((fg >= 0).float().mean()))  # sigmoid(z) >= 0.5  <=>  z >= 0
-            true.append(float((np.asarray(s["label"]) > 0).mean()))
+            lab = np.asarray(s["label"]) > 0
+            true.append(float(lab.mean()))
+            native = F.interpolate(fg[:, None].float(), size=lab.shape, mode="bilinear", align_corners=False)
+            m = native[0, 0].cpu().numpy() >= 0
+            union = int((m | lab).sum())
+            iou.append(float((m & lab).sum() / union) if union else math.nan)
     ratio = [p / t if t > 0 else math.nan for p, t in zip(pred, true)]
-    return {"collaborator": pred, "true": true, "ratio": ratio}
+    return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou}
 
 
 def snapshot_files(run_dir) -> list[Path]:

@@ -182,5 +182,31 @@ def size_estimate_markdown(record: dict) -> str:
     return markdown_table(table, digits=2)
 
 
+def collaborator_ceiling_markdown(records: list[dict]) -> str:
+    """What the collaborator sees (``benchmarks/collaborator_ceiling.py`` JSONs) as one markdown table.
+
+    One row per collaborator trained alone (its widths, what it was trained on, steps) and one per CKS run's
+    collaborator (``runs``), with the foreground IoU of ``M_c >= 0.5`` against the true foreground next to the
+    IoU of cell-sized disks around the true points (the same fields).
+    """
+    from .viz import markdown_table
+
+    what = {"true": "the true foreground (BCE)", "disks": "disks around the points (L_M, Eq. 6)"}
+    table = {}
+    for r in records:
+        disk = r.get("disk_fg_iou")
+        if "runs" in r:
+            for name, v in r["runs"].items():
+                table[f"CKS run {name}"] = {"collaborator": "-".join(map(str, v["collaborator.foreground"])),
+                                            "trained on": "CKS (M_p)", "steps": v["step"], "fg IoU": v["fg_iou"],
+                                            "disks' fg IoU": disk}
+        else:
+            table[r.get("name", r.get("command", "?").split("--name ")[-1].split()[0])] = {
+                "collaborator": "-".join(map(str, r["collaborator_foreground"])),
+                "trained on": what.get(r["target"], r["target"]), "steps": r["steps"], "fg IoU": r["fg_iou"],
+                "disks' fg IoU": disk}
+    return markdown_table(table, digits=3)
+
+
 __all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
-           "diagnostics_markdown", "size_estimate_markdown"]
+           "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

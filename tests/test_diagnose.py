@@ -13,6 +13,7 @@ from PIL import Image
 
 from cks.cli import main
 from cks.data.synthetic import synthetic_sample
+from cks.errors import CksDataError
 from cks.diagnose import collaborator_foreground_fraction, shape_diagnostics, summarise, training_maps
 
 H = W = 96
@@ -142,6 +143,16 @@ def test_collaborator_foreground_fraction():
     assert out["collaborator"] == [0.5, 0.5]
     assert out["true"][0] == pytest.approx((s["label"] > 0).mean())
     assert out["ratio"][0] == pytest.approx(0.5 / out["true"][0])
+    # IoU at native resolution, against the GT counted independently
+    lab = s["label"] > 0
+    left = np.zeros_like(lab)
+    left[:, :40] = True
+    want = (left & lab).sum() / (left | lab).sum()
+    assert out["iou"] == pytest.approx([want, want])
+    # one scale per image; a wrong number of scales is an error
+    assert collaborator_foreground_fraction(_HalfForeground(), [s, s], scale=[0.5, 1.0])["iou"] == pytest.approx([want] * 2)
+    with pytest.raises(CksDataError):
+        collaborator_foreground_fraction(_HalfForeground(), [s, s], scale=[0.5])
 
 
 def write_set(folder, seed, size=(128, 128)):
@@ -261,3 +272,16 @@ def test_size_estimate_markdown_rows_and_values():
     assert len(lines) == 2 + 4  # header, rule, 2 estimators x (all runs, runA); learned_2 absent -> no row
     assert "| all runs: learned, 1 pass | 4 | 75% | 5.0% | 31.0% |" in lines
     assert any(line.startswith("| runA: scale search | 4 | 50% |") for line in lines)
+
+
+def test_collaborator_ceiling_markdown_rows():
+    from cks.viz_diagnose import collaborator_ceiling_markdown
+
+    alone = {"command": "python benchmarks/collaborator_ceiling.py --name a1_true --target true",
+             "collaborator_foreground": [16, 32, 64], "target": "true", "steps": 400, "fg_iou": 0.6512,
+             "disk_fg_iou": 0.4342}
+    runs = {"runs": {"r1": {"step": 700, "fg_iou": 0.4677, "collaborator.foreground": [16]}}, "disk_fg_iou": 0.4342}
+    lines = collaborator_ceiling_markdown([alone, runs]).splitlines()
+    assert len(lines) == 4  # header, rule, two rows
+    assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | 0.434 |")
+    assert lines[3].startswith("| CKS run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.434 |")

@@ -1,0 +1,183 @@
+"""Can the collaborator see the cells at all? Train it alone on the true foreground and measure its ceiling.
+
+    python benchmarks/collaborator_ceiling.py --name a1_true --preset base --target true
+    python benchmarks/collaborator_ceiling.py --name c1_true --preset texture_collaborator --target true
+    python benchmarks/collaborator_ceiling.py --name a1_disks --preset base --target disks
+    python benchmarks/collaborator_ceiling.py --name cks_runs --runs $CKS_RUNS_DIR/tune/d07_c1_po05pi1 ...
+
+CKS hands shape from the collaborator to the principal (L_S, Eq. 8): the principal's masks can only be as
+good as the collaborator's ``M_c``. This measures that upper bound on the Usiigaci fields, all shown at
+their true cell size (``size.diameter`` px, from the masks):
+
+* ``--target true``: the collaborator of ``--preset`` (its ``collaborator.*``; ``--set`` to change it) is
+  trained with binary cross-entropy on the TRUE foreground (label > 0) of train/set1-16, 4 random
+  256-px crops per step, Adam at ``train.lr``. This is more than CKS ever gives it: its ceiling.
+* ``--target disks``: the same network trained with the paper's L_M (Eq. 6, linear) against cell-sized
+  disks around the true points (Voronoi-clipped, radius ``--radius`` x ``size.diameter``): what the
+  majority vote of L_M makes of a shape-free target such as the early ``M_p``.
+* ``--runs``: the collaborators of trained CKS runs, as they are.
+
+Score: foreground IoU of ``M_c >= 0.5`` with the true foreground on the tuning split train/set17-20
+(:func:`cks.diagnose.collaborator_foreground_fraction`; mean over the fields), next to the IoU of the
+disks themselves (radius ``--radius`` x each field's median cell diameter). Writes
+``results/collaborator_ceiling/<name>.json``. What differs from the paper: 16 Usiigaci fields instead of
+LIVECell, random init, a few hundred steps; the paper never trains the collaborator on masks (this is a
+diagnostic, not a method).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TRAIN, TUNE = "usiigaci_nih3t3_phase/train:set1-16", "usiigaci_nih3t3_phase/train:set17-20"
+
+
+def true_size(samples, target: float) -> list[float]:
+    """Per image, the scale at which its cells (median equivalent diameter of the masks) are ``target`` px."""
+    from cks.size import median_diameter
+
+    return [target / median_diameter(s["label"]) for s in samples]
+
+
+def disk_foreground(label, radius: float):
+    """Union of Voronoi-clipped disks of ``radius`` px around the mask centroids: ``[H, W]`` bool."""
+    from cks.baselines import voronoi_disks
+    from cks.points import centroids
+
+    return voronoi_disks(centroids(label)[1], label.shape, radius) > 0
+
+
+def crops_at_scale(samples, scales, radius_rel: float, target: float):
+    """Each sample at its scale as (normalised image [C, H, W], true fg [H, W], disks [H, W]) float32 arrays."""
+    import numpy as np
+
+    from cks.data.io import image_batch
+    from cks.data.readers import rescale_sample
+
+    out = []
+    for s, sc in zip(samples, scales):
+        r = rescale_sample(s, sc)
+        x = image_batch(r["image"].astype(np.float32))[0].numpy()
+        out.append((x, (r["label"] > 0).astype(np.float32),
+                    disk_foreground(r["label"], radius_rel * target).astype(np.float32)))
+    return out
+
+
+def train_alone(cfg, data, target: str, steps: int, crop: int = 256, batch: int = 4, seed: int = 0,
+                evaluate=None, every: int = 0):
+    """Train ``Collaborator(cfg.collaborator)`` on ``data`` (``crops_at_scale``) for ``steps`` Adam steps."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from cks.losses.consistency import collaborator_linear_loss
+    from cks.models.collaborator import Collaborator
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    col = Collaborator(cfg.collaborator)
+    opt = torch.optim.Adam(col.parameters(), cfg.train.lr)
+    history = []
+    for step in tqdm(range(1, steps + 1), desc=f"collaborator ({target})", dynamic_ncols=True):
+        xs, ys = [], []
+        for _ in range(batch):
+            x, fg, disks = data[rng.integers(len(data))]
+            h, w = fg.shape
+            y0, x0 = int(rng.integers(0, max(1, h - crop))), int(rng.integers(0, max(1, w - crop)))
+            xs.append(x[:, y0:y0 + crop, x0:x0 + crop])
+            ys.append((fg if target == "true" else disks)[y0:y0 + crop, x0:x0 + crop])
+        x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        logits = col(x)["fg_logits"]
+        loss = F.binary_cross_entropy_with_logits(logits, y) if target == "true" else collaborator_linear_loss(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if evaluate is not None and every and (step % every == 0 or step == steps):
+            col.eval()
+            history.append({"step": step, "fg_iou": round(evaluate(col), 4)})
+            col.train()
+    return col.eval(), history
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--name", required=True, help="results/collaborator_ceiling/<name>.json")
+    p.add_argument("--preset", default="base")
+    p.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. collaborator.foreground=16,32,64,128,256")
+    p.add_argument("--target", choices=["true", "disks"], default="true")
+    p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--runs", nargs="*", default=[], help="instead: score the collaborators of these CKS run folders")
+    a = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import numpy as np
+    import torch
+
+    from cks.config import Config, get_preset
+    from cks.data.spec import load_dataset
+    from cks.diagnose import _collaborator, collaborator_foreground_fraction
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    t0 = time.time()
+    tune = load_dataset(TUNE, scale=1.0, points="none")
+
+    def score(col, target):  # mean over the tuning fields of the per-field foreground IoU
+        f = collaborator_foreground_fraction(col, tune, true_size(tune, target))
+        return float(np.mean(f["iou"]))
+
+    res = {"what": "foreground IoU of the collaborator's M_c >= 0.5 with the true foreground, Usiigaci tuning "
+                   "split, every field at its true cell size", "tune": TUNE}
+    if a.runs:
+        rows = {}
+        for run in a.runs:
+            from cks.checkpoint import load_checkpoint
+
+            ck = load_checkpoint(run)
+            cfg = Config.from_dict(ck["config"])
+            rows[Path(run).name] = {"step": int(ck.get("step", 0)), "fg_iou": round(score(_collaborator(ck), cfg.size.diameter), 4),
+                                    "collaborator.foreground": list(cfg.collaborator.foreground)}
+            print(Path(run).name, rows[Path(run).name], flush=True)
+        res["runs"] = {k: v for k, v in rows.items()}
+    else:
+        cfg = get_preset(a.preset, size="convnext_atto", overrides=a.set or None)
+        target = float(cfg.size.diameter)
+        train = load_dataset(TRAIN, scale=1.0, points="none")
+        data = crops_at_scale(train, true_size(train, target), a.radius, target)
+        col, history = train_alone(cfg, data, a.target, a.steps, evaluate=lambda c: score(c, target),
+                                   every=max(1, a.steps // 4))
+        res.update(train=TRAIN, preset=a.preset, overrides=a.set, target=a.target, steps=a.steps,
+                   radius_rel=a.radius if a.target == "disks" else None,
+                   collaborator_foreground=list(cfg.collaborator.foreground), history=history,
+                   fg_iou=history[-1]["fg_iou"])
+    from cks.size import median_diameter
+
+    disks = [disk_foreground(s["label"], a.radius * median_diameter(s["label"])) for s in tune]
+    res["disk_fg_iou"] = round(float(np.mean([(d & (s["label"] > 0)).sum() / (d | (s["label"] > 0)).sum()
+                                              for d, s in zip(disks, tune)])), 4)
+    res["disk_radius_rel"] = a.radius
+    runs_dir = os.environ.get("CKS_RUNS_DIR")
+    args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
+            else x for x in (argv if argv is not None else sys.argv[1:])]
+    res["command"] = "python benchmarks/collaborator_ceiling.py " + " ".join(args)
+    res["wall_s"] = round(time.time() - t0, 1)
+    from cks.provenance import git_commit, hardware
+
+    res.update(git_commit=git_commit(), hardware=hardware())
+    out = ROOT / "results" / "collaborator_ceiling" / f"{a.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in res.items() if k not in ("hardware",)}, indent=1))
+    print("->", out)
+    return res
+
+
+if __name__ == "__main__":
+    main()
