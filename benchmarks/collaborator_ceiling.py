@@ -15,7 +15,8 @@ their true cell size (``size.diameter`` px, from the masks):
 * ``--target disks``: the same network trained with the paper's L_M (Eq. 6, linear) against cell-sized
   disks around the true points (Voronoi-clipped, radius ``--radius`` x ``size.diameter``): what the
   majority vote of L_M makes of a shape-free target such as the early ``M_p``.
-* ``--runs``: the collaborators of trained CKS runs, as they are.
+* ``--runs``: the collaborators of trained CKS runs, as they are, and the foreground (union of the predicted
+  masks, at the true cell size, score threshold 0.5) of those runs' principal models, supervised runs included.
 
 Score: foreground IoU of ``M_c >= 0.5`` with the true foreground on the tuning split train/set17-20
 (:func:`cks.diagnose.collaborator_foreground_fraction`; mean over the fields), next to the IoU of the
@@ -70,6 +71,23 @@ def crops_at_scale(samples, scales, radius_rel: float, target: float):
     return out
 
 
+def principal_fg_iou(run, samples) -> float:
+    """Mean over ``samples`` of the foreground IoU of a run's predicted masks (union), each field at its true size."""
+    import numpy as np
+
+    from cks.checkpoint import load_model
+    from cks.predict import predict
+    from cks.size import median_diameter
+
+    model = load_model(run)
+    out = []
+    for s in samples:
+        pred = predict(model, s["image"], diameter=median_diameter(s["label"]))[0] > 0
+        lab = np.asarray(s["label"]) > 0
+        out.append((pred & lab).sum() / max(1, (pred | lab).sum()))
+    return float(np.mean(out))
+
+
 def train_alone(cfg, data, target: str, steps: int, crop: int = 256, batch: int = 4, seed: int = 0,
                 evaluate=None, every: int = 0):
     """Train ``Collaborator(cfg.collaborator)`` on ``data`` (``crops_at_scale``) for ``steps`` Adam steps."""
@@ -115,7 +133,7 @@ def main(argv=None):
     p.add_argument("--target", choices=["true", "disks"], default="true")
     p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks)")
     p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--runs", nargs="*", default=[], help="instead: score the collaborators of these CKS run folders")
+    p.add_argument("--runs", nargs="*", default=[], help="instead: score these run folders (collaborator and principal)")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import numpy as np
@@ -142,8 +160,11 @@ def main(argv=None):
 
             ck = load_checkpoint(run)
             cfg = Config.from_dict(ck["config"])
-            rows[Path(run).name] = {"step": int(ck.get("step", 0)), "fg_iou": round(score(_collaborator(ck), cfg.size.diameter), 4),
-                                    "collaborator.foreground": list(cfg.collaborator.foreground)}
+            col = _collaborator(ck)
+            rows[Path(run).name] = {"step": int(ck.get("step", 0)),
+                                    "fg_iou": None if col is None else round(score(col, cfg.size.diameter), 4),
+                                    "principal_fg_iou": round(principal_fg_iou(run, tune), 4),
+                                    "collaborator.foreground": None if col is None else list(cfg.collaborator.foreground)}
             print(Path(run).name, rows[Path(run).name], flush=True)
         res["runs"] = {k: v for k, v in rows.items()}
     else:

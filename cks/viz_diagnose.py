@@ -185,9 +185,10 @@ def size_estimate_markdown(record: dict) -> str:
 def collaborator_ceiling_markdown(records: list[dict]) -> str:
     """What the collaborator sees (``benchmarks/collaborator_ceiling.py`` JSONs) as one markdown table.
 
-    One row per collaborator trained alone (its widths, what it was trained on, steps) and one per CKS run's
-    collaborator (``runs``), with the foreground IoU of ``M_c >= 0.5`` against the true foreground next to the
-    IoU of cell-sized disks around the true points (the same fields).
+    One row per collaborator trained alone (its widths, what it was trained on, steps) and one per scored run
+    (``runs``: its collaborator, none for a supervised run, and its principal's masks), with the foreground IoU
+    of ``M_c >= 0.5`` (and of the principal's masks) against the true foreground next to the IoU of cell-sized
+    disks around the true points (the same fields).
     """
     from .viz import markdown_table
 
@@ -197,14 +198,16 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
         disk = r.get("disk_fg_iou")
         if "runs" in r:
             for name, v in r["runs"].items():
-                table[f"CKS run {name}"] = {"collaborator": "-".join(map(str, v["collaborator.foreground"])),
-                                            "trained on": "CKS (M_p)", "steps": v["step"], "fg IoU": v["fg_iou"],
-                                            "disks' fg IoU": disk}
+                widths = v.get("collaborator.foreground")
+                table[f"run {name}"] = {"collaborator": "-".join(map(str, widths)) if widths else "none (supervised)",
+                                        "trained on": "CKS (M_p)" if widths else "-", "steps": v["step"],
+                                        "fg IoU": "-" if v["fg_iou"] is None else v["fg_iou"],
+                                        "principal's fg IoU": v.get("principal_fg_iou", "-"), "disks' fg IoU": disk}
         else:
             table[r.get("name", r.get("command", "?").split("--name ")[-1].split()[0])] = {
                 "collaborator": "-".join(map(str, r["collaborator_foreground"])),
                 "trained on": what.get(r["target"], r["target"]), "steps": r["steps"], "fg IoU": r["fg_iou"],
-                "disks' fg IoU": disk}
+                "principal's fg IoU": "-", "disks' fg IoU": disk}
     return markdown_table(table, digits=3)
 
 

@@ -280,8 +280,11 @@ def test_collaborator_ceiling_markdown_rows():
     alone = {"command": "python benchmarks/collaborator_ceiling.py --name a1_true --target true",
              "collaborator_foreground": [16, 32, 64], "target": "true", "steps": 400, "fg_iou": 0.6512,
              "disk_fg_iou": 0.4342}
-    runs = {"runs": {"r1": {"step": 700, "fg_iou": 0.4677, "collaborator.foreground": [16]}}, "disk_fg_iou": 0.4342}
+    runs = {"runs": {"r1": {"step": 700, "fg_iou": 0.4677, "principal_fg_iou": 0.5, "collaborator.foreground": [16]},
+                     "sup": {"step": 9, "fg_iou": None, "principal_fg_iou": 0.7, "collaborator.foreground": None}},
+            "disk_fg_iou": 0.4342}
     lines = collaborator_ceiling_markdown([alone, runs]).splitlines()
-    assert len(lines) == 4  # header, rule, two rows
-    assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | 0.434 |")
-    assert lines[3].startswith("| CKS run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.434 |")
+    assert len(lines) == 5  # header, rule, three rows
+    assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | - | 0.434 |")
+    assert lines[3].startswith("| run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.500 | 0.434 |")
+    assert lines[4].startswith("| run sup | none (supervised) | - | 9 | - | 0.700 | 0.434 |")
