@@ -12,7 +12,8 @@ their true cell size (``size.diameter`` px, from the masks):
 * ``--target true``: the collaborator of ``--preset`` (its ``collaborator.*``; ``--set`` to change it) is
   trained with binary cross-entropy on the TRUE foreground (label > 0) of train/set1-16, 4 random
   256-px crops per step, Adam at ``train.lr``. This is more than CKS ever gives it: its ceiling.
-* ``--target disks``: the same network trained with the paper's L_M (Eq. 6, linear) against cell-sized
+* ``--target disks``: the same network trained with the paper's L_M (Eq. 6, linear; ``--consistency entropy``:
+  L_CE, Eq. 5) against cell-sized
   disks around the true points (Voronoi-clipped, radius ``--radius`` x ``size.diameter``): what the
   majority vote of L_M makes of a shape-free target such as the early ``M_p``.
 * ``--runs``: the collaborators of trained CKS runs, as they are, and the foreground (union of the predicted
@@ -89,14 +90,14 @@ def principal_fg_iou(run, samples) -> float:
 
 
 def train_alone(cfg, data, target: str, steps: int, crop: int = 256, batch: int = 4, seed: int = 0,
-                evaluate=None, every: int = 0):
+                evaluate=None, every: int = 0, consistency: str = "linear"):
     """Train ``Collaborator(cfg.collaborator)`` on ``data`` (``crops_at_scale``) for ``steps`` Adam steps."""
     import numpy as np
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from cks.losses.consistency import collaborator_linear_loss
+    from cks.losses.consistency import collaborator_entropy_loss, collaborator_linear_loss
     from cks.models.collaborator import Collaborator
 
     torch.manual_seed(seed)
@@ -114,7 +115,12 @@ def train_alone(cfg, data, target: str, steps: int, crop: int = 256, batch: int 
             ys.append((fg if target == "true" else disks)[y0:y0 + crop, x0:x0 + crop])
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
         logits = col(x)["fg_logits"]
-        loss = F.binary_cross_entropy_with_logits(logits, y) if target == "true" else collaborator_linear_loss(logits, y)
+        if target == "true":
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+        elif consistency == "entropy":
+            loss = collaborator_entropy_loss(logits, y)
+        else:
+            loss = collaborator_linear_loss(logits, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -132,6 +138,8 @@ def main(argv=None):
     p.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. collaborator.foreground=16,32,64,128,256")
     p.add_argument("--target", choices=["true", "disks"], default="true")
     p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks)")
+    p.add_argument("--consistency", choices=["linear", "entropy"], default="linear",
+                   help="--target disks: the paper's L_M (linear, Eq. 6) or L_CE (Eq. 5, Table V)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--runs", nargs="*", default=[], help="instead: score these run folders (collaborator and principal)")
     a = p.parse_args(argv)
@@ -173,9 +181,10 @@ def main(argv=None):
         train = load_dataset(TRAIN, scale=1.0, points="none")
         data = crops_at_scale(train, true_size(train, target), a.radius, target)
         col, history = train_alone(cfg, data, a.target, a.steps, evaluate=lambda c: score(c, target),
-                                   every=max(1, a.steps // 4))
+                                   every=max(1, a.steps // 4), consistency=a.consistency)
         res.update(train=TRAIN, preset=a.preset, overrides=a.set, target=a.target, steps=a.steps,
                    radius_rel=a.radius if a.target == "disks" else None,
+                   consistency=a.consistency if a.target == "disks" else None,
                    collaborator_foreground=list(cfg.collaborator.foreground), history=history,
                    fg_iou=history[-1]["fg_iou"])
     from cks.size import median_diameter

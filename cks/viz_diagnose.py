@@ -192,7 +192,8 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
     """
     from .viz import markdown_table
 
-    what = {"true": "the true foreground (BCE)", "disks": "disks around the points (L_M, Eq. 6)"}
+    what = {"true": "the true foreground (BCE)", "disks": "disks around the points (L_M, Eq. 6)",
+            "disks entropy": "disks around the points (L_CE, Eq. 5)"}
     table = {}
     for r in records:
         disk = r.get("disk_fg_iou")
@@ -206,7 +207,8 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
         else:
             table[r.get("name", r.get("command", "?").split("--name ")[-1].split()[0])] = {
                 "collaborator": "-".join(map(str, r["collaborator_foreground"])),
-                "trained on": what.get(r["target"], r["target"]), "steps": r["steps"], "fg IoU": r["fg_iou"],
+                "trained on": what.get(f"{r['target']} entropy" if r.get("consistency") == "entropy" else r["target"],
+                                       r["target"]), "steps": r["steps"], "fg IoU": r["fg_iou"],
                 "principal's fg IoU": "-", "disks' fg IoU": disk}
     return markdown_table(table, digits=3)
 

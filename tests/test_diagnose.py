@@ -283,8 +283,10 @@ def test_collaborator_ceiling_markdown_rows():
     runs = {"runs": {"r1": {"step": 700, "fg_iou": 0.4677, "principal_fg_iou": 0.5, "collaborator.foreground": [16]},
                      "sup": {"step": 9, "fg_iou": None, "principal_fg_iou": 0.7, "collaborator.foreground": None}},
             "disk_fg_iou": 0.4342}
-    lines = collaborator_ceiling_markdown([alone, runs]).splitlines()
-    assert len(lines) == 5  # header, rule, three rows
+    ce = {**alone, "command": "x --name a1_ce", "target": "disks", "consistency": "entropy", "fg_iou": 0.4}
+    lines = collaborator_ceiling_markdown([alone, runs, ce]).splitlines()
+    assert len(lines) == 6  # header, rule, four rows
+    assert lines[5].startswith("| a1_ce | 16-32-64 | disks around the points (L_CE, Eq. 5) | 400 | 0.400 |")
     assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | - | 0.434 |")
     assert lines[3].startswith("| run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.500 | 0.434 |")
     assert lines[4].startswith("| run sup | none (supervised) | - | 9 | - | 0.700 | 0.434 |")
