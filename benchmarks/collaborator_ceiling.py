@@ -77,16 +77,13 @@ def principal_fg_iou(run, samples) -> float:
     import numpy as np
 
     from cks.checkpoint import load_model
+    from cks.diagnose import foreground_iou
     from cks.predict import predict
     from cks.size import median_diameter
 
     model = load_model(run)
-    out = []
-    for s in samples:
-        pred = predict(model, s["image"], diameter=median_diameter(s["label"]))[0] > 0
-        lab = np.asarray(s["label"]) > 0
-        out.append((pred & lab).sum() / max(1, (pred | lab).sum()))
-    return float(np.mean(out))
+    return float(np.mean([foreground_iou(predict(model, s["image"], diameter=median_diameter(s["label"]))[0], s["label"])
+                          for s in samples]))
 
 
 def train_alone(cfg, data, target: str, steps: int, crop: int = 256, batch: int = 4, seed: int = 0,
@@ -147,9 +144,10 @@ def main(argv=None):
     import numpy as np
     import torch
 
+    from cks.checkpoint import load_checkpoint
     from cks.config import Config, get_preset
     from cks.data.spec import load_dataset
-    from cks.diagnose import _collaborator, collaborator_foreground_fraction
+    from cks.diagnose import _collaborator, collaborator_foreground_fraction, foreground_iou
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.time()
@@ -164,8 +162,6 @@ def main(argv=None):
     if a.runs:
         rows = {}
         for run in a.runs:
-            from cks.checkpoint import load_checkpoint
-
             ck = load_checkpoint(run)
             cfg = Config.from_dict(ck["config"])
             col = _collaborator(ck)
@@ -174,7 +170,7 @@ def main(argv=None):
                                     "principal_fg_iou": round(principal_fg_iou(run, tune), 4),
                                     "collaborator.foreground": None if col is None else list(cfg.collaborator.foreground)}
             print(Path(run).name, rows[Path(run).name], flush=True)
-        res["runs"] = {k: v for k, v in rows.items()}
+        res["runs"] = rows
     else:
         cfg = get_preset(a.preset, size="convnext_atto", overrides=a.set or None)
         target = float(cfg.size.diameter)
@@ -189,9 +185,8 @@ def main(argv=None):
                    fg_iou=history[-1]["fg_iou"])
     from cks.size import median_diameter
 
-    disks = [disk_foreground(s["label"], a.radius * median_diameter(s["label"])) for s in tune]
-    res["disk_fg_iou"] = round(float(np.mean([(d & (s["label"] > 0)).sum() / (d | (s["label"] > 0)).sum()
-                                              for d, s in zip(disks, tune)])), 4)
+    res["disk_fg_iou"] = round(float(np.mean([foreground_iou(disk_foreground(s["label"], a.radius * median_diameter(s["label"])),
+                                                             s["label"]) for s in tune])), 4)
     res["disk_radius_rel"] = a.radius
     runs_dir = os.environ.get("CKS_RUNS_DIR")
     args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")

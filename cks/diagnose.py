@@ -34,7 +34,7 @@ from .errors import CksDataError
 DEFAULT_BINS = (0, 16, 24, 32, 48, math.inf)
 MATCH_IOU = 0.1  # a GT cell counts as matched when IoU with its largest-intersection partner >= this
 
-__all__ = ["shape_diagnostics", "summarise", "collaborator_foreground_fraction", "training_maps", "diagnose_run",
+__all__ = ["shape_diagnostics", "summarise", "foreground_iou", "collaborator_foreground_fraction", "training_maps", "diagnose_run",
            "add_parser", "run_cli"]
 
 
@@ -224,6 +224,13 @@ def _collaborator(ckpt: dict):
     return m.eval()
 
 
+def foreground_iou(pred, label) -> float:
+    """IoU of two foregrounds (``pred`` and ``label`` > 0, same ``[H, W]`` shape); NaN if both are empty."""
+    a, b = np.asarray(pred) > 0, np.asarray(label) > 0
+    union = int((a | b).sum())
+    return float((a & b).sum() / union) if union else math.nan
+
+
 def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
     """Per image: fraction of pixels with ``M_c = sigmoid(fg_logits) >= 0.5`` vs the GT, and their IoU.
 
@@ -254,9 +261,7 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
             lab = np.asarray(s["label"]) > 0
             true.append(float(lab.mean()))
             native = F.interpolate(fg[:, None].float(), size=lab.shape, mode="bilinear", align_corners=False)
-            m = native[0, 0].cpu().numpy() >= 0
-            union = int((m | lab).sum())
-            iou.append(float((m & lab).sum() / union) if union else math.nan)
+            iou.append(foreground_iou(native[0, 0].cpu().numpy() >= 0, lab))
     ratio = [p / t if t > 0 else math.nan for p, t in zip(pred, true)]
     return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou}
 

@@ -290,3 +290,14 @@ def test_collaborator_ceiling_markdown_rows():
     assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | - | 0.434 |")
     assert lines[3].startswith("| run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.500 | 0.434 |")
     assert lines[4].startswith("| run sup | none (supervised) | - | 9 | - | 0.700 | 0.434 |")
+
+
+def test_foreground_iou_closed_form_and_empty():
+    from cks.diagnose import foreground_iou
+
+    a = np.zeros((4, 4), int)
+    b = np.zeros((4, 4), int)
+    a[:2] = 3  # 8 px
+    b[1:3] = 1  # 8 px, 4 shared
+    assert foreground_iou(a, b) == pytest.approx(4 / 12)
+    assert math.isnan(foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))))
