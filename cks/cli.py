@@ -188,15 +188,18 @@ def cmd_points(a) -> dict:
     return {"images": len(records), "points": sum(len(r[1]) for r in records)}
 
 
-def _load_training(a, spec, scale, labels):
+def _load_training(a, spec, scale, labels, keep_masks=False):
     from .data.spec import load_dataset
 
     samples = load_dataset(spec, scale=scale, points="nuclei" if labels == "nuclei" else "auto")
-    return _prepare_labels(a, samples, labels)
+    return _prepare_labels(a, samples, labels, keep_masks)
 
 
-def _prepare_labels(a, samples, labels):
-    """Masks -> centroid points (supervised); points: drop the masks, check the points, optional jitter."""
+def _prepare_labels(a, samples, labels, keep_masks=False):
+    """Masks -> centroid points (supervised); points: drop the masks, check the points, optional jitter.
+
+    ``keep_masks`` (``loss.foreground_from=masks``, a diagnostic): point training keeps the masks for L_S only.
+    """
     from .points import centroids, jitter, validate_points
 
     rng = np.random.default_rng(a.seed)
@@ -208,7 +211,10 @@ def _prepare_labels(a, samples, labels):
                                "or train from points with --labels points")
             s["point_ids"], s["points"] = centroids(s["label"])
             continue
-        s["label"] = None  # point supervision: masks never reach the trainer
+        if keep_masks and s.get("label") is None:
+            raise CksError(f"{where}: loss.foreground_from=masks needs an instance label image for every training image")
+        if not keep_masks:
+            s["label"] = None  # point supervision: masks never reach the trainer
         if pts is None or len(pts) == 0:
             raise CksError(f"{where}: no points; give point labels (or --labels masks)")
         validate_points(pts, (h, w), name=str(where), allow_empty=False)
@@ -256,6 +262,7 @@ def cmd_train(a) -> dict:
     cfg = with_overrides(cfg, _cpu_defaults(a))
     cfg = with_overrides(cfg, a.set or [])
     spec_scale = parse_spec(a.data)[2]
+    keep = cfg.loss.foreground_from == "masks"  # the true-foreground diagnostic keeps the masks for L_S
     if cfg.size.normalize:
         if a.scale is not None or spec_scale is not None:
             raise CksError("this preset rescales every image to cells of size.diameter px (cell-size normalisation); "
@@ -266,7 +273,7 @@ def cmd_train(a) -> dict:
         samples = load_dataset(a.data, scale=1.0, points="nuclei" if a.labels == "nuclei" else "auto")
         if a.size_from == "masks" and a.labels != "masks":  # sizes from the masks before point training drops them
             samples = normalize_cell_size(samples, cfg.size.diameter, "masks")
-        samples = _prepare_labels(a, samples, a.labels)  # checks the points (jitter: px of the input images)
+        samples = _prepare_labels(a, samples, a.labels, keep)  # checks the points (jitter: px of the input images)
         if a.size_from != "masks" or a.labels == "masks":
             samples = normalize_cell_size(samples, cfg.size.diameter, a.size_from, a.diameter,
                                           use_masks=a.labels == "masks")
@@ -280,7 +287,7 @@ def cmd_train(a) -> dict:
             scale = cfg.size.diameter / a.diameter
         else:
             scale = a.scale if a.scale is not None else (spec_scale or 1.0)
-        samples = _load_training(a, a.data, scale, a.labels)
+        samples = _load_training(a, a.data, scale, a.labels, keep)
     n_types = max(int(s.get("cell_type", 0) or 0) for s in samples) + 1
     if cfg.collaborator.n_cell_types < n_types and len(cfg.loss.prior_d) > 1:
         cfg = with_overrides(cfg, {"collaborator.n_cell_types": n_types})

@@ -91,6 +91,7 @@ class LossConfig:
     prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
+    foreground_from: str = "collaborator"  # what L_S (Eq. 8) pulls the masks toward: the collaborator's M_c (CKS), or "masks": the TRUE foreground (label > 0; a diagnostic upper bound, the author's point + image-mask mode)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V)
     consistency_collaborator: str = "linear"  # L_M (Eq. 6); "entropy": L_CE (Eq. 5) (Table V)
     overlap: str = "soft"  # L_S overlap term m_i * sum_j m_j (Eq. 8); "softplus" (author's warm-up)

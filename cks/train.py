@@ -65,6 +65,19 @@ class TrainSet:
         return item
 
 
+def _given_foreground(batch: dict, lc) -> torch.Tensor | None:
+    """``loss.foreground_from``: None (L_S follows the collaborator) or the true foreground ``[B, H, W]`` of the crops."""
+    if lc.foreground_from == "collaborator":
+        return None
+    if lc.foreground_from != "masks":
+        raise ValueError(f"loss.foreground_from must be 'collaborator' or 'masks', got {lc.foreground_from!r}")
+    if batch.get("label") is None:
+        from .errors import CksConfigError
+        raise CksConfigError("loss.foreground_from='masks' needs masks in the training data (a label image per "
+                             "image); use loss.foreground_from=collaborator for points only")
+    return (batch["label"] > 0).float()
+
+
 class CKSModule(nn.Module):
     """Principal + collaborator; ``forward(batch, step)`` returns the loss terms and the total."""
 
@@ -97,7 +110,7 @@ class CKSModule(nn.Module):
             seg = {"logits": out["seg_logits"], "batch": out["seg_batch"], "origin": out["seg_origin"],
                    "points": out["seg_points"]}
             lc = self.loss_config(step)
-            ck = cks_loss_terms(seg, collab, shape, batch.get("cell_type"), lc.prior_d, lc)
+            ck = cks_loss_terms(seg, collab, shape, batch.get("cell_type"), lc.prior_d, lc, _given_foreground(batch, lc))
             terms.update({k: v for k, v in ck.items() if k != "total"})
             total = total + ck["total"]
         else:

@@ -165,6 +165,26 @@ def test_masks_train_supervised(data, tmp_path, capsys):
     assert "mode supervised" in out
 
 
+def test_points_training_drops_masks_unless_the_true_foreground_is_asked_for(data, tmp_path, capsys, monkeypatch):
+    """Point training never hands masks to the trainer, except for the diagnostic ``loss.foreground_from=masks``."""
+    import importlib
+
+    train_mod = importlib.import_module("cks.train")  # the module (cks.train is also the function's name)
+    seen = []
+    real = train_mod.train
+
+    def spy(cfg, samples, *args, **kw):
+        seen.append([s.get("label") is not None for s in samples])
+        return real(cfg, samples, *args, **kw)
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    for i, extra in enumerate([[], ["loss.foreground_from=masks"]]):
+        rc, out, err = run_cli(capsys, "train", "--data", f"{data[0]}:set1-2", "--labels", "points", "--out",
+                               tmp_path / f"P{i}", "--steps", "2", *TINY, *extra)
+        assert rc == 0, err
+    assert seen == [[False, False], [True, True]]
+
+
 def test_python_m_cks_presets_and_help():
     r = subprocess.run([sys.executable, "-m", "cks", "presets"], cwd=REPO, env=ENV, capture_output=True, text=True,
                        timeout=120)

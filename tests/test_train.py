@@ -193,3 +193,20 @@ def test_prepare_sizes_passes_through_without_normalisation():
     cfg = get_preset("base", size="test")
     done = [{"cell_diameter": 16.0, "scale": 0.5}, {"cell_diameter": 16.0, "scale": 2.0}, {"cell_diameter": 1, "scale": 1.0}]
     assert prepare_sizes(cfg, done, 7.0) == (done, 1.0)  # normalised by the caller: the median of their scales
+
+
+def test_foreground_from_masks_uses_the_true_foreground():
+    """``loss.foreground_from=masks``: L_S of the module equals L_S against label > 0 of the crops; no label: an error."""
+    from cks.errors import CksConfigError
+    from cks.losses import instance_consistency_loss
+
+    torch.manual_seed(0)
+    m = CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48, "loss.foreground_from": "masks"}))
+    batch = _batch("cks")
+    terms = m(batch)
+    out = m.principal(batch["image"], batch["points"], batch["points_valid"])
+    expect = instance_consistency_loss(out["seg_logits"], out["seg_batch"], out["seg_origin"],
+                                       (batch["label"] > 0).float(), (2, 96, 96))
+    torch.testing.assert_close(terms["L_S"], expect)
+    with pytest.raises(CksConfigError, match="needs masks"):
+        m({k: v for k, v in batch.items() if k != "label"})

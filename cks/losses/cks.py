@@ -120,7 +120,7 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
 
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
-                   cfg: LossConfig = LossConfig()) -> dict[str, Tensor]:
+                   cfg: LossConfig = LossConfig(), foreground: Tensor | None = None) -> dict[str, Tensor]:
     """Compute L_S (Eq. 8), L_M (Eq. 6 (L_M), or L_CE, Eq. 5), L_B (Eq. 10), L_MC (Eq. 6 (L_MC)) and their sum.
 
     Args:
@@ -131,6 +131,9 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         cell_type: ``[B]`` long (or None): selects d per window.
         d_table: prior widths per cell type; None = ``cfg.prior_d`` (pass another table, e.g. the
             author's warm-up d = 100, without rebuilding the config).
+        foreground: ``[B, H, W]`` in [0, 1] or None: what L_S pulls the masks toward in place of the collaborator's
+            ``M_c`` (``loss.foreground_from = "masks"``: the true foreground, a diagnostic of the principal's side).
+            L_M and L_B still train the collaborator.
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
             collapse_delta / _exponent / _spacing / _diameter, lambda_s / _m / _b / _mc).
@@ -158,8 +161,11 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         raise CksConfigError(f"loss.consistency_collaborator must be 'linear' or 'entropy', "
                              f"got {cfg.consistency_collaborator!r}")
 
-    # L_S: principal follows the collaborator (M_c detached inside)
-    m_c = torch.sigmoid(fg_logits.detach())
+    # L_S: principal follows the collaborator (M_c detached inside), or a given foreground
+    if foreground is not None and tuple(foreground.shape) != tuple(fg_logits.shape):
+        raise CksConfigError(f"foreground must have the collaborator's shape {tuple(fg_logits.shape)}, "
+                             f"got {tuple(foreground.shape)}")
+    m_c = torch.sigmoid(fg_logits.detach()) if foreground is None else foreground.detach().to(fg_logits.dtype)
     l_s = instance_consistency_loss(logits, batch, origin, m_c, shape, cfg.consistency_principal, cfg.overlap)
 
     # L_B: both models

@@ -132,3 +132,23 @@ def test_with_collaborator_module(windows):
     out = cks_loss_terms(seg, net(torch.randn(b, 1, h, w)), windows["shape"], None, None, LossConfig())
     out["total"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_given_foreground_replaces_m_c_in_l_s_only(windows):
+    """``foreground=``: L_S pulls the masks toward it (not M_c); L_M, L_B, L_MC are unchanged."""
+    shape = windows["shape"]
+    seg, collab = _inputs(windows)
+    fg = (torch.rand(shape, generator=torch.Generator().manual_seed(3)) > 0.5).float()
+    out = cks_loss_terms(seg, collab, shape, None, None, LossConfig(), foreground=fg)
+    ref = cks_loss_terms(seg, collab, shape, None, None, LossConfig())
+    torch.testing.assert_close(out["L_S"], instance_consistency_loss(seg["logits"], seg["batch"], seg["origin"], fg, shape))
+    assert not torch.allclose(out["L_S"], ref["L_S"])
+    for k in ("L_M", "L_B", "L_MC"):
+        torch.testing.assert_close(out[k], ref[k])
+    # L_S then sends no gradient to the collaborator's foreground logits (only L_M does)
+    g_given = torch.autograd.grad(out["total"], collab["fg_logits"], retain_graph=True)[0]
+    g_ref = torch.autograd.grad(cks_loss_terms(seg, collab, shape, None, None, LossConfig(**{**ZERO, "lambda_m": 1.0}),
+                                               foreground=fg)["total"], collab["fg_logits"])[0]
+    torch.testing.assert_close(g_given, g_ref)
+    with pytest.raises(CksConfigError, match="shape"):
+        cks_loss_terms(seg, collab, shape, None, None, LossConfig(), foreground=fg[:, :-1])
