@@ -3,6 +3,7 @@
     python benchmarks/collaborator_ceiling.py --name a1_true --preset base --target true
     python benchmarks/collaborator_ceiling.py --name c1_true --preset texture_collaborator --target true
     python benchmarks/collaborator_ceiling.py --name a1_disks --preset base --target disks
+    python benchmarks/collaborator_ceiling.py --name a1_ring --preset base --target disks --radius 0.3 --ring 0.8
     python benchmarks/collaborator_ceiling.py --name cks_runs --runs $CKS_RUNS_DIR/tune/d07_c1_po05pi1 ...
 
 CKS hands shape from the collaborator to the principal (L_S, Eq. 8): the principal's masks can only be as
@@ -56,8 +57,12 @@ def disk_foreground(label, radius: float):
     return voronoi_disks(centroids(label)[1], label.shape, radius) > 0
 
 
-def crops_at_scale(samples, scales, radius_rel: float, target: float):
-    """Each sample at its scale as (normalised image [C, H, W], true fg [H, W], disks [H, W]) float32 arrays."""
+def crops_at_scale(samples, scales, radius_rel: float, target: float, ring_rel: float = 0.0):
+    """Each sample at its scale as (normalised image [C, H, W], true fg [H, W], disks [H, W]) float32 arrays.
+
+    ``ring_rel > radius_rel``: the disk target is 1 inside ``radius_rel``, 0.5 (no vote under L_M, Eq. 7) out to
+    ``ring_rel`` cell diameters and 0 beyond: an uncertain ring, as an early ``M_p`` has between the points.
+    """
     import numpy as np
 
     from cks.data.io import image_batch
@@ -67,8 +72,10 @@ def crops_at_scale(samples, scales, radius_rel: float, target: float):
     for s, sc in zip(samples, scales):
         r = rescale_sample(s, sc)
         x = image_batch(r["image"].astype(np.float32))[0].numpy()
-        out.append((x, (r["label"] > 0).astype(np.float32),
-                    disk_foreground(r["label"], radius_rel * target).astype(np.float32)))
+        disks = disk_foreground(r["label"], radius_rel * target).astype(np.float32)
+        if ring_rel > radius_rel:
+            disks = 0.5 * (disks + disk_foreground(r["label"], ring_rel * target))
+        out.append((x, (r["label"] > 0).astype(np.float32), disks.astype(np.float32)))
     return out
 
 
@@ -135,6 +142,8 @@ def main(argv=None):
     p.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. collaborator.foreground=16,32,64,128,256")
     p.add_argument("--target", choices=["true", "disks"], default="true")
     p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks)")
+    p.add_argument("--ring", type=float, default=0.0,
+                   help="--target disks: no vote (target 0.5) from --radius out to this many cell diameters (0: off)")
     p.add_argument("--consistency", choices=["linear", "entropy"], default="linear",
                    help="--target disks: the paper's L_M (linear, Eq. 6) or L_CE (Eq. 5, Table V)")
     p.add_argument("--steps", type=int, default=400)
@@ -175,11 +184,12 @@ def main(argv=None):
         cfg = get_preset(a.preset, size="convnext_atto", overrides=a.set or None)
         target = float(cfg.size.diameter)
         train = load_dataset(TRAIN, scale=1.0, points="none")
-        data = crops_at_scale(train, true_size(train, target), a.radius, target)
+        data = crops_at_scale(train, true_size(train, target), a.radius, target, a.ring)
         col, history = train_alone(cfg, data, a.target, a.steps, evaluate=lambda c: score(c, target),
                                    every=max(1, a.steps // 4), consistency=a.consistency)
         res.update(train=TRAIN, preset=a.preset, overrides=a.set, target=a.target, steps=a.steps,
                    radius_rel=a.radius if a.target == "disks" else None,
+                   ring_rel=a.ring if a.target == "disks" and a.ring > a.radius else None,
                    consistency=a.consistency if a.target == "disks" else None,
                    collaborator_foreground=list(cfg.collaborator.foreground), history=history,
                    fg_iou=history[-1]["fg_iou"])

@@ -205,10 +205,13 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
                                         "fg IoU": "-" if v["fg_iou"] is None else v["fg_iou"],
                                         "principal's fg IoU": v.get("principal_fg_iou", "-"), "disks' fg IoU": disk}
         else:
+            on = what.get(f"{r['target']} entropy" if r.get("consistency") == "entropy" else r["target"], r["target"])
+            if r.get("ring_rel"):  # an uncertain ring: no vote between the two radii
+                on = (f"disks of {r['radius_rel']:g} cell diameters, no vote out to {r['ring_rel']:g} "
+                      f"({'L_CE, Eq. 5' if r.get('consistency') == 'entropy' else 'L_M, Eq. 6'})")
             table[r.get("name", r.get("command", "?").split("--name ")[-1].split()[0])] = {
                 "collaborator": "-".join(map(str, r["collaborator_foreground"])),
-                "trained on": what.get(f"{r['target']} entropy" if r.get("consistency") == "entropy" else r["target"],
-                                       r["target"]), "steps": r["steps"], "fg IoU": r["fg_iou"],
+                "trained on": on, "steps": r["steps"], "fg IoU": r["fg_iou"],
                 "principal's fg IoU": "-", "disks' fg IoU": disk}
     return markdown_table(table, digits=3)
 

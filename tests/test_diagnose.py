@@ -284,12 +284,31 @@ def test_collaborator_ceiling_markdown_rows():
                      "sup": {"step": 9, "fg_iou": None, "principal_fg_iou": 0.7, "collaborator.foreground": None}},
             "disk_fg_iou": 0.4342}
     ce = {**alone, "command": "x --name a1_ce", "target": "disks", "consistency": "entropy", "fg_iou": 0.4}
-    lines = collaborator_ceiling_markdown([alone, runs, ce]).splitlines()
-    assert len(lines) == 6  # header, rule, four rows
+    ring = {**alone, "command": "x --name a1_ring", "target": "disks", "consistency": "linear", "radius_rel": 0.3,
+            "ring_rel": 0.8, "fg_iou": 0.45}
+    lines = collaborator_ceiling_markdown([alone, runs, ce, ring]).splitlines()
+    assert len(lines) == 7  # header, rule, five rows
+    assert lines[6].startswith("| a1_ring | 16-32-64 | disks of 0.3 cell diameters, no vote out to 0.8 (L_M, Eq. 6) |")
     assert lines[5].startswith("| a1_ce | 16-32-64 | disks around the points (L_CE, Eq. 5) | 400 | 0.400 |")
     assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | - | 0.434 |")
     assert lines[3].startswith("| run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.500 | 0.434 |")
     assert lines[4].startswith("| run sup | none (supervised) | - | 9 | - | 0.700 | 0.434 |")
+
+
+def test_ceiling_ring_target_votes_inside_abstains_in_the_ring():
+    """``--ring``: target 1 within radius of a cell's centroid, 0.5 (no L_M vote) out to the ring, 0 beyond."""
+    from benchmarks.collaborator_ceiling import crops_at_scale
+    from cks.points import centroids
+
+    s = synthetic_sample((96, 96), n_cells=1, radius=(10, 10), seed=0)
+    (x, fg, t), = crops_at_scale([s], [1.0], 0.25, 32.0, ring_rel=0.75)
+    cy, cx = centroids(s["label"])[1][0]
+    yy, xx = np.mgrid[:96, :96]
+    r = np.hypot(yy - cy, xx - cx)
+    assert set(np.unique(t)) <= {0.0, 0.5, 1.0}
+    assert (t[r < 6.5] == 1).all() and (t[(r > 9.5) & (r < 22.5)] == 0.5).all() and (t[r > 25.5] == 0).all()
+    (_, _, plain), = crops_at_scale([s], [1.0], 0.25, 32.0)
+    assert set(np.unique(plain)) == {0.0, 1.0}
 
 
 def test_foreground_iou_closed_form_and_empty():
