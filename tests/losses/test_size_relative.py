@@ -194,7 +194,8 @@ def test_prior_until_switches_the_prior_off():
     assert prior_end(cfg) == 351
     assert loss_config_at(cfg, 350).prior_scale == cfg.loss.prior_scale == 2.0
     assert loss_config_at(cfg, 351).prior_scale == 0.0
-    full = with_overrides(get_preset("base"), {"train.steps": 700})
-    assert prior_end(full) == 700 and loss_config_at(full, 699).prior_scale == 2.0  # default: the whole run
+    assert prior_end(with_overrides(get_preset("base"), {"train.steps": 701})) == 351  # the default: half the run
+    full = with_overrides(get_preset("prior_throughout"), {"train.steps": 700})
+    assert prior_end(full) == 700 and loss_config_at(full, 699).prior_scale == 2.0  # the paper: the whole run
     weaker = with_overrides(cfg, {"loss.prior_scale_after": 0.75})
     assert loss_config_at(weaker, 350).prior_scale == 2.0 and loss_config_at(weaker, 351).prior_scale == 0.75
