@@ -283,7 +283,7 @@ RULES: dict[str, Any] = {
     "train.val_every": _positive, "train.snapshots": _non_negative, "train.optimizer": _choice("adam", "adamw"),
     "loss.mode": _choice("cks", "supervised"), "loss.prior_scale": _non_negative,
     "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
-    "loss.consistency_principal": _choice("linear", "entropy"),
+    "loss.consistency_principal": _choice("linear", "entropy"), "loss.foreground_from": _choice("collaborator", "masks"),
     "loss.consistency_collaborator": _choice("linear", "entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
     "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,

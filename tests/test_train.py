@@ -210,3 +210,5 @@ def test_foreground_from_masks_uses_the_true_foreground():
     torch.testing.assert_close(terms["L_S"], expect)
     with pytest.raises(CksConfigError, match="needs masks"):
         m({k: v for k, v in batch.items() if k != "label"})
+    with pytest.raises(CksConfigError, match="foreground_from"):
+        get_preset("base", overrides={"loss.foreground_from": "truth"})
