@@ -185,10 +185,16 @@ class Config:
 
 
 def _upgrade(d: dict) -> dict:
-    """Configs written before cell-size normalisation: fixed scale, absolute prior d and delta, no snapshots."""
+    """Configs written by older versions mean what they meant then.
+
+    Before ``loss.prior_until`` existed the prior was on for the whole run; before cell-size normalisation
+    (no ``size`` section): fixed scale, absolute prior d and delta, no snapshots.
+    """
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    if "loss" in d:
+        d["loss"].setdefault("prior_until", 1.0)
     if "size" in d:
         return d
-    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     d["size"] = {"normalize": False}
     d.setdefault("loss", {}).setdefault("prior_d_rel", ())
     d["loss"].setdefault("collapse_min_area", 0.0)

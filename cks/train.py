@@ -67,10 +67,8 @@ class TrainSet:
 
 def _given_foreground(batch: dict, lc) -> torch.Tensor | None:
     """``loss.foreground_from``: None (L_S follows the collaborator) or the true foreground ``[B, H, W]`` of the crops."""
-    if lc.foreground_from == "collaborator":
+    if lc.foreground_from == "collaborator":  # the only other value, "masks", is checked by cks.config.validate
         return None
-    if lc.foreground_from != "masks":
-        raise ValueError(f"loss.foreground_from must be 'collaborator' or 'masks', got {lc.foreground_from!r}")
     if batch.get("label") is None:
         from .errors import CksConfigError
         raise CksConfigError("loss.foreground_from='masks' needs masks in the training data (a label image per "

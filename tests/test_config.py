@@ -47,6 +47,14 @@ def test_overrides_and_errors():
         with_overrides(BASE, ["train.steps=many"])
 
 
+def test_configs_without_prior_until_keep_the_whole_run_prior():
+    """A config written before ``loss.prior_until`` existed (the prior on for the whole run) still means that."""
+    old = get_preset("base").to_dict()
+    del old["loss"]["prior_until"]
+    assert Config.from_dict(old).loss.prior_until == 1.0
+    assert Config.from_dict(get_preset("base").to_dict()).loss.prior_until == 0.5
+
+
 def test_round_trip():
     cfg = get_preset("table7_a3_b2", size="convnext_atto")
     assert Config.from_dict(cfg.to_dict()) == cfg
