@@ -20,8 +20,9 @@ from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .config import Config
 from .errors import CksCheckpointError, CksDataError
 
-#: config fields a resumed run may change: extending the step budget (and moving the fine-tune point with it)
-EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every"}
+#: config fields a resumed run may change: extending the step budget, and the two schedule fractions
+#: (fine-tune point, end of the prior) so that an extended run keeps the steps at which they acted
+EXTENDABLE = {"train.steps", "train.finetune_from", "train.val_every", "train.checkpoint_every", "loss.prior_until"}
 
 
 def config_changes(old: dict, new: dict) -> dict[str, list]:
@@ -57,10 +58,12 @@ def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | No
                                  "preset/--set values or use a new --out folder")
     start = int(ck["step"])
     if changed:  # an extension is part of the run's record
-        t = ck["config"]["train"]
+        t, old_prior = ck["config"]["train"], ck["config"].get("loss", {}).get("prior_until", 1.0)
         append_row(log_to, {"step": start, "event": "extended", "changes": changed,
                             "finetune_step_before": math.floor(t["finetune_from"] * t["steps"]),
-                            "finetune_step_now": math.floor(cfg.train.finetune_from * cfg.train.steps)})
+                            "finetune_step_now": math.floor(cfg.train.finetune_from * cfg.train.steps),
+                            "prior_off_step_before": math.ceil(old_prior * t["steps"]),
+                            "prior_off_step_now": math.ceil(cfg.loss.prior_until * cfg.train.steps)})
     module.principal.load_state_dict(ck["principal"])
     if module.collaborator is not None:
         module.collaborator.load_state_dict(ck["collaborator"])

@@ -148,6 +148,25 @@ def test_resume_may_extend_steps(tmp_path):
     assert events and events[0]["changes"]["train.steps"] == [2, 4] and events[0]["step"] == 2
 
 
+def test_extension_may_keep_the_prior_off_step(tmp_path):
+    """A CKS run extended from 4 to 8 steps with loss.prior_until 0.5 -> 0.25 keeps the prior's last step (2)."""
+    import json
+    from cks.train import prior_end
+    data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=3)
+    base = {**SMALL, "train.crop_size": 96, "train.steps": 4, "loss.prior_until": 0.5}
+    train(get_preset("base", size="test", overrides=base), data, out_dir=tmp_path, progress=False)
+    longer = get_preset("base", size="test", overrides={**base, "train.steps": 8, "loss.prior_until": 0.25})
+    assert prior_end(longer) == 2
+    assert train(longer, data, out_dir=tmp_path, progress=False, resume=True)["step"] == 8
+    ev = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"extended"' in l][0]
+    assert ev["changes"]["loss.prior_until"] == [0.5, 0.25]
+    assert ev["prior_off_step_before"] == ev["prior_off_step_now"] == 2
+    with pytest.raises(Exception, match="another configuration"):  # other loss fields stay fixed
+        train(get_preset("base", size="test", overrides={**base, "train.steps": 9, "loss.prior_until": 0.25,
+                                                          "loss.prior_scale": 1.5}),
+              data, out_dir=tmp_path, progress=False, resume=True)
+
+
 def test_init_principal_from_checkpoint(tmp_path):
     """CKS-2: a principal pretrained elsewhere (here: 2 supervised steps) starts the CKS run."""
     data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=4)
