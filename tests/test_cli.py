@@ -185,6 +185,22 @@ def test_points_training_drops_masks_unless_the_true_foreground_is_asked_for(dat
     assert seen == [[False, False], [True, True]]
 
 
+def test_nuclear_points_hint_only_where_the_prior_switches_off():
+    from cks.cli import nuclear_prior_note
+    from cks.config import get_preset
+    from cks.losses.cks import effective_loss_config
+
+    assert "--preset nuclear_points" in nuclear_prior_note("nuclei", get_preset("base"))
+    for labels, preset in (("points", "base"), ("nuclei", "nuclear_points"), ("nuclei", "prior_throughout"),
+                           ("nuclei", "table6_no_prior"), ("masks", "supervised")):
+        assert nuclear_prior_note(labels, get_preset(preset)) is None, (labels, preset)
+    # what the preset changes: pi after loss.prior_until (Eq. 4), 1 instead of 0; before it, both have the paper's 2
+    for preset, after in (("base", 0.0), ("nuclear_points", 1.0)):
+        cfg = get_preset(preset)
+        assert effective_loss_config(cfg, prior=False).prior_scale == after
+        assert effective_loss_config(cfg).prior_scale == 2.0
+
+
 def test_python_m_cks_presets_and_help():
     r = subprocess.run([sys.executable, "-m", "cks", "presets"], cwd=REPO, env=ENV, capture_output=True, text=True,
                        timeout=120)
