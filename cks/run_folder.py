@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -51,19 +50,18 @@ def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | No
     rows logged after the checkpoint are marked superseded. Returns ``(step, wall_s, cpu_s)`` so far.
     """
     ck = load_checkpoint(ckpt_path)
-    changed = config_changes(Config.from_dict(ck["config"]).to_dict(), cfg.to_dict())
+    old = Config.from_dict(ck["config"])
+    changed = config_changes(old.to_dict(), cfg.to_dict())
     if set(changed) - EXTENDABLE:
         raise CksCheckpointError(f"{ckpt_path}: was written with another configuration "
                                  f"({', '.join(sorted(set(changed) - EXTENDABLE))} differ); resume with the same "
                                  "preset/--set values or use a new --out folder")
     start = int(ck["step"])
     if changed:  # an extension is part of the run's record
-        t, old_prior = ck["config"]["train"], ck["config"].get("loss", {}).get("prior_until", 1.0)
+        from .train import finetune_start, prior_end  # (cks.train imports this module)
         append_row(log_to, {"step": start, "event": "extended", "changes": changed,
-                            "finetune_step_before": math.floor(t["finetune_from"] * t["steps"]),
-                            "finetune_step_now": math.floor(cfg.train.finetune_from * cfg.train.steps),
-                            "prior_off_step_before": math.ceil(old_prior * t["steps"]),
-                            "prior_off_step_now": math.ceil(cfg.loss.prior_until * cfg.train.steps)})
+                            "finetune_step_before": finetune_start(old), "finetune_step_now": finetune_start(cfg),
+                            "prior_off_step_before": prior_end(old), "prior_off_step_now": prior_end(cfg)})
     module.principal.load_state_dict(ck["principal"])
     if module.collaborator is not None:
         module.collaborator.load_state_dict(ck["collaborator"])

@@ -185,9 +185,13 @@ def snapshot_steps(cfg: Config) -> set[int]:
     return {max(1, round(steps * (k + 1) / n)) for k in range(n)} if n > 0 and steps > 0 else set()
 
 
+def finetune_start(cfg: Config) -> int:
+    """First step at ``train.finetune_lr``: ``floor(train.finetune_from * train.steps)``."""
+    return int(math.floor(cfg.train.finetune_from * cfg.train.steps))
+
+
 def lr_at(step: int, cfg: Config) -> float:
-    t = cfg.train
-    return t.finetune_lr if step >= math.floor(t.finetune_from * t.steps) else t.lr
+    return cfg.train.finetune_lr if step >= finetune_start(cfg) else cfg.train.lr
 
 
 def _dist_info() -> tuple[int, int]:
