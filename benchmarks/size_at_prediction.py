@@ -2,6 +2,12 @@
 
     python benchmarks/size_at_prediction.py --protocol usiigaci_points_v2 --models cks_prior_seed0 supervised_seed0
     python benchmarks/size_at_prediction.py ... --split report     # once, after the choice is made
+    python benchmarks/size_at_prediction.py ... --rescale 0.5 0.7 1 1.4 2   # the tuning fields resized
+
+``--rescale``: every field is also shown resized by each factor (bilinear, anti-aliased when shrinking), its
+true size multiplied by the factor: cells from half to twice the size of the tuning fields' own, the range by
+which new fields may differ from the training fields (issue #9). It separates two causes of a wrong estimate:
+a regressor that cannot extrapolate in scale, and one that misreads the look of a field.
 
 For each trained run of a protocol (``$CKS_RUNS_DIR/PROTOCOL/MODEL``, with the ``size_model.json`` that
 ``cks train`` fits when a run stops; ``cks train ... --resume`` on a finished run fits a missing one),
@@ -26,7 +32,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def measure(run_dir: Path, spec: str) -> list[dict]:
+def resized(image, factor: float):
+    """``image`` ``[H, W]`` or ``[C, H, W]`` resized by ``factor`` (bilinear; anti-aliased when shrinking)."""
+    import numpy as np
+    from skimage.transform import rescale
+
+    img = np.asarray(image, np.float32)
+    if factor == 1:
+        return img
+    chw = img[None] if img.ndim == 2 else img
+    out = np.stack([rescale(c, factor, order=1, anti_aliasing=factor < 1, preserve_range=True) for c in chw])
+    return out[0] if img.ndim == 2 else out.astype(np.float32)
+
+
+def measure(run_dir: Path, spec: str, factors=(1.0,)) -> list[dict]:
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
     from cks.predict import predict
@@ -38,13 +57,14 @@ def measure(run_dir: Path, spec: str) -> list[dict]:
         raise SystemExit(f"{run_dir}: no size_model.json; run its `cks train ... --resume` (command.txt) to fit one")
     rows = []
     for s in load_dataset(spec, scale=1.0, points="none"):
-        true = median_diameter(s["label"])
-        p1, p2 = (model.size_model.target / sc for sc in pass_scales(model, model.size_model, s["image"], passes=2))
-        info = predict(model, s["image"], size_from="score", return_info=True)[2]
-        rows.append({"field": s["name"], "true": round(true, 2), "learned_1": round(p1, 2), "learned_2": round(p2, 2),
-                     "score_search": round(float(info["diameter"]), 2)})
-        print(run_dir.name, s["name"], " ".join(f"{k} {v / true - 1:+.0%}" for k, v in rows[-1].items()
-                                                  if k not in ("field", "true")), flush=True)
+        for f in factors:
+            image, true = resized(s["image"], f), median_diameter(s["label"]) * f
+            p1, p2 = (model.size_model.target / sc for sc in pass_scales(model, model.size_model, image, passes=2))
+            info = predict(model, image, size_from="score", return_info=True)[2]
+            rows.append({"field": s["name"], "resized": f, "true": round(true, 2), "learned_1": round(p1, 2),
+                         "learned_2": round(p2, 2), "score_search": round(float(info["diameter"]), 2)})
+            print(run_dir.name, s["name"], f"x{f:g}", " ".join(f"{k} {v / true - 1:+.0%}" for k, v in rows[-1].items()
+                                                          if k not in ("field", "true", "resized")), flush=True)
     return rows
 
 
@@ -67,7 +87,9 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--split", choices=["tune", "report"], default="tune")
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
-    p.add_argument("--out", help="default results/size_estimate/prediction_<protocol>_<split>.json")
+    p.add_argument("--rescale", nargs="+", type=float, default=[1.0], metavar="F",
+                   help="also measure every field resized by these factors (default: 1, as it is)")
+    p.add_argument("--out", help="default results/size_estimate/prediction_<protocol>_<split>[_resized].json")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -75,20 +97,27 @@ def main(argv=None):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.time()
     spec = PROTOCOLS[a.protocol][a.split]
-    runs = {m: measure(Path(a.runs_dir) / a.protocol / m, spec) for m in a.models}
+    if any(not f > 0 for f in a.rescale):
+        p.error(f"--rescale factors must be > 0, got {a.rescale}")
+    runs = {m: measure(Path(a.runs_dir) / a.protocol / m, spec, a.rescale) for m in a.models}
     every = [r for rows in runs.values() for r in rows]
     res = {"what": "cell size estimated at prediction (no masks, no points) vs the masks' median equivalent diameter",
-           "protocol": a.protocol, "split": a.split, "spec": spec, "summary": summary(every),
+           "protocol": a.protocol, "split": a.split, "spec": spec, "resized": a.rescale, "summary": summary(every),
            "per_run": {m: {"summary": summary(rows), "fields": rows} for m, rows in runs.items()},
            "command": "python benchmarks/size_at_prediction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "wall_s": round(time.time() - t0, 1)}
     from cks.provenance import git_commit, hardware
     res.update(git_commit=git_commit(), hardware=hardware())
-    out = Path(a.out or ROOT / "results" / "size_estimate" / f"prediction_{a.protocol}_{a.split}.json")
+    if len(a.rescale) > 1:
+        res["by_factor"] = {f"{f:g}": summary([r for r in every if r["resized"] == f]) for f in a.rescale}
+    tail = "_resized" if a.rescale != [1.0] else ""
+    out = Path(a.out or ROOT / "results" / "size_estimate" / f"prediction_{a.protocol}_{a.split}{tail}.json")
     out.write_text(json.dumps(res, indent=1) + "\n")
     for k, v in res["summary"].items():
         print(f"{k}: {v['within_20pct']:.0%} of {v['fields']} fields within 20 %, median |error| "
               f"{v['median_abs_error']:.1%}")
+    for f, by in res.get("by_factor", {}).items():
+        print(f"  resized x{f}: " + ", ".join(f"{k} {v['within_20pct']:.0%}" for k, v in by.items()))
     print("->", out)
     return out
 

@@ -272,6 +272,11 @@ def test_size_estimate_markdown_rows_and_values():
     assert len(lines) == 2 + 4  # header, rule, 2 estimators x (all runs, runA); learned_2 absent -> no row
     assert "| all runs: learned, 1 pass | 4 | 75% | 5.0% | 31.0% |" in lines
     assert any(line.startswith("| runA: scale search | 4 | 50% |") for line in lines)
+    half = {"learned_2": {"fields": 2, "within_20pct": 0.0, "median_abs_error": 0.3, "max_abs_error": 0.35}}
+    md = size_estimate_markdown({"summary": s, "per_run": {"runA": {"summary": s}}, "by_factor": {"0.5": half}})
+    lines = md.splitlines()
+    assert len(lines) == 2 + 2 + 1 and not any("runA" in line for line in lines)  # per factor, not per run
+    assert "| all runs, fields resized x0.5: learned, 2 passes | 2 | 0% | 30.0% | 35.0% |" in lines
 
 
 def test_collaborator_ceiling_markdown_rows():

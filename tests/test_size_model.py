@@ -165,3 +165,26 @@ def test_training_fits_saves_and_reuses_it(tmp_path):
     off = train(cfg.__class__.from_dict({**cfg.to_dict(), "size": {**cfg.to_dict()["size"], "regressor_crops": 0}}),
                 data, None, out_dir=tmp_path / "off", progress=False)
     assert off["model"].size_model is None and not (tmp_path / "off" / FILE_NAME).exists()
+
+
+def test_size_benchmark_resizes_fields_and_summarises_per_factor():
+    """benchmarks/size_at_prediction.py --rescale: a field resized by f has f x the cells' size (checked on a disk
+    whose equivalent diameter is known), and the per-factor summary counts only that factor's rows."""
+    from benchmarks.size_at_prediction import resized, summary
+
+    yy, xx = np.mgrid[:200, :200]
+    disk = ((yy - 100) ** 2 + (xx - 100) ** 2 <= 30 ** 2).astype(np.float32) * 100.0  # diameter ~60 px
+    for f in (0.5, 1.5):
+        small = resized(disk, f)
+        assert small.shape == (round(200 * f), round(200 * f)) and small.dtype == np.float32
+        d = median_diameter((small > 50).astype(np.int32))
+        assert abs(d / (median_diameter((disk > 50).astype(np.int32)) * f) - 1) < 0.03
+    chw = resized(np.stack([disk, disk * 0]), 0.5)
+    assert chw.shape == (2, 100, 100) and chw[1].max() == 0
+    assert resized(disk, 1.0) is not None and np.array_equal(resized(disk, 1.0), disk)
+    rows = [{"resized": 0.5, "true": 10.0, "learned_1": 13.0, "learned_2": 11.0, "score_search": 10.0},
+            {"resized": 2.0, "true": 40.0, "learned_1": 40.0, "learned_2": 44.0, "score_search": 20.0}]
+    s = summary(rows)
+    assert s["learned_1"]["within_20pct"] == 0.5 and s["learned_2"]["within_20pct"] == 1.0
+    assert s["score_search"]["max_abs_error"] == 0.5
+    assert summary(rows[:1])["learned_1"]["median_abs_error"] == pytest.approx(0.3)
