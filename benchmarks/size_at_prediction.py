@@ -33,16 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def resized(image, factor: float):
-    """``image`` ``[H, W]`` or ``[C, H, W]`` resized by ``factor`` (bilinear; anti-aliased when shrinking)."""
+    """``image`` ``[H, W]`` or ``[C, H, W]`` resized by ``factor`` (:func:`cks.data.readers.resize_image`), float32."""
     import numpy as np
-    from skimage.transform import rescale
+
+    from cks.data.readers import resize_image
 
     img = np.asarray(image, np.float32)
-    if factor == 1:
-        return img
     chw = img[None] if img.ndim == 2 else img
-    out = np.stack([rescale(c, factor, order=1, anti_aliasing=factor < 1, preserve_range=True) for c in chw])
-    return out[0] if img.ndim == 2 else out.astype(np.float32)
+    out = resize_image(chw, (round(chw.shape[1] * factor), round(chw.shape[2] * factor)))
+    return out[0] if img.ndim == 2 else out
 
 
 def measure(run_dir: Path, spec: str, factors=(1.0,)) -> list[dict]:
