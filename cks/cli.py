@@ -325,6 +325,17 @@ def cmd_train(a) -> dict:
     return {"step": r["step"], **last}
 
 
+def _points_beside(image_path: Path, shape) -> np.ndarray:
+    """The points of the point file beside an image (``cks predict --size-at-points``)."""
+    from .data.point_files import POINT_SUFFIXES, partner_point_file, read_point_file
+
+    f = partner_point_file(image_path)
+    if f is None:
+        raise CksError(f"{image_path}: --size-at-points needs a point file beside the image with the same name "
+                       f"({', '.join(POINT_SUFFIXES)}); add one, or drop --size-at-points (or give --diameter)")
+    return read_point_file(f, shape)
+
+
 def cmd_predict(a) -> dict:
     from .checkpoint import load_model
     from .data.io import read_image
@@ -346,7 +357,9 @@ def cmd_predict(a) -> dict:
                                f"use --channel 0..{img.shape[0] - 1}")
             img = img[a.channel:a.channel + 1]
         label, table, info = predict(model, img, score_threshold=a.score_threshold, scale=a.scale,
-                                     diameter=a.diameter, tile=a.tile, size_from=a.size_from, return_info=True)
+                                     diameter=a.diameter, tile=a.tile, size_from=a.size_from,
+                                     points=_points_beside(p, img.shape[-2:]) if a.size_at_points else None,
+                                     return_info=True)
         write_table(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
         write_labels(label, out / (str(rel) + ".labels.tif"))
         if "imagej" in formats:
@@ -501,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a size-normalised model finds each image's cell size without --diameter: auto (the "
                         "run's learned size regressor, size_model.json, else the scale search), learned, score "
                         "(scale search), points (estimate at the detections); see cks.predict.predict")
+    r.add_argument("--size-at-points", action="store_true",
+                   help="measure each image's cell size at the point file beside it (same name, .csv/.json/.geojson/"
+                        ".zip/.roi: clicks, or nuclei from `cks points`) instead of estimating it; the model still "
+                        "finds and segments the cells itself")
     r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
     r.add_argument("--channel", type=int, help="use only this channel of the input")
     r.add_argument("--format", nargs="+", choices=["imagej", "geojson", "coco"], metavar="FORMAT",

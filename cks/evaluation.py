@@ -27,11 +27,16 @@ from .errors import CksConfigError
 
 
 def _size_kwargs(model, sample, size) -> dict:
-    """predict() keywords for one image: ``size`` = "auto" | "true" | "model" | a diameter in px."""
+    """predict() keywords for one image: ``size`` = "auto" | "true" | "points" | "model" | a diameter in px."""
     from .size import median_diameter
 
     if size == "auto":
         return {}
+    if size == "points":
+        if sample.get("points") is None:
+            raise CksConfigError("size='points' needs points (a 'points' [N, 2] array per sample, e.g. "
+                                 "load_dataset(..., points='nuclei')) to measure each image's cell size at")
+        return {"points": sample["points"]}
     if size == "true":
         if sample.get("label") is None:
             raise CksConfigError("size='true' needs masks (a 'label' per sample) to measure each image's cell size")
@@ -43,7 +48,7 @@ def _size_kwargs(model, sample, size) -> dict:
     try:
         return {"diameter": float(size)}
     except (TypeError, ValueError):
-        raise CksConfigError(f"size must be 'auto', 'true', 'model' or a diameter in px, got {size!r}") from None
+        raise CksConfigError(f"size must be 'auto', 'true', 'points', 'model' or a diameter in px, got {size!r}") from None
 
 
 def predict_many(model, samples: Sequence, size="auto", score_threshold: float = 0.5, **predict_kw) -> list[tuple]:
@@ -53,7 +58,8 @@ def predict_many(model, samples: Sequence, size="auto", score_threshold: float =
         model: a principal model (:func:`cks.checkpoint.load_model`).
         samples: sample dicts (with ``"image"``; ``"label"`` for ``size="true"``) or bare image arrays.
         size: ``"auto"`` (the model's own estimate of each image's cell size), ``"true"`` (each image's
-            median equivalent diameter from its masks: scores segmentation alone), ``"model"`` (the model's
+            median equivalent diameter from its masks: scores segmentation alone), ``"points"`` (measured at
+            each sample's ``"points"``, :func:`cks.size.estimate_diameter`), ``"model"`` (the model's
             training scale) or a diameter in px for every image.
         score_threshold, predict_kw: passed to :func:`cks.predict.predict`.
     """

@@ -87,7 +87,7 @@ def _empty_result(h: int, w: int):
 def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 0.5, min_area: int = 0,
             scale: float | None = None, diameter: float | None = None, model_diameter: float | None = None,
             tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "auto",
-            return_info: bool = False):
+            points=None, return_info: bool = False):
     """Segment one image.
 
     Args:
@@ -119,6 +119,11 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             also detects debris or cuts cells into fragments sees more points, a smaller size, a larger
             scale and more fragments: on Usiigaci tuning fields it ran away to 2-3x the true scale where the
             score search stayed within 25 % (issue #9 closing note); use it only with clean detections.
+        points: ``[N, 2]`` (y, x) native px, one per cell of this image, e.g. a nuclear stain's
+            (:func:`cks.points.points_from_nuclei`) or clicks: the cell size is measured at them
+            (:func:`cks.size.estimate_diameter`, the estimate used for training from points) instead of
+            estimated by the model; ``scale`` and ``diameter`` win over it. The image is still segmented by
+            the model alone (the points set its scale, nothing else).
         tile: tile side (px, model resolution); images larger than this are tiled.
         overlap: tile overlap (default 2 x window + 32; at least one window, less than ``tile``).
         return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
@@ -138,11 +143,14 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
     kw = dict(score_threshold=score_threshold, mask_threshold=mask_threshold, min_area=min_area, tile=tile,
               overlap=overlap, device=device)
     info = {"scale": None, "diameter": None, "diameter_source": None, "passes": 1}
+    source = "given"
+    if scale is None and diameter is None and points is not None:
+        diameter, source = _diameter_at_points(image, points), "measured at the given points"
     if scale is None and diameter is not None:
         if not (math.isfinite(float(diameter)) and diameter > 0):
             raise CksConfigError(f"diameter must be > 0 px, got {diameter}")
         scale = model_diameter / float(diameter)
-        info.update(diameter=float(diameter), diameter_source="given")
+        info.update(diameter=float(diameter), diameter_source=source)
     if scale is None and normalised:
         if size_from not in ("auto", "learned", "score", "points"):
             raise CksConfigError(f"size_from must be 'auto', 'learned', 'score' or 'points', got {size_from!r}")
@@ -160,6 +168,19 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
     return (label, table, info) if return_info else (label, table)
+
+
+def _diameter_at_points(image, points) -> float:
+    """:func:`cks.size.estimate_diameter` at user-given points ``[N, 2]`` (y, x), with errors that say what to do."""
+    from .size import estimate_diameter
+
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise CksDataError(f"points must be [N, 2] (y, x), got shape {pts.shape}")
+    if len(pts) < 2:
+        raise CksDataError(f"{len(pts)} point(s) given: measuring the cell size needs at least 2; give the size "
+                           f"instead (diameter= / --diameter) or let the model estimate it (no points)")
+    return float(estimate_diameter(image, pts))
 
 
 #: the scale search tries ``model.scale * 2^(k / 3)`` for ``k`` in SEARCH_STEPS (0.4x to 2.5x)

@@ -545,3 +545,30 @@ def test_every_option_has_help_text():
                 missing += [f"{name} {x.option_strings or x.dest}" for x in sub._actions
                             if not x.help and x.dest != "help"]
     assert not missing, missing
+
+
+def test_predict_size_at_points_beside_the_image(data, run, tmp_path, capsys):
+    """--size-at-points: each image's cell size is measured at the point file beside it (same name)."""
+    import shutil
+
+    from cks.points import centroids
+    from cks.size import estimate_diameter
+
+    root, samples = data
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    shutil.copy(root / "set1" / "raw.tif", img_dir / "a.tif")
+    _, pts = centroids(samples["set1"]["label"])
+    with open(img_dir / "a.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["y", "x"])
+        w.writerows(pts.tolist())
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img_dir / "a.tif", "--out", tmp_path / "P", "--size-at-points")
+    assert rc == 0, err
+    (info,) = json.loads((tmp_path / "P" / "sizes.json").read_text()).values()
+    raw = tifffile.imread(img_dir / "a.tif")
+    assert info["diameter_source"] == "measured at the given points"
+    assert info["diameter"] == pytest.approx(estimate_diameter(raw, pts), rel=1e-4)
+    (img_dir / "a.csv").unlink()
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img_dir / "a.tif", "--out", tmp_path / "Q", "--size-at-points")
+    assert_user_error(rc, err, "a.tif", "point file beside")

@@ -268,3 +268,31 @@ def test_seam_cells_neither_duplicated_nor_lost(bias):
     assert len(whole["label"]) == len(spots)
     assert main_component_fraction(label, table["label"]).min() == 1.0
     np.testing.assert_array_equal(np.sort(table["area"]), np.sort(whole["area"]))  # no cut discs
+
+
+def test_points_set_the_cell_size(model, big):
+    """``points=``: the size is measured at them (cks.size.estimate_diameter), exactly as if that diameter were given."""
+    from cks.evaluation import predict_many
+    from cks.points import centroids
+    from cks.size import estimate_diameter
+
+    img = big["image"]
+    _, pts = centroids(big["label"])
+    label, table, info = predict(model, img, points=pts, model_diameter=30.0, return_info=True)
+    d = estimate_diameter(img, pts)
+    assert info["diameter_source"] == "measured at the given points"
+    assert info["diameter"] == pytest.approx(d) and info["scale"] == pytest.approx(30.0 / d)
+    l2, t2 = predict(model, img, diameter=d, model_diameter=30.0)
+    np.testing.assert_array_equal(label, l2)
+    # scale and diameter win over points
+    assert predict(model, img, points=pts, diameter=20.0, return_info=True)[2]["diameter"] == 20.0
+    assert predict(model, img, points=pts, scale=1.0, return_info=True)[2]["diameter"] is None
+    # predict_many(size="points") reads each sample's points
+    (l3, _, i3), = predict_many(model, [{"image": img, "points": pts}], size="points", model_diameter=30.0)
+    np.testing.assert_array_equal(l3, label)
+    with pytest.raises(CksConfigError, match="needs points"):
+        predict_many(model, [{"image": img}], size="points")
+    with pytest.raises(CksDataError, match="at least 2"):
+        predict(model, img, points=pts[:1])
+    with pytest.raises(CksDataError, match=r"\[N, 2\]"):
+        predict(model, img, points=np.zeros((3, 3)))
