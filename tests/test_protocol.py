@@ -55,3 +55,33 @@ def test_cell_line_groups_score_each_line_apart(protocol):
     assert got["HeLa"]["ap50"] == 1.0 and got["HeLa"]["n_pred"] == 2
     assert got["MCF10A"]["ap50"] == pytest.approx(0.5) and got["MCF10A"]["n_gt"] == 2 and got["MCF10A"]["n_pred"] == 1
     assert protocol.cell_line_groups([lab], [{1: 0.9, 2: 0.9}], samples[:1]) == {}  # one line: no grouping
+
+
+def test_size_source_measures_sizes_at_the_points(tmp_path):
+    """benchmarks/size_source.compare: per source AP50/Dice and each field's size error; 'points' is exactly
+    cks.size.estimate_diameter at the field's points against the masks' median diameter."""
+    import torch
+
+    from benchmarks.size_source import compare
+    from cks.config import get_preset
+    from cks.data.synthetic import synthetic_sample
+    from cks.models.principal import Principal
+    from cks.points import centroids
+    from cks.size import estimate_diameter, median_diameter
+
+    torch.manual_seed(0)
+    model = Principal(get_preset("base", size="test", overrides={"segmentor.window": 48})).eval()
+    samples = []
+    for seed in (1, 2):
+        s = synthetic_sample((96, 112), n_cells=8, radius=(6, 9), seed=seed)
+        samples.append({"name": f"f{seed}", "image": s["image"], "label": s["label"], "points": centroids(s["label"])[1]})
+    got = compare(model, samples)
+    assert set(got) == {"model", "points"}
+    for r in got.values():
+        assert 0.0 <= r["ap50"] <= 1.0 and 0.0 <= r["dice"] <= 1.0 and r["n_gt"] == sum(int(s["label"].max()) for s in samples)
+        assert set(r["size_errors"]) == {"f1", "f2"}
+    for s in samples:
+        want = estimate_diameter(s["image"], s["points"]) / median_diameter(s["label"]) - 1
+        assert got["points"]["size_errors"][s["name"]] == pytest.approx(want, abs=1e-3)
+    errs = np.abs(list(got["points"]["size_errors"].values()))
+    assert got["points"]["within_20pct"] == pytest.approx(np.mean(errs <= 0.2))
