@@ -325,3 +325,29 @@ def test_foreground_iou_closed_form_and_empty():
     b[1:3] = 1  # 8 px, 4 shared
     assert foreground_iou(a, b) == pytest.approx(4 / 12)
     assert math.isnan(foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))))
+
+
+def test_foreground_partition_recovers_separate_cells_and_scores_them():
+    """``benchmarks/foreground_partition.py``: the flood fill of a foreground whose cells do not touch gives back
+    the cells (as skimage's watershed flooding the same mask from the same markers does), and scores AP50 = 1."""
+    from skimage.segmentation import watershed
+
+    from benchmarks.foreground_partition import partition, score
+    from cks.points import centroids
+
+    s = synthetic_sample((96, 96), n_cells=6, radius=(6, 9), seed=3)
+    gt = np.asarray(s["label"]).astype(np.int32)
+    _, pts = centroids(gt)
+    lab = partition(gt > 0, pts, 40)
+    markers = np.zeros_like(gt)
+    markers[np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)] = np.arange(1, len(pts) + 1)
+    ref = watershed(np.zeros(gt.shape), markers=markers, mask=gt > 0)
+    from scipy import ndimage
+    assert ndimage.label(gt > 0)[1] == len(pts) == 6  # the precondition: six cells, none touching
+    assert (lab == ref).all()
+    got = score([lab], [gt])
+    assert got["ap50"] == 1.0 and got["ap75"] == 1.0
+    assert got["n_pred"] == got["n_gt"] == len(pts)
+    half = np.where(lab > 0, lab, 0)
+    half[:, 48:] = 0  # cells cut in half on the right are lost at IoU 0.5 if less than half remains
+    assert score([half], [gt])["ap50"] <= got["ap50"]

@@ -5,6 +5,7 @@ from .cks import cks_loss_terms, prior_d_per_window
 from .collapse import collapse_loss
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, instance_consistency_loss,
                           linear_consistency, principal_foreground, prior_logits)
+from .geodesic import geodesic_partition, owner_windows
 from .supervised import supervised_loss, window_targets
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "collapse_loss",
     "collaborator_entropy_loss", "collaborator_linear_loss", "instance_consistency_loss", "linear_consistency",
     "principal_foreground", "prior_logits",
+    "geodesic_partition", "owner_windows",
     "supervised_loss", "window_targets",
 ]

@@ -31,6 +31,7 @@ from ..config import LossConfig
 from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_loss, spacing_ratio
+from .geodesic import geodesic_partition, owner_windows
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, instance_consistency_loss,
                           principal_foreground)
 
@@ -166,7 +167,12 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         raise CksConfigError(f"foreground must have the collaborator's shape {tuple(fg_logits.shape)}, "
                              f"got {tuple(foreground.shape)}")
     m_c = torch.sigmoid(fg_logits.detach()) if foreground is None else foreground.detach().to(fg_logits.dtype)
-    l_s = instance_consistency_loss(logits, batch, origin, m_c, shape, cfg.consistency_principal, cfg.overlap)
+    owner = None
+    if cfg.consistency_principal == "geodesic":  # ours (issue #9): each window's share of the foreground
+        reach = max(1, round(cfg.geodesic_reach * cfg.spacing_diameter))
+        labels = geodesic_partition(m_c >= 0.5, points, batch, reach)
+        owner = owner_windows(labels, batch, origin, logits.shape[-1])
+    l_s = instance_consistency_loss(logits, batch, origin, m_c, shape, cfg.consistency_principal, cfg.overlap, owner)
 
     # L_B: both models
     b_p = principal_border(logits, batch, origin, shape, cfg.border_magnitude)

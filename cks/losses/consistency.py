@@ -126,7 +126,7 @@ def collaborator_entropy_loss(fg_logits: Tensor, m_p: Tensor) -> Tensor:
 
 def instance_consistency_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, m_c: Tensor,
                               shape: tuple[int, int, int], variant: str = "linear",
-                              overlap: str = "soft") -> Tensor:
+                              overlap: str = "soft", owner: Tensor | None = None) -> Tensor:
     """Eq. 8 (L_S): drive each ``m_i`` towards ``M_c`` and penalise overlapping instances.
 
     Per window pixel: ``(1 - M_c) m_i + M_c (1 - m_i) + m_i (sum_j m_j - m_i)``, summed over all window
@@ -146,6 +146,9 @@ def instance_consistency_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin:
             part is replaced by the BCE of ``m_i`` against ``1[M_c >= 0.5]``; the overlap term is kept.
         overlap: ``"soft"`` (paper): ``m_i sum_{j != i} m_j``; ``"softplus"`` (author's warm-up):
             ``m_i sum_{j != i} softplus(l(m_j))`` = ``m_i sum_{j != i} -log(1 - m_j)``.
+        owner: ``[K, S, S]`` in {0, 1} or None (paper). Given (``loss.consistency_principal = "geodesic"``, ours),
+            window i's target is ``M_c * owner_i`` instead of ``M_c``, owner_i = 0 on the foreground of the other
+            cells (:func:`cks.losses.geodesic.owner_windows`); the first part is then linear as in Eq. 8.
     Returns:
         scalar (0 with no windows, still attached to ``seg_logits``).
     """
@@ -155,13 +158,15 @@ def instance_consistency_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin:
     b, h, w = shape
     m = torch.sigmoid(seg_logits)
     mc = gather_windows(m_c.detach().to(m.dtype), seg_batch, seg_origin, s)  # [K, S, S], off-image 0
+    if owner is not None:
+        mc = mc * owner.detach().to(m.dtype)
 
-    if variant == "linear":
+    if variant in ("linear", "geodesic"):
         first = (1.0 - mc) * m + mc * (1.0 - m)
     elif variant == "entropy":
         first = F.binary_cross_entropy_with_logits(seg_logits, (mc >= 0.5).to(m.dtype), reduction="none")
     else:
-        raise CksConfigError(f"loss.consistency_principal must be 'linear' or 'entropy', got {variant!r}")
+        raise CksConfigError(f"loss.consistency_principal must be 'linear', 'entropy' or 'geodesic', got {variant!r}")
 
     if overlap == "soft":
         v = m

@@ -1,0 +1,132 @@
+"""Is a run's foreground good enough to give cells their shape? Split it into cells from the points and score that.
+
+    python benchmarks/foreground_partition.py --name cks_xlong --runs $CKS_RUNS_DIR/usiigaci_points_v2/cks_xlong_seed0 ...
+
+CKS hands shape to the principal through the collaborator's image-level foreground ``M_c`` (L_S, Eq. 8). This
+separates "the foreground has no cell shape" from "the principal does not learn the shape the foreground has":
+on the Usiigaci tuning split, every field at its true cell size (``size.diameter`` px, from the masks), each
+foreground is cut into cells by a flood fill from the true mask centroids
+(:func:`cks.losses.geodesic.geodesic_partition`, 8-connected, reach 1.5 cell diameters) and scored as
+instances (AP50 / AP75 / Dice with :func:`cks.metrics.evaluate`, every cell score 1):
+
+* ``true_fg``: the TRUE foreground (label > 0) cut this way: what a perfect collaborator would offer;
+* ``collaborator``: the run's ``M_c >= 0.5`` cut this way;
+* ``principal``: the run's own predicted cells (score threshold 0.5);
+* ``disks``: Voronoi-clipped disks of radius 0.5 cell diameters around the same points (no image).
+
+Writes ``results/collaborator_ceiling/partition_<name>.json``. What differs from the paper: 16 Usiigaci fields,
+random init, a few thousand CPU steps (see each run's config); a diagnostic, not a method.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TUNE = "usiigaci_nih3t3_phase/train:set17-20"
+REACH = 1.5  # cell diameters
+DISK = 0.5   # cell diameters
+
+
+def partition(fg, points, reach_px: int):
+    """Flood fill of ``fg [H, W]`` (bool numpy) from ``points [N, 2]`` (y, x): an int32 label image."""
+    import numpy as np
+    import torch
+
+    from cks.losses.geodesic import geodesic_partition
+
+    lab = geodesic_partition(torch.from_numpy(np.asarray(fg, bool))[None], torch.as_tensor(points, dtype=torch.float32),
+                             torch.zeros(len(points), dtype=torch.long), reach_px)[0]
+    return lab.numpy().astype(np.int32)
+
+
+def score(preds, gts) -> dict:
+    """AP50 / AP75 / Dice of label images with every cell scored 1."""
+    import numpy as np
+
+    from cks.metrics import evaluate
+
+    scores = [{int(i): 1.0 for i in np.unique(p) if i > 0} for p in preds]
+    m = evaluate(preds, scores, gts)
+    return {"ap50": round(m["ap50"], 4), "ap75": round(m["ap75"], 4), "dice": round(m["dice"], 4),
+            "n_pred": m["n_pred"], "n_gt": m["n_gt"]}
+
+
+def score_run(run, tune) -> dict:
+    import numpy as np
+    import torch
+
+    from cks.baselines import voronoi_disks
+    from cks.checkpoint import load_checkpoint, load_model
+    from cks.data.readers import rescale_sample
+    from cks.diagnose import _collaborator, _image_tensor
+    from cks.points import centroids
+    from cks.predict import predict
+    from cks.size import median_diameter
+
+    model = load_model(run)
+    ck = load_checkpoint(run)
+    col = _collaborator(ck)
+    d = float(model.cfg.size.diameter)
+    reach = max(1, round(REACH * d))
+    out = {k: ([], []) for k in ("true_fg", "collaborator", "principal", "disks")}
+    for s in tune:
+        r = rescale_sample(s, d / median_diameter(s["label"]))
+        gt = np.asarray(r["label"]).astype(np.int32)
+        _, pts = centroids(gt)
+        labs = {"true_fg": partition(gt > 0, pts, reach),
+                "principal": predict(model, r["image"], diameter=d, score_threshold=0.5)[0].astype(np.int32),
+                "disks": voronoi_disks(pts, gt.shape, DISK * d).astype(np.int32)}
+        if col is not None:
+            with torch.no_grad():
+                ct = torch.tensor([max(int(s.get("cell_type", 0) or 0), 0)])
+                z = col(_image_tensor(r["image"], 1.0)[None], ct)["fg_logits"][0].numpy()
+            labs["collaborator"] = partition(z >= 0, pts, reach)
+        for k, v in labs.items():
+            out[k][0].append(v)
+            out[k][1].append(gt)
+    return {"step": int(ck.get("step", 0)),
+            **{k: (score(*v) if v[0] else None) for k, v in out.items()}}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--name", required=True, help="results/collaborator_ceiling/partition_<name>.json")
+    p.add_argument("--runs", nargs="+", required=True, help="run folders (CKS runs; supervised ones have no M_c)")
+    a = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    from cks.data.spec import load_dataset
+    from cks.provenance import git_commit, hardware
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    t0 = time.time()
+    tune = load_dataset(TUNE, scale=1.0, points="none")
+    rows = {}
+    for run in a.runs:
+        rows[Path(run).name] = score_run(run, tune)
+        print(Path(run).name, rows[Path(run).name], flush=True)
+    runs_dir = os.environ.get("CKS_RUNS_DIR")
+    args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
+            else x for x in (argv if argv is not None else sys.argv[1:])]
+    res = {"what": "cells from each foreground by a flood fill from the true centroids (reach 1.5 cell diameters), "
+                   "Usiigaci tuning split at the true cell size; every cell scored 1", "tune": TUNE,
+           "reach_rel": REACH, "disk_radius_rel": DISK, "runs": rows,
+           "command": "python benchmarks/foreground_partition.py " + " ".join(args),
+           "wall_s": round(time.time() - t0, 1), "git_commit": git_commit(), "hardware": hardware()}
+    out = ROOT / "results" / "collaborator_ceiling" / f"partition_{a.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print("->", out)
+    return res
+
+
+if __name__ == "__main__":
+    main()
