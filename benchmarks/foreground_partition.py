@@ -12,9 +12,12 @@ instances (AP50 / AP75 / Dice with :func:`cks.metrics.evaluate`, every cell scor
 * ``true_fg``: the TRUE foreground (label > 0) cut this way: what a perfect collaborator would offer;
 * ``collaborator``: the run's ``M_c >= 0.5`` cut this way;
 * ``principal``: the run's own predicted cells (score threshold 0.5);
-* ``disks``: Voronoi-clipped disks of radius 0.5 cell diameters around the same points (no image).
+* ``disks``: Voronoi-clipped disks of radius 0.5 cell diameters around the same points (no image);
+* ``collaborator_pixels``: precision and recall of ``M_c >= 0.5`` against the true foreground (pixels, all fields),
+  and the fraction of its false-positive pixels within 0.2 cell diameters of a true cell (at its outline, not
+  debris far from any cell).
 
-Writes ``results/collaborator_ceiling/partition_<name>.json``. What differs from the paper: 16 Usiigaci fields,
+Writes ``results/foreground_partition/<name>.json``. What differs from the paper: 16 Usiigaci fields,
 random init, a few thousand CPU steps (see each run's config); a diagnostic, not a method.
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 TUNE = "usiigaci_nih3t3_phase/train:set17-20"
 REACH = 1.5  # cell diameters
 DISK = 0.5   # cell diameters
+NEAR = 0.2   # cell diameters: a false-positive pixel of M_c this close to a true cell is "at a cell's outline"
 
 
 def partition(fg, points, reach_px: int):
@@ -61,6 +65,7 @@ def score(preds, gts) -> dict:
 def score_run(run, tune) -> dict:
     import numpy as np
     import torch
+    from scipy import ndimage
 
     from cks.baselines import voronoi_disks
     from cks.checkpoint import load_checkpoint, load_model
@@ -76,6 +81,7 @@ def score_run(run, tune) -> dict:
     d = float(model.cfg.size.diameter)
     reach = max(1, round(REACH * d))
     out = {k: ([], []) for k in ("true_fg", "collaborator", "principal", "disks")}
+    px = {"tp": 0, "fp": 0, "fn": 0, "fp_near": 0}  # M_c >= 0.5 against the true foreground, pixels
     for s in tune:
         r = rescale_sample(s, d / median_diameter(s["label"]))
         gt = np.asarray(r["label"]).astype(np.int32)
@@ -88,16 +94,25 @@ def score_run(run, tune) -> dict:
                 ct = torch.tensor([max(int(s.get("cell_type", 0) or 0), 0)])
                 z = col(_image_tensor(r["image"], 1.0)[None], ct)["fg_logits"][0].numpy()
             labs["collaborator"] = partition(z >= 0, pts, reach)
+            f, g = z >= 0, gt > 0
+            near = ndimage.distance_transform_edt(~g) <= NEAR * d
+            px["tp"] += int((f & g).sum())
+            px["fp"] += int((f & ~g).sum())
+            px["fn"] += int((~f & g).sum())
+            px["fp_near"] += int((f & ~g & near).sum())
         for k, v in labs.items():
             out[k][0].append(v)
             out[k][1].append(gt)
-    return {"step": int(ck.get("step", 0)),
+    fg = None if col is None else {
+        "precision": round(px["tp"] / max(px["tp"] + px["fp"], 1), 4), "recall": round(px["tp"] / max(px["tp"] + px["fn"], 1), 4),
+        "false_positive_near_cells": round(px["fp_near"] / max(px["fp"], 1), 4)}
+    return {"step": int(ck.get("step", 0)), "collaborator_pixels": fg,
             **{k: (score(*v) if v[0] else None) for k, v in out.items()}}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", required=True, help="results/collaborator_ceiling/partition_<name>.json")
+    p.add_argument("--name", required=True, help="results/foreground_partition/<name>.json")
     p.add_argument("--runs", nargs="+", required=True, help="run folders (CKS runs; supervised ones have no M_c)")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -118,10 +133,10 @@ def main(argv=None):
             else x for x in (argv if argv is not None else sys.argv[1:])]
     res = {"what": "cells from each foreground by a flood fill from the true centroids (reach 1.5 cell diameters), "
                    "Usiigaci tuning split at the true cell size; every cell scored 1", "tune": TUNE,
-           "reach_rel": REACH, "disk_radius_rel": DISK, "runs": rows,
+           "reach_rel": REACH, "disk_radius_rel": DISK, "near_rel": NEAR, "runs": rows,
            "command": "python benchmarks/foreground_partition.py " + " ".join(args),
            "wall_s": round(time.time() - t0, 1), "git_commit": git_commit(), "hardware": hardware()}
-    out = ROOT / "results" / "collaborator_ceiling" / f"partition_{a.name}.json"
+    out = ROOT / "results" / "foreground_partition" / f"{a.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     print("->", out)

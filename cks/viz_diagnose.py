@@ -221,5 +221,24 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
     return markdown_table(table, digits=3)
 
 
-__all__ = ["plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+def foreground_partition_markdown(record: dict) -> str:
+    """``benchmarks/foreground_partition.py``'s JSON as one markdown table: per run, AP50 / AP75 of its cells and of
+    its collaborator's ``M_c`` cut into cells from the true points, next to the true foreground cut the same way and
+    the Voronoi disks (all on the same tuning fields)."""
+    from .viz import markdown_table
+
+    def cell(v):
+        return "-" if not v else f"{v['ap50']:.3f} / {v['ap75']:.3f}"
+
+    table = {}
+    for name, v in record["runs"].items():
+        px = v.get("collaborator_pixels")
+        table[name] = {"steps": v["step"], "principal's cells": cell(v.get("principal")),
+                       "M_c cut at the points": cell(v.get("collaborator")),
+                       "M_c precision / recall": "-" if not px else f"{px['precision']:.2f} / {px['recall']:.2f}",
+                       "true foreground cut at the points": cell(v.get("true_fg")), "disks": cell(v.get("disks"))}
+    return markdown_table(table) + "\n\nEach entry: AP50 / AP75."
+
+
+__all__ = ["foreground_partition_markdown", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

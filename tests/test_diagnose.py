@@ -351,3 +351,19 @@ def test_foreground_partition_recovers_separate_cells_and_scores_them():
     half = np.where(lab > 0, lab, 0)
     half[:, 48:] = 0  # cells cut in half on the right are lost at IoU 0.5 if less than half remains
     assert score([half], [gt])["ap50"] <= got["ap50"]
+
+
+def test_foreground_partition_markdown_rows():
+    from cks.viz_diagnose import foreground_partition_markdown
+
+    rec = {"runs": {"cks_a": {"step": 7200, "principal": {"ap50": 0.309, "ap75": 0.001},
+                              "collaborator_pixels": {"precision": 0.663, "recall": 0.6622},
+                              "collaborator": {"ap50": 0.268, "ap75": 0.0}, "true_fg": {"ap50": 0.969, "ap75": 0.904},
+                              "disks": {"ap50": 0.134, "ap75": 0.0}},
+                    "sup": {"step": 8000, "principal": {"ap50": 0.7, "ap75": 0.3}, "collaborator": None,
+                            "true_fg": {"ap50": 0.969, "ap75": 0.904}, "disks": {"ap50": 0.134, "ap75": 0.0}}}}
+    lines = foreground_partition_markdown(rec).splitlines()
+    assert lines[0] == ("| | steps | principal's cells | M_c cut at the points | M_c precision / recall "
+                        "| true foreground cut at the points | disks |")
+    assert lines[2] == "| cks_a | 7200 | 0.309 / 0.001 | 0.268 / 0.000 | 0.66 / 0.66 | 0.969 / 0.904 | 0.134 / 0.000 |"
+    assert lines[3].startswith("| sup | 8000 | 0.700 / 0.300 | - | - |")
