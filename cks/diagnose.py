@@ -414,7 +414,8 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
 
     Predicts every image of ``data_spec`` with :func:`cks.predict.predict` (the model's training scale),
     compares with the GT at native resolution (bins and offsets at the training scale), writes
-    ``diagnostics.json``, ``shape.png`` and ``training_maps.png`` into ``out_dir`` (default
+    ``diagnostics.json``, ``shape.png``, ``boundary_profile.png`` (:mod:`cks.boundary_profile`: the image's mean
+    intensity against the signed distance to the true and to the predicted boundaries) and ``training_maps.png`` into ``out_dir`` (default
     ``run_dir/diagnose``) and returns the JSON summary. ``true_size``: predict each image at its true cell size
     (median equivalent diameter of its masks) instead of the model's own size estimate, so the figures show
     the shape of the masks alone.
@@ -426,7 +427,8 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     from .data.readers import rescale_sample
     from .data.spec import load_dataset
     from .predict import predict
-    from .viz_diagnose import plot_shape_diagnostics, show_training_maps
+    from .boundary_profile import boundary_profile
+    from .viz_diagnose import plot_boundary_profile, plot_shape_diagnostics, show_training_maps
 
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent) / "diagnose"
@@ -441,6 +443,10 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                      diameter=median_diameter(s["label"]) if true_size else None)[0]
              for s in tqdm(samples, desc="diagnose", disable=not progress, dynamic_ncols=True)]
     res = shape_diagnostics(preds, [s["label"] for s in samples], scale=scale)
+    images = [s["image"] for s in samples]
+    true_profile = boundary_profile(images, [s["label"] for s in samples], scale)
+    profile = {"scale": scale, "distance": true_profile["distance"], "true": true_profile["mean"],
+               "predicted": boundary_profile(images, preds, scale)["mean"]}
     ckpt = load_checkpoint(run)
     collab = _collaborator(ckpt)
     fraction = None if collab is None else collaborator_foreground_fraction(collab, samples, scale)
@@ -454,13 +460,14 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
                                  "fg_fraction": [r["fg_fraction"] for r in maps["rows"]],
                                  "true_fg_fraction": None if maps["label"] is None else float((maps["label"] > 0).mean())},
-               "shape_over_training": over,
-               "figures": ["shape.png", "training_maps.png"]}
+               "shape_over_training": over, "boundary_profile": profile,
+               "figures": ["shape.png", "boundary_profile.png", "training_maps.png"]}
     summary = _jsonable(summary)
     out.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
-    for name, fig in (("shape.png", plot_shape_diagnostics(res)), ("training_maps.png", show_training_maps(maps))):
+    for name, fig in (("shape.png", plot_shape_diagnostics(res)), ("boundary_profile.png", plot_boundary_profile(profile)),
+                      ("training_maps.png", show_training_maps(maps))):
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
     atomic_write_text(json.dumps(summary, indent=2), out / "diagnostics.json")

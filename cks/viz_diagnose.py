@@ -221,6 +221,30 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
     return markdown_table(table, digits=3)
 
 
+def plot_boundary_profile(profile: dict, ax=None):
+    """Mean image intensity against the signed distance to the true and the predicted boundaries (one axis).
+
+    ``profile``: ``diagnostics.json``'s ``boundary_profile`` (``distance``, ``true``, ``predicted``; see
+    :mod:`cks.boundary_profile`). Where the predicted curve's bright peak lies inside (left of 0) while the true
+    one lies just outside, the masks include the phase halo.
+    """
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    d = profile["distance"]
+    ax.plot(d, profile["true"], "o-", color="0.2", label="true masks")
+    ax.plot(d, profile["predicted"], "s-", color="tab:red", label="predicted masks")
+    ax.axvline(0, color="0.6", lw=1, ls="--")
+    ax.set_xlabel("signed distance to the mask boundary (px at training scale; outside > 0)")
+    ax.set_ylabel("image intensity (per-image z-score)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("where the mask edges sit on the image", fontsize=10)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
 def foreground_partition_markdown(record: dict) -> str:
     """``benchmarks/foreground_partition.py``'s JSON as one markdown table: per run, AP50 / AP75 of its cells and of
     its collaborator's ``M_c`` cut into cells from the true points, next to the true foreground cut the same way and
@@ -240,5 +264,5 @@ def foreground_partition_markdown(record: dict) -> str:
     return markdown_table(table) + "\n\nEach entry: AP50 / AP75."
 
 
-__all__ = ["foreground_partition_markdown", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+__all__ = ["foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

@@ -221,6 +221,10 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert d["shape"]["n_gt"] == sum(b["n_gt"] for b in d["shape"]["bins"]) > 0
     assert len(d["collaborator_foreground"]["true"]) == 1
     assert (out / "shape.png").stat().st_size > 1000 and (out / "training_maps.png").stat().st_size > 1000
+    assert (out / "boundary_profile.png").stat().st_size > 1000
+    prof = d["boundary_profile"]
+    assert prof["distance"][:2] == [-8, -7] and 0 not in prof["distance"]
+    assert len(prof["true"]) == len(prof["predicted"]) == 16 and not math.isnan(prof["true"][7])
     assert "count ratio" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
