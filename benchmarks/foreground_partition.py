@@ -1,11 +1,13 @@
 """Is a run's foreground good enough to give cells their shape? Split it into cells from the points and score that.
 
-    python benchmarks/foreground_partition.py --name cks_xlong --runs $CKS_RUNS_DIR/usiigaci_points_v2/cks_xlong_seed0 ...
+    python benchmarks/foreground_partition.py --name usiigaci_v2 --runs $CKS_RUNS_DIR/usiigaci_points_v2/cks_xlong_seed0 ...
+    python benchmarks/foreground_partition.py --name deepcell_nuclei_v2 --protocol deepcell_nuclei_v2 --runs ...
 
 CKS hands shape to the principal through the collaborator's image-level foreground ``M_c`` (L_S, Eq. 8). This
 separates "the foreground has no cell shape" from "the principal does not learn the shape the foreground has":
-on the Usiigaci tuning split, every field at its true cell size (``size.diameter`` px, from the masks), each
-foreground is cut into cells by a flood fill from the true mask centroids
+on a protocol's tuning split (default Usiigaci train/set17-20), every field at its true cell size
+(``size.diameter`` px, from the masks), each foreground is cut into cells by a flood fill from the protocol's points
+(the true mask centroids; for ``deepcell_nuclei_v2`` the points found in the nuclear channel, as CKS was trained)
 (:func:`cks.losses.geodesic.geodesic_partition`, 8-connected, reach 1.5 cell diameters) and scored as
 instances (AP50 / AP75 / Dice with :func:`cks.metrics.evaluate`, every cell score 1):
 
@@ -32,7 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TUNE = "usiigaci_nih3t3_phase/train:set17-20"
 REACH = 1.5  # cell diameters
 DISK = 0.5   # cell diameters
 NEAR = 0.2   # cell diameters: a false-positive pixel of M_c this close to a true cell is "at a cell's outline"
@@ -62,7 +63,7 @@ def score(preds, gts) -> dict:
             "n_pred": m["n_pred"], "n_gt": m["n_gt"]}
 
 
-def score_run(run, tune) -> dict:
+def score_run(run, tune, points: str = "centroids") -> dict:
     import numpy as np
     import torch
     from scipy import ndimage
@@ -85,7 +86,7 @@ def score_run(run, tune) -> dict:
     for s in tune:
         r = rescale_sample(s, d / median_diameter(s["label"]))
         gt = np.asarray(r["label"]).astype(np.int32)
-        _, pts = centroids(gt)
+        pts = centroids(gt)[1] if points == "centroids" else np.asarray(r["points"], np.float64).reshape(-1, 2)
         labs = {"true_fg": partition(gt > 0, pts, reach),
                 "principal": predict(model, r["image"], diameter=d, score_threshold=0.5)[0].astype(np.int32),
                 "disks": voronoi_disks(pts, gt.shape, DISK * d).astype(np.int32)}
@@ -114,25 +115,31 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True, help="results/foreground_partition/<name>.json")
     p.add_argument("--runs", nargs="+", required=True, help="run folders (CKS runs; supervised ones have no M_c)")
+    p.add_argument("--protocol", default="usiigaci_points_v2", help="whose tuning split and points (benchmarks/protocol.py)")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
+    from benchmarks.protocol import PROTOCOLS
     from cks.data.spec import load_dataset
     from cks.provenance import git_commit, hardware
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.time()
-    tune = load_dataset(TUNE, scale=1.0, points="none")
+    proto = PROTOCOLS[a.protocol]
+    spec = proto["tune"]
+    points = "nuclei" if proto["labels"] == "nuclei" else "centroids"
+    tune = load_dataset(spec, scale=1.0, points="nuclei" if points == "nuclei" else "none")
     rows = {}
     for run in a.runs:
-        rows[Path(run).name] = score_run(run, tune)
+        rows[Path(run).name] = score_run(run, tune, points)
         print(Path(run).name, rows[Path(run).name], flush=True)
     runs_dir = os.environ.get("CKS_RUNS_DIR")
     args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
             else x for x in (argv if argv is not None else sys.argv[1:])]
-    res = {"what": "cells from each foreground by a flood fill from the true centroids (reach 1.5 cell diameters), "
-                   "Usiigaci tuning split at the true cell size; every cell scored 1", "tune": TUNE,
+    res = {"what": f"cells from each foreground by a flood fill from the {'nuclear points' if points == 'nuclei' else 'true centroids'} "
+                   "(reach 1.5 cell diameters), tuning split at the true cell size; every cell scored 1",
+           "protocol": a.protocol, "tune": spec, "points": points,
            "reach_rel": REACH, "disk_radius_rel": DISK, "near_rel": NEAR, "runs": rows,
            "command": "python benchmarks/foreground_partition.py " + " ".join(args),
            "wall_s": round(time.time() - t0, 1), "git_commit": git_commit(), "hardware": hardware()}
