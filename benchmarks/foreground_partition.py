@@ -16,8 +16,9 @@ instances (AP50 / AP75 / Dice with :func:`cks.metrics.evaluate`, every cell scor
 * ``principal``: the run's own predicted cells (score threshold 0.5);
 * ``disks``: Voronoi-clipped disks of radius 0.5 cell diameters around the same points (no image);
 * ``collaborator_pixels``: precision and recall of ``M_c >= 0.5`` against the true foreground (pixels, all fields),
-  and the fraction of its false-positive pixels within 0.2 cell diameters of a true cell (at its outline, not
-  debris far from any cell).
+  its pixel IoU, the fraction of its false-positive pixels within 0.2 cell diameters of a true cell (at its outline,
+  not debris far from any cell), and (``eroded``) the cut scored after shrinking ``M_c`` by 1, 2, 3 px: if a band of
+  constant width were all that is wrong with it, this would recover the cells.
 
 Writes ``results/foreground_partition/<name>.json``. What differs from the paper: 16 Usiigaci fields,
 random init, a few thousand CPU steps (see each run's config); a diagnostic, not a method.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 REACH = 1.5  # cell diameters
 DISK = 0.5   # cell diameters
 NEAR = 0.2   # cell diameters: a false-positive pixel of M_c this close to a true cell is "at a cell's outline"
+ERODE = (1, 2, 3)  # px at the training scale: M_c shrunk by this much, then cut (a band of constant width removed)
 
 
 def partition(fg, points, reach_px: int):
@@ -82,6 +84,7 @@ def score_run(run, tune, points: str = "centroids") -> dict:
     d = float(model.cfg.size.diameter)
     reach = max(1, round(REACH * d))
     out = {k: ([], []) for k in ("true_fg", "collaborator", "principal", "disks")}
+    eroded = {k: ([], []) for k in ERODE}  # M_c >= 0.5 eroded by k px before the cut: is the band all that is wrong?
     px = {"tp": 0, "fp": 0, "fn": 0, "fp_near": 0}  # M_c >= 0.5 against the true foreground, pixels
     for s in tune:
         r = rescale_sample(s, d / median_diameter(s["label"]))
@@ -96,6 +99,9 @@ def score_run(run, tune, points: str = "centroids") -> dict:
                 z = col(_image_tensor(r["image"], 1.0)[None], ct)["fg_logits"][0].numpy()
             labs["collaborator"] = partition(z >= 0, pts, reach)
             f, g = z >= 0, gt > 0
+            for k in ERODE:
+                eroded[k][0].append(partition(ndimage.binary_erosion(f, iterations=k), pts, reach))
+                eroded[k][1].append(gt)
             near = ndimage.distance_transform_edt(~g) <= NEAR * d
             px["tp"] += int((f & g).sum())
             px["fp"] += int((f & ~g).sum())
@@ -107,6 +113,9 @@ def score_run(run, tune, points: str = "centroids") -> dict:
     fg = None if col is None else {
         "precision": round(px["tp"] / max(px["tp"] + px["fp"], 1), 4), "recall": round(px["tp"] / max(px["tp"] + px["fn"], 1), 4),
         "false_positive_near_cells": round(px["fp_near"] / max(px["fp"], 1), 4)}
+    if fg is not None:
+        fg["iou"] = round(px["tp"] / max(px["tp"] + px["fp"] + px["fn"], 1), 4)
+        fg["eroded"] = {str(k): score(*v) for k, v in eroded.items()}
     return {"step": int(ck.get("step", 0)), "collaborator_pixels": fg,
             **{k: (score(*v) if v[0] else None) for k, v in out.items()}}
 

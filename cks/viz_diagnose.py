@@ -260,6 +260,8 @@ def foreground_partition_markdown(record: dict) -> str:
         table[name] = {"steps": v["step"], "principal's cells": cell(v.get("principal")),
                        "M_c cut at the points": cell(v.get("collaborator")),
                        "M_c precision / recall": "-" if not px else f"{px['precision']:.2f} / {px['recall']:.2f}",
+                       "M_c shrunk 1 / 2 / 3 px, cut (AP50)": "-" if not px or not px.get("eroded") else
+                       " / ".join(f"{px['eroded'][k]['ap50']:.3f}" for k in sorted(px["eroded"], key=int)),
                        "true foreground cut at the points": cell(v.get("true_fg")), "disks": cell(v.get("disks"))}
     return markdown_table(table) + "\n\nEach entry: AP50 / AP75."
 

@@ -361,13 +361,15 @@ def test_foreground_partition_markdown_rows():
     from cks.viz_diagnose import foreground_partition_markdown
 
     rec = {"runs": {"cks_a": {"step": 7200, "principal": {"ap50": 0.309, "ap75": 0.001},
-                              "collaborator_pixels": {"precision": 0.663, "recall": 0.6622},
+                              "collaborator_pixels": {"precision": 0.663, "recall": 0.6622, "eroded": {
+                                  "1": {"ap50": 0.33}, "3": {"ap50": 0.315}, "2": {"ap50": 0.322}}},
                               "collaborator": {"ap50": 0.268, "ap75": 0.0}, "true_fg": {"ap50": 0.969, "ap75": 0.904},
                               "disks": {"ap50": 0.134, "ap75": 0.0}},
                     "sup": {"step": 8000, "principal": {"ap50": 0.7, "ap75": 0.3}, "collaborator": None,
                             "true_fg": {"ap50": 0.969, "ap75": 0.904}, "disks": {"ap50": 0.134, "ap75": 0.0}}}}
     lines = foreground_partition_markdown(rec).splitlines()
     assert lines[0] == ("| | steps | principal's cells | M_c cut at the points | M_c precision / recall "
-                        "| true foreground cut at the points | disks |")
-    assert lines[2] == "| cks_a | 7200 | 0.309 / 0.001 | 0.268 / 0.000 | 0.66 / 0.66 | 0.969 / 0.904 | 0.134 / 0.000 |"
-    assert lines[3].startswith("| sup | 8000 | 0.700 / 0.300 | - | - |")
+                        "| M_c shrunk 1 / 2 / 3 px, cut (AP50) | true foreground cut at the points | disks |")
+    assert lines[2] == ("| cks_a | 7200 | 0.309 / 0.001 | 0.268 / 0.000 | 0.66 / 0.66 | 0.330 / 0.322 / 0.315 "
+                        "| 0.969 / 0.904 | 0.134 / 0.000 |")
+    assert lines[3].startswith("| sup | 8000 | 0.700 / 0.300 | - | - | - |")
