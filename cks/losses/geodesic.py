@@ -13,6 +13,12 @@ every cell location through ``M_c >= 0.5`` (8-connected, all fronts at the same 
 the Usiigaci tuning fields almost exactly (AP50 0.97), so this target carries the shape that the foreground has.
 The flood fill is ``reach`` rounds of a 3x3 max-pool over a ``[B, H, W]`` label canvas: no loop over cells.
 
+Measured (Usiigaci tuning split, seed 0; ``results/usiigaci_points_v2/tuning_diagnostics.json``): no clear gain, so
+it is not the base. From points, 700 steps: tuning AP50 0.155 (base of the same length 0.157, session 6). With the
+true foreground, 2,400 steps: 0.597 against 0.575 for the paper's L_S, but lower at 600 / 1,200 steps (0.218 /
+0.375 vs 0.348 / 0.444). The paper's L_S already turns a right foreground into cells; what CKS lacks on these
+images is a right ``M_c`` (``benchmarks/foreground_partition.py``).
+
 Shapes: ``fg [B, H, W]`` bool, ``points [K, 2]`` float (y, x), ``batch [K]`` long; labels are ``k + 1`` for
 window k, 0 for no cell.
 """
