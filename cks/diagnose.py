@@ -479,7 +479,8 @@ def add_parser(subparsers):
     """Register ``cks diagnose RUN --data SPEC [--out DIR] [--max-images N] [--score-threshold T]``."""
     import argparse
 
-    text = "is shape being learned? signed boundary offset, area ratio and IoU vs disks per size bin, run maps"
+    text = ("is shape being learned? signed boundary offset, area ratio and IoU vs disks per size bin, where the mask "
+            "edges sit on the image (boundary profile), run maps")
     p = subparsers.add_parser("diagnose", help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog="example:\n  cks diagnose runs/cks --data usiigaci_nih3t3_phase/val:set46-50")
     p.add_argument("run", help="run folder (or checkpoint.pt)")
@@ -504,4 +505,12 @@ def run_cli(args) -> dict:
         print(f"| {r['bin']} | {r['n_gt']} | {r['n_matched']} | {r['n_matched_50']} | " + " | ".join(f) + " |")
     cr = s["shape"]["count_ratio"]
     print(f"count ratio (predicted / GT): {'-' if cr is None else f'{cr:.3f}'}")
+    prof = s["boundary_profile"]
+
+    def peak(curve):  # the distance (px) of the brightest bin; "-" when no bin has pixels
+        ok = [(v, d) for v, d in zip(curve, prof["distance"]) if v is not None and math.isfinite(v)]
+        return f"{max(ok)[1]:+d} px" if ok else "-"
+
+    print(f"brightest image band (boundary_profile.png; a phase halo): {peak(prof['true'])} from the true boundary, "
+          f"{peak(prof['predicted'])} from the predicted one (outside > 0)")
     return s

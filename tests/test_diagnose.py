@@ -225,7 +225,7 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     prof = d["boundary_profile"]
     assert prof["distance"][:2] == [-8, -7] and 0 not in prof["distance"]
     assert len(prof["true"]) == len(prof["predicted"]) == 16 and not math.isnan(prof["true"][7])
-    assert "count ratio" in stdout
+    assert "count ratio" in stdout and "from the true boundary" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
 
