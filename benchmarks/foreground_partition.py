@@ -110,12 +110,11 @@ def score_run(run, tune, points: str = "centroids") -> dict:
         for k, v in labs.items():
             out[k][0].append(v)
             out[k][1].append(gt)
+    tp, fp, fn = px["tp"], px["fp"], px["fn"]
     fg = None if col is None else {
-        "precision": round(px["tp"] / max(px["tp"] + px["fp"], 1), 4), "recall": round(px["tp"] / max(px["tp"] + px["fn"], 1), 4),
-        "false_positive_near_cells": round(px["fp_near"] / max(px["fp"], 1), 4)}
-    if fg is not None:
-        fg["iou"] = round(px["tp"] / max(px["tp"] + px["fp"] + px["fn"], 1), 4)
-        fg["eroded"] = {str(k): score(*v) for k, v in eroded.items()}
+        "precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),
+        "false_positive_near_cells": round(px["fp_near"] / max(fp, 1), 4), "iou": round(tp / max(tp + fp + fn, 1), 4),
+        "eroded": {str(k): score(*v) for k, v in eroded.items()}}
     return {"step": int(ck.get("step", 0)), "collaborator_pixels": fg,
             **{k: (score(*v) if v[0] else None) for k, v in out.items()}}
 
@@ -147,7 +146,7 @@ def main(argv=None):
     args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
             else x for x in (argv if argv is not None else sys.argv[1:])]
     res = {"what": f"cells from each foreground by a flood fill from the {'nuclear points' if points == 'nuclei' else 'true centroids'} "
-                   "(reach 1.5 cell diameters), tuning split at the true cell size; every cell scored 1",
+                   f"(reach {REACH:g} cell diameters), tuning split at the true cell size; every cell scored 1",
            "protocol": a.protocol, "tune": spec, "points": points,
            "reach_rel": REACH, "disk_radius_rel": DISK, "near_rel": NEAR, "runs": rows,
            "command": "python benchmarks/foreground_partition.py " + " ".join(args),

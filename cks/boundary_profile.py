@@ -4,7 +4,7 @@ In phase contrast a bright halo hugs every cell just outside its annotated outli
 data set, the image intensity as a function of the signed distance to the mask boundary (outward positive) shows
 where a set of masks puts its edges: for the annotated masks of the Usiigaci tuning fields the intensity is low
 inside, rises across the boundary and peaks 1 px outside it (the halo), then falls to the background within ~5
-px; for CKS masks the same halo peak lies 4-6 px *inside* the boundary, i.e. the masks end where the halo ends.
+px; for CKS masks the same halo peak lies 3-4 px *inside* the boundary, i.e. the masks end where the halo ends.
 A constant band of that kind is what the diagnostics' signed boundary offset measures per cell; this profile
 says what the band is made of.
 
