@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .errors import CksDataError
 
-__all__ = ["signed_distance", "normalised_intensity", "boundary_profile"]
+__all__ = ["signed_distance", "normalised_intensity", "map_profile", "boundary_profile"]
 
 
 def signed_distance(foreground: np.ndarray) -> np.ndarray:
@@ -46,26 +46,27 @@ def normalised_intensity(image) -> np.ndarray:
     return (x - np.median(x)) / (sd if sd > 0 else 1.0)
 
 
-def boundary_profile(images, labels, scale: float = 1.0, max_distance: int = 8) -> dict:
-    """Mean normalised intensity per 1-px bin of signed distance to the foreground boundary of ``labels``.
+def map_profile(maps, labels, scale: float = 1.0, max_distance: int = 8) -> dict:
+    """Mean of per-pixel ``maps`` per 1-px bin of signed distance to the foreground boundary of ``labels``.
 
     Args:
-        images: list of ``[H, W]`` / ``[C, H, W]`` arrays. labels: list of label images (``> 0`` is foreground)
-            of the same sizes. scale: px at the training scale per native px (distances are multiplied by it
-            before binning). max_distance: bins ``-max .. -1`` (inside) and ``1 .. max`` (outside).
+        maps: list of ``[H, W]`` float arrays (e.g. a normalised image, or the collaborator's ``M_c``).
+        labels: list of label images (``> 0`` is foreground) of the same sizes. scale: px at the training scale
+            per native px (distances are multiplied by it before binning). max_distance: bins ``-max .. -1``
+            (inside) and ``1 .. max`` (outside).
     Returns:
-        ``{"distance": [-max, ..., -1, 1, ..., max], "mean": [...], "count": [...]}`` over all images (NaN
-        for an empty bin); intensities per image by :func:`normalised_intensity`.
+        ``{"distance": [-max, ..., -1, 1, ..., max], "mean": [...], "count": [...]}`` over all maps (NaN for an
+        empty bin).
     """
-    if len(images) != len(labels):
-        raise CksDataError(f"boundary_profile: {len(images)} images but {len(labels)} label images")
+    if len(maps) != len(labels):
+        raise CksDataError(f"boundary profile: {len(maps)} maps but {len(labels)} label images")
     dist = [d for d in range(-max_distance, max_distance + 1) if d != 0]
     total = np.zeros(len(dist))
     count = np.zeros(len(dist), np.int64)
-    for img, lab in zip(images, labels):
-        x = normalised_intensity(img)
+    for x, lab in zip(maps, labels):
+        x = np.asarray(x, np.float64)
         if np.shape(lab) != x.shape:
-            raise CksDataError(f"boundary_profile: label image {np.shape(lab)} does not match image {x.shape}")
+            raise CksDataError(f"boundary profile: label image {np.shape(lab)} does not match map {x.shape}")
         sd = signed_distance(np.asarray(lab) > 0) * float(scale)
         ok = np.isfinite(sd)
         b = np.where(sd > 0, np.ceil(sd - 0.5), np.floor(sd + 0.5))[ok].astype(np.int64)  # round half away from 0
@@ -77,3 +78,16 @@ def boundary_profile(images, labels, scale: float = 1.0, max_distance: int = 8) 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return {"distance": dist, "mean": [float(v) for v in mean], "count": [int(c) for c in count]}
+
+
+def boundary_profile(images, labels, scale: float = 1.0, max_distance: int = 8) -> dict:
+    """Mean normalised intensity per 1-px bin of signed distance to the foreground boundary of ``labels``.
+
+    Args:
+        images: list of ``[H, W]`` / ``[C, H, W]`` arrays. labels, scale, max_distance: as :func:`map_profile`.
+    Returns:
+        as :func:`map_profile`, with intensities per image by :func:`normalised_intensity`.
+    """
+    if len(images) != len(labels):
+        raise CksDataError(f"boundary_profile: {len(images)} images but {len(labels)} label images")
+    return map_profile([normalised_intensity(img) for img in images], labels, scale, max_distance)

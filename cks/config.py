@@ -94,7 +94,7 @@ class LossConfig:
     foreground_from: str = "collaborator"  # what L_S (Eq. 8) pulls the masks toward: the collaborator's M_c (CKS), or "masks": the TRUE foreground (label > 0; a diagnostic upper bound, the author's point + image-mask mode)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V); "geodesic" (ours): linear, but M_c is 0 where the flood fill of M_c >= 0.5 from the points gives the pixel to another cell
     geodesic_reach: float = 1.5  # "geodesic": the flood fill reaches this many size.diameter from each point
-    consistency_collaborator: str = "linear"  # L_M (Eq. 6); "entropy": L_CE (Eq. 5) (Table V)
+    consistency_collaborator: str = "linear"  # L_M (Eq. 6); "entropy": L_CE (Eq. 5) (Table V); "soft_entropy": BCE against the soft M_p (ours)
     overlap: str = "soft"  # L_S overlap term m_i * sum_j m_j (Eq. 8); "softplus" (author's warm-up)
     border_magnitude: str = "author"  # Sobel magnitude sqrt(clip((Sy^2+Sx^2)/8, 1e-8, 1)) (paper silent)
     border_loss_factor: float = 1.0  # L_B = factor * mean (B_c - B_p)^2; author: 0.5 (diff #9)
@@ -291,7 +291,7 @@ RULES: dict[str, Any] = {
     "loss.mode": _choice("cks", "supervised"), "loss.prior_scale": _non_negative,
     "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
     "loss.consistency_principal": _choice("linear", "entropy", "geodesic"), "loss.geodesic_reach": _positive, "loss.foreground_from": _choice("collaborator", "masks"),
-    "loss.consistency_collaborator": _choice("linear", "entropy"), "loss.overlap": _choice("soft", "softplus"),
+    "loss.consistency_collaborator": _choice("linear", "entropy", "soft_entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
     "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,
     "loss.spacing_from": _fraction, "loss.prior_until": _fraction, "loss.prior_scale_after": _non_negative, "loss.spacing_diameter": _positive,

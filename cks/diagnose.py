@@ -232,27 +232,35 @@ def foreground_iou(pred, label) -> float:
 
 
 def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
-    """Per image: fraction of pixels with ``M_c = sigmoid(fg_logits) >= 0.5`` vs the GT, and their IoU.
+    """Per image: fraction of pixels with ``M_c = sigmoid(fg_logits) >= 0.5`` vs the GT, and their IoU; and how
+    ``M_c`` and the collaborator's confidence run across the true boundary.
 
     Args:
         collaborator: a :class:`cks.models.collaborator.Collaborator`. samples: dicts with ``image``, ``label``
             (and optional ``cell_type``). scale: resize factor to the training scale before the collaborator,
             one for all images or one per image (e.g. each image at its true cell size).
     Returns:
-        ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...]}``: ratio = collaborator / true
-        (NaN if no GT); iou = foreground IoU of ``M_c >= 0.5`` with ``label > 0`` at native resolution (the
-        logits resized bilinearly to the label's size; NaN if both are empty). The IoU says how well the
-        collaborator sees cells at all; ``benchmarks/collaborator_ceiling.py`` measures what the same network
-        reaches when trained on the true foreground.
+        ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...], "profile": {...}}``: ratio =
+        collaborator / true (NaN if no GT); iou = foreground IoU of ``M_c >= 0.5`` with ``label > 0`` at native
+        resolution (the logits resized bilinearly to the label's size; NaN if both are empty). The IoU says how
+        well the collaborator sees cells at all; ``benchmarks/collaborator_ceiling.py`` measures what the same
+        network reaches when trained on the true foreground. ``profile`` (:func:`cks.boundary_profile.map_profile`,
+        distances in px at the training scale, outside > 0): ``"m_c"`` the mean ``M_c`` and ``"abs_logit"`` the
+        mean ``|fg_logit|`` per bin, and ``"saturated"`` the fraction of pixels within 3 px of the true boundary
+        with ``|fg_logit| >= 3`` (``M_c`` outside [0.05, 0.95]). The linear L_M of Eq. 6 moves a logit by
+        ``(1 - 2 M_p) M_c (1 - M_c)``: < 0.05 of its largest value at such pixels, however wrong ``M_c`` is there.
     """
     import torch
     import torch.nn.functional as F
+
+    from .boundary_profile import map_profile, signed_distance
 
     dev = next(collaborator.parameters()).device
     scales = list(scale) if isinstance(scale, (list, tuple, np.ndarray)) else [scale] * len(samples)
     if len(scales) != len(samples):
         raise CksDataError(f"collaborator_foreground_fraction: {len(scales)} scales for {len(samples)} images")
-    pred, true, iou = [], [], []
+    pred, true, iou, probs, conf, labels = [], [], [], [], [], []
+    near = sat = 0
     with torch.no_grad():
         for s, sc in zip(samples, scales):
             ct = torch.tensor([max(int(s.get("cell_type", 0) or 0), 0)], device=dev)
@@ -260,10 +268,30 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
             pred.append(float((fg >= 0).float().mean()))  # sigmoid(z) >= 0.5  <=>  z >= 0
             lab = np.asarray(s["label"]) > 0
             true.append(float(lab.mean()))
-            native = F.interpolate(fg[:, None].float(), size=lab.shape, mode="bilinear", align_corners=False)
-            iou.append(foreground_iou(native[0, 0].cpu().numpy() >= 0, lab))
+            native = F.interpolate(fg[:, None].float(), size=lab.shape, mode="bilinear", align_corners=False)[0, 0]
+            z = native.cpu().numpy()
+            iou.append(foreground_iou(z >= 0, lab))
+            probs.append(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+            conf.append(np.abs(z))
+            labels.append(lab)
+            band = np.abs(signed_distance(lab) * float(sc)) <= 3
+            near += int(band.sum())
+            sat += int((band & (np.abs(z) >= 3)).sum())
     ratio = [p / t if t > 0 else math.nan for p, t in zip(pred, true)]
-    return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou}
+    m_c = _pool_profiles([map_profile([p], [l], float(sc)) for p, l, sc in zip(probs, labels, scales)])
+    abs_z = _pool_profiles([map_profile([c], [l], float(sc)) for c, l, sc in zip(conf, labels, scales)])
+    return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou,
+            "profile": {"distance": m_c["distance"], "m_c": m_c["mean"], "abs_logit": abs_z["mean"],
+                        "saturated": sat / near if near else math.nan}}
+
+
+def _pool_profiles(parts: list[dict]) -> dict:
+    """Pool :func:`cks.boundary_profile.map_profile` results (count-weighted means per bin)."""
+    count = np.sum([p["count"] for p in parts], axis=0)
+    total = np.sum([np.nan_to_num(np.asarray(p["mean"], float)) * np.asarray(p["count"]) for p in parts], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return {"distance": parts[0]["distance"], "mean": [float(v) for v in mean], "count": [int(c) for c in count]}
 
 
 def snapshot_files(run_dir) -> list[Path]:
@@ -466,7 +494,8 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     out.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
-    for name, fig in (("shape.png", plot_shape_diagnostics(res)), ("boundary_profile.png", plot_boundary_profile(profile)),
+    for name, fig in (("shape.png", plot_shape_diagnostics(res)), ("boundary_profile.png",
+                      plot_boundary_profile(profile, collaborator=(fraction or {}).get("profile"))),
                       ("training_maps.png", show_training_maps(maps))):
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
@@ -513,4 +542,11 @@ def run_cli(args) -> dict:
 
     print(f"brightest image band (boundary_profile.png; a phase halo): {peak(prof['true'])} from the true boundary, "
           f"{peak(prof['predicted'])} from the predicted one (outside > 0)")
+    cp = (s.get("collaborator_foreground") or {}).get("profile")
+    if cp:
+        at = {d: v for d, v in zip(cp["distance"], cp["m_c"])}
+        shown = " ".join(f"{d:+d}:{at[d]:.2f}" for d in (-3, -1, 1, 3, 5) if d in at and at[d] is not None
+                         and math.isfinite(at[d]))
+        print(f"collaborator M_c across the true boundary (px: mean M_c) {shown}; {100 * cp['saturated']:.0f} % of "
+              f"pixels within 3 px of it have |logit| >= 3 (where the linear L_M of Eq. 6 hardly moves M_c)")
     return s

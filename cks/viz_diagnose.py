@@ -221,12 +221,14 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
     return markdown_table(table, digits=3)
 
 
-def plot_boundary_profile(profile: dict, ax=None):
+def plot_boundary_profile(profile: dict, ax=None, collaborator: dict | None = None):
     """Mean image intensity against the signed distance to the true and the predicted boundaries (one axis).
 
     ``profile``: ``diagnostics.json``'s ``boundary_profile`` (``distance``, ``true``, ``predicted``; see
     :mod:`cks.boundary_profile`). Where the predicted curve's bright peak lies inside (left of 0) while the true
-    one lies just outside, the masks include the phase halo.
+    one lies just outside, the masks include the phase halo. ``collaborator``: ``collaborator_foreground``'s
+    ``profile`` (:func:`cks.diagnose.collaborator_foreground_fraction`), drawn on a second axis: the mean ``M_c``
+    across the TRUE boundary (a collaborator that sees the annotated outline falls from ~1 to ~0 at 0).
     """
     plt = _plt()
     fig = None
@@ -240,6 +242,13 @@ def plot_boundary_profile(profile: dict, ax=None):
     ax.set_ylabel("image intensity (per-image z-score)")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("where the mask edges sit on the image", fontsize=10)
+    if collaborator:
+        ax2 = ax.twinx()
+        ax2.plot(collaborator["distance"], collaborator["m_c"], "^:", color="tab:blue",
+                 label="collaborator M_c across the true boundary")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("mean M_c", color="tab:blue")
+        ax2.legend(frameon=False, fontsize=8, loc="lower left")
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure

@@ -155,6 +155,39 @@ def test_collaborator_foreground_fraction():
         collaborator_foreground_fraction(_HalfForeground(), [s, s], scale=[0.5])
 
 
+class _KnowsTheMask(torch.nn.Module):
+    """Stand-in collaborator: logit +1 inside the given foreground, -4 outside (at the input's size)."""
+
+    def __init__(self, fg):
+        super().__init__()
+        self.fg = torch.as_tensor(fg)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, image, cell_type=None):
+        z = torch.where(self.fg, torch.tensor(1.0), torch.tensor(-4.0))[None].expand(image.shape[0], -1, -1)
+        return {"fg_logits": z + self.w, "border_logits": z}
+
+
+def test_collaborator_profile_across_the_true_boundary():
+    from scipy import ndimage
+
+    s = synthetic_sample((64, 80), n_cells=6, radius=(6, 9), seed=5)
+    lab = s["label"] > 0
+    prof = collaborator_foreground_fraction(_KnowsTheMask(lab), [s], scale=1.0)["profile"]
+    dist = np.asarray(prof["distance"])
+    mc, az = np.asarray(prof["m_c"]), np.asarray(prof["abs_logit"])
+    ok = np.isfinite(mc)
+    assert ok[dist == -1].all() and ok[dist == 1].all()
+    np.testing.assert_allclose(mc[ok & (dist < 0)], 1 / (1 + math.exp(-1.0)), rtol=1e-6)
+    np.testing.assert_allclose(mc[ok & (dist > 0)], 1 / (1 + math.exp(4.0)), rtol=1e-5)
+    np.testing.assert_allclose(az[ok & (dist < 0)], 1.0)
+    np.testing.assert_allclose(az[ok & (dist > 0)], 4.0)
+    # saturated (|logit| >= 3) within 3 px of the true boundary: exactly the outside part of that band
+    inside, outside = ndimage.distance_transform_edt(lab), ndimage.distance_transform_edt(~lab)
+    band_in, band_out = lab & (inside <= 3), ~lab & (outside <= 3)
+    assert prof["saturated"] == pytest.approx(band_out.sum() / (band_in.sum() + band_out.sum()))
+
+
 def write_set(folder, seed, size=(128, 128)):
     """One Usiigaci-layout set folder: raw.tif + instances_ids.png (as tests/test_cli.py)."""
     s = synthetic_sample(size, n_cells=10, radius=(7, 11), seed=seed)
@@ -226,6 +259,10 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert prof["distance"][:2] == [-8, -7] and 0 not in prof["distance"]
     assert len(prof["true"]) == len(prof["predicted"]) == 16 and not math.isnan(prof["true"][7])
     assert "count ratio" in stdout and "from the true boundary" in stdout
+    cp = d["collaborator_foreground"]["profile"]
+    assert cp["distance"] == prof["distance"] and len(cp["m_c"]) == len(cp["abs_logit"]) == 16
+    assert all(0 <= v <= 1 for v in cp["m_c"] if v is not None) and 0 <= cp["saturated"] <= 1
+    assert "collaborator M_c across the true boundary" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
 

@@ -32,8 +32,8 @@ from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_loss, spacing_ratio
 from .geodesic import geodesic_partition, owner_windows
-from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, instance_consistency_loss,
-                          principal_foreground)
+from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
+                          instance_consistency_loss, principal_foreground)
 
 
 def prior_d_per_window(cell_type: Tensor | None, seg_batch: Tensor, d_table: Sequence[float] | Tensor) -> Tensor:
@@ -158,8 +158,10 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         l_m = collaborator_linear_loss(fg_logits, m_p)
     elif cfg.consistency_collaborator == "entropy":
         l_m = collaborator_entropy_loss(fg_logits, m_p)
+    elif cfg.consistency_collaborator == "soft_entropy":
+        l_m = collaborator_soft_entropy_loss(fg_logits, m_p)
     else:
-        raise CksConfigError(f"loss.consistency_collaborator must be 'linear' or 'entropy', "
+        raise CksConfigError(f"loss.consistency_collaborator must be 'linear', 'entropy' or 'soft_entropy', "
                              f"got {cfg.consistency_collaborator!r}")
 
     # L_S: principal follows the collaborator (M_c detached inside), or a given foreground

@@ -124,6 +124,18 @@ def collaborator_entropy_loss(fg_logits: Tensor, m_p: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fg_logits, hard)
 
 
+def collaborator_soft_entropy_loss(fg_logits: Tensor, m_p: Tensor) -> Tensor:
+    """Ours (issue #9): binary cross-entropy of ``M_c`` against the SOFT target ``M_p`` (not in the paper).
+
+    ``1/(H W) sum -M_p log M_c - (1 - M_p) log(1 - M_c)``. Its gradient w.r.t. the collaborator's logit z is
+    ``(M_c - M_p) / N``: it does not vanish where the collaborator is confidently wrong, whereas the linear
+    L_M of Eq. 6 gives ``(1 - 2 M_p) M_c (1 - M_c) / N``, about 0 once ``|z|`` is large. Its minimum is
+    ``M_c = M_p`` (a calibrated copy), so an unsure principal leaves the collaborator unsure instead of
+    driving its logits to +-infinity. Args/Returns: as :func:`collaborator_linear_loss`.
+    """
+    return F.binary_cross_entropy_with_logits(fg_logits, m_p.detach().to(fg_logits.dtype))
+
+
 def instance_consistency_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, m_c: Tensor,
                               shape: tuple[int, int, int], variant: str = "linear",
                               overlap: str = "soft", owner: Tensor | None = None) -> Tensor:
@@ -187,5 +199,5 @@ def instance_consistency_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin:
 
 __all__ = [
     "prior_logits", "principal_foreground", "linear_consistency", "collaborator_linear_loss",
-    "collaborator_entropy_loss", "instance_consistency_loss",
+    "collaborator_entropy_loss", "collaborator_soft_entropy_loss", "instance_consistency_loss",
 ]

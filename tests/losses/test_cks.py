@@ -103,7 +103,8 @@ def test_d_table_changes_m_p(windows):
 
 
 @pytest.mark.parametrize("change", [
-    dict(consistency_principal="entropy"), dict(consistency_collaborator="entropy"), dict(overlap="softplus"),
+    dict(consistency_principal="entropy"), dict(consistency_collaborator="entropy"),
+    dict(consistency_collaborator="soft_entropy"), dict(overlap="softplus"),
     dict(prior_center="window", force_point_foreground=True, collapse_exponent=0.5, border_loss_factor=0.5),
     dict(prior_scale=0.0),
 ])

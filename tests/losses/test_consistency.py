@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from cks.errors import CksConfigError
-from cks.losses.consistency import (collaborator_entropy_loss, collaborator_linear_loss,
+from cks.losses.consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                                     instance_consistency_loss, linear_consistency, principal_foreground,
                                     prior_logits)
 
@@ -114,6 +114,35 @@ def test_entropy_loss_is_bce_on_hard_labels():
     q = torch.sigmoid(fg)
     expect = -(torch.log(1 - q[0, 0, 0]) + torch.log(q[0, 0, 1]) + torch.log(q[0, 0, 2])) / 3
     torch.testing.assert_close(collaborator_entropy_loss(fg, m_p), expect)
+
+
+def test_soft_entropy_value_and_gradient():
+    """BCE against the soft M_p: value by hand, gradient (M_c - M_p) / N in closed form."""
+    torch.manual_seed(4)
+    h, w = 4, 6
+    m_p = torch.rand(1, h, w)
+    fg = torch.randn(1, h, w, requires_grad=True)
+    q = torch.sigmoid(fg.detach())
+    expect = (-(m_p * torch.log(q) + (1 - m_p) * torch.log(1 - q))).mean()
+    loss = collaborator_soft_entropy_loss(fg, m_p)
+    torch.testing.assert_close(loss, expect)
+    (g,) = torch.autograd.grad(loss, fg)
+    torch.testing.assert_close(g, (q - m_p) / (h * w))
+    # with a hard target it is L_CE (Eq. 5)
+    hard = (m_p >= 0.5).float()
+    torch.testing.assert_close(collaborator_soft_entropy_loss(fg.detach(), hard), collaborator_entropy_loss(fg.detach(), hard))
+
+
+def test_linear_l_m_vanishes_where_the_collaborator_is_confidently_wrong():
+    """Why soft_entropy exists: at logit +15 against M_p = 0.1 the linear L_M (Eq. 6) barely moves the logit."""
+    m_p = torch.tensor([[[0.1]]])
+    fg = torch.tensor([[[15.0]]], requires_grad=True)
+    (g_lin,) = torch.autograd.grad(collaborator_linear_loss(fg, m_p), fg)
+    (g_soft,) = torch.autograd.grad(collaborator_soft_entropy_loss(fg, m_p), fg)
+    q = torch.sigmoid(torch.tensor(15.0))
+    torch.testing.assert_close(g_lin[0, 0, 0], (1 - 2 * 0.1) * q * (1 - q))  # ~2.5e-7
+    torch.testing.assert_close(g_soft[0, 0, 0], q - 0.1)
+    assert g_soft.item() > 1e5 * g_lin.item()
 
 
 def test_l_m_does_not_train_principal(windows):
