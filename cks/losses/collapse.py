@@ -23,6 +23,14 @@ sets delta from ``loss.collapse_min_area`` (a fraction of the target cell's area
 That floor is still one area per image, so cells smaller than the image's median are grown to it;
 ``loss.collapse_spacing`` (ours, off by default) lowers it per cell from the points' spacing
 (:func:`spacing_ratio`).
+
+The push does not stop at the minimum area: at a mask of the target cell's area it is still
+``collapse_min_area^(exponent + 1)`` of L_S's largest pull (0.45^1.5 = 0.30 by default), so a mask grows
+wherever the collaborator's ``M_c`` exceeds ~0.35, and the collaborator then learns the grown mask (L_M). On the
+Usiigaci tuning fields the CKS boundary follows that balance, not an image edge (issue #9, session 12): with
+``collapse_min_area = 0.2`` from scratch the masks collapse to a quarter of the cells' area (row
+``collapse_min_area02_s12_step2400`` of ``results/usiigaci_points_v2/tuning_diagnostics.json``), with the default
+they carry a band of ~1.4 px containing the phase halo.
 """
 from __future__ import annotations
 
