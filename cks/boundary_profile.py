@@ -46,28 +46,31 @@ def normalised_intensity(image) -> np.ndarray:
     return (x - np.median(x)) / (sd if sd > 0 else 1.0)
 
 
-def map_profile(maps, labels, scale: float = 1.0, max_distance: int = 8) -> dict:
+def map_profile(maps, labels, scale=1.0, max_distance: int = 8) -> dict:
     """Mean of per-pixel ``maps`` per 1-px bin of signed distance to the foreground boundary of ``labels``.
 
     Args:
         maps: list of ``[H, W]`` float arrays (e.g. a normalised image, or the collaborator's ``M_c``).
         labels: list of label images (``> 0`` is foreground) of the same sizes. scale: px at the training scale
-            per native px (distances are multiplied by it before binning). max_distance: bins ``-max .. -1``
-            (inside) and ``1 .. max`` (outside).
+            per native px (distances are multiplied by it before binning), one for all maps or one per map.
+            max_distance: bins ``-max .. -1`` (inside) and ``1 .. max`` (outside).
     Returns:
         ``{"distance": [-max, ..., -1, 1, ..., max], "mean": [...], "count": [...]}`` over all maps (NaN for an
         empty bin).
     """
     if len(maps) != len(labels):
         raise CksDataError(f"boundary profile: {len(maps)} maps but {len(labels)} label images")
+    scales = list(scale) if isinstance(scale, (list, tuple, np.ndarray)) else [scale] * len(maps)
+    if len(scales) != len(maps):
+        raise CksDataError(f"boundary profile: {len(scales)} scales for {len(maps)} maps")
     dist = [d for d in range(-max_distance, max_distance + 1) if d != 0]
     total = np.zeros(len(dist))
     count = np.zeros(len(dist), np.int64)
-    for x, lab in zip(maps, labels):
+    for x, lab, sc in zip(maps, labels, scales):
         x = np.asarray(x, np.float64)
         if np.shape(lab) != x.shape:
             raise CksDataError(f"boundary profile: label image {np.shape(lab)} does not match map {x.shape}")
-        sd = signed_distance(np.asarray(lab) > 0) * float(scale)
+        sd = signed_distance(np.asarray(lab) > 0) * float(sc)
         ok = np.isfinite(sd)
         b = np.where(sd > 0, np.ceil(sd - 0.5), np.floor(sd + 0.5))[ok].astype(np.int64)  # round half away from 0
         b = np.where(b == 0, np.sign(sd[ok]).astype(np.int64), b)  # |sd| < 0.5 (downscaled): the first bin

@@ -271,27 +271,17 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
             native = F.interpolate(fg[:, None].float(), size=lab.shape, mode="bilinear", align_corners=False)[0, 0]
             z = native.cpu().numpy()
             iou.append(foreground_iou(z >= 0, lab))
-            probs.append(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+            probs.append(torch.sigmoid(native).cpu().numpy())
             conf.append(np.abs(z))
             labels.append(lab)
             band = np.abs(signed_distance(lab) * float(sc)) <= 3
             near += int(band.sum())
-            sat += int((band & (np.abs(z) >= 3)).sum())
+            sat += int((band & (conf[-1] >= 3)).sum())
     ratio = [p / t if t > 0 else math.nan for p, t in zip(pred, true)]
-    m_c = _pool_profiles([map_profile([p], [l], float(sc)) for p, l, sc in zip(probs, labels, scales)])
-    abs_z = _pool_profiles([map_profile([c], [l], float(sc)) for c, l, sc in zip(conf, labels, scales)])
+    m_c, abs_z = map_profile(probs, labels, scales), map_profile(conf, labels, scales)
     return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou,
             "profile": {"distance": m_c["distance"], "m_c": m_c["mean"], "abs_logit": abs_z["mean"],
                         "saturated": sat / near if near else math.nan}}
-
-
-def _pool_profiles(parts: list[dict]) -> dict:
-    """Pool :func:`cks.boundary_profile.map_profile` results (count-weighted means per bin)."""
-    count = np.sum([p["count"] for p in parts], axis=0)
-    total = np.sum([np.nan_to_num(np.asarray(p["mean"], float)) * np.asarray(p["count"]) for p in parts], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return {"distance": parts[0]["distance"], "mean": [float(v) for v in mean], "count": [int(c) for c in count]}
 
 
 def snapshot_files(run_dir) -> list[Path]:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cks.boundary_profile import boundary_profile, normalised_intensity, signed_distance
+from cks.boundary_profile import boundary_profile, map_profile, normalised_intensity, signed_distance
 from cks.errors import CksDataError
 
 
@@ -61,3 +61,19 @@ def test_bad_input_says_what_is_wrong():
         boundary_profile([np.zeros(5)], [np.zeros(5, int)])
     p = boundary_profile([img], [np.zeros((8, 8), int)], max_distance=2)  # no cells: no boundary, empty bins
     assert p["count"] == [0, 0, 0, 0] and all(np.isnan(p["mean"]))
+
+
+def test_map_profile_one_scale_per_map_pools_the_bins():
+    rng = np.random.default_rng(0)
+    lab = np.zeros((20, 20), int)
+    lab[5:15, 5:15] = 1
+    a, b = rng.random((20, 20)), rng.random((20, 20))
+    pa, pb = map_profile([a], [lab], 1.0), map_profile([b], [lab], 0.5)
+    both = map_profile([a, b], [lab, lab], [1.0, 0.5])
+    count = np.add(pa["count"], pb["count"])
+    total = np.nan_to_num(pa["mean"]) * pa["count"] + np.nan_to_num(pb["mean"]) * pb["count"]
+    assert both["count"] == count.tolist()
+    ok = count > 0
+    np.testing.assert_allclose(np.asarray(both["mean"])[ok], total[ok] / count[ok])
+    with pytest.raises(CksDataError, match="2 scales for 1 maps"):
+        map_profile([a], [lab], [1.0, 0.5])

@@ -36,6 +36,11 @@ from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, c
                           instance_consistency_loss, principal_foreground)
 
 
+#: L_M variants by ``loss.consistency_collaborator``: Eq. 6 (paper), L_CE of Eq. 5 (Table V), BCE against the soft M_p (ours)
+COLLABORATOR_LOSSES = {"linear": collaborator_linear_loss, "entropy": collaborator_entropy_loss,
+                       "soft_entropy": collaborator_soft_entropy_loss}
+
+
 def prior_d_per_window(cell_type: Tensor | None, seg_batch: Tensor, d_table: Sequence[float] | Tensor) -> Tensor:
     """The prior width d of Eq. 4 for every window: ``d_table[cell_type[seg_batch]]``.
 
@@ -154,15 +159,10 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
     m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
                                cfg.force_point_foreground, cfg.prior_zero)
-    if cfg.consistency_collaborator == "linear":
-        l_m = collaborator_linear_loss(fg_logits, m_p)
-    elif cfg.consistency_collaborator == "entropy":
-        l_m = collaborator_entropy_loss(fg_logits, m_p)
-    elif cfg.consistency_collaborator == "soft_entropy":
-        l_m = collaborator_soft_entropy_loss(fg_logits, m_p)
-    else:
-        raise CksConfigError(f"loss.consistency_collaborator must be 'linear', 'entropy' or 'soft_entropy', "
+    if cfg.consistency_collaborator not in COLLABORATOR_LOSSES:
+        raise CksConfigError(f"loss.consistency_collaborator must be one of {sorted(COLLABORATOR_LOSSES)}, "
                              f"got {cfg.consistency_collaborator!r}")
+    l_m = COLLABORATOR_LOSSES[cfg.consistency_collaborator](fg_logits, m_p)
 
     # L_S: principal follows the collaborator (M_c detached inside), or a given foreground
     if foreground is not None and tuple(foreground.shape) != tuple(fg_logits.shape):
