@@ -30,7 +30,7 @@ from torch import Tensor
 from ..config import LossConfig
 from ..errors import CksConfigError
 from .border import border_loss, principal_border
-from .collapse import collapse_loss, spacing_ratio
+from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
 from .geodesic import geodesic_partition, owner_windows
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
@@ -142,7 +142,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
             L_M and L_B still train the collaborator.
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
-            collapse_delta / _exponent / _spacing / _diameter, lambda_s / _m / _b / _mc).
+            collapse_delta / _exponent / _form / _hinge_weight / _spacing / _diameter, lambda_s / _m / _b / _mc).
     Returns:
         dict of scalars: ``L_S``, ``L_M``, ``L_B``, ``L_MC`` (unweighted) and
         ``total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B``.
@@ -185,7 +185,13 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     if cfg.collapse_spacing > 0:
         r = spacing_ratio(points, batch, cfg.collapse_spacing, cfg.spacing_diameter)
         delta = delta * r.pow(2.0 * (cfg.collapse_exponent + 1.0))
-    l_mc = collapse_loss(logits, batch, origin, shape, delta, cfg.collapse_exponent)
+    if cfg.collapse_form == "hinge":  # ours: the same minimum area, no push above it
+        l_mc = collapse_hinge_loss(logits, batch, origin, shape, hinge_floor(delta, cfg.collapse_exponent),
+                                   cfg.collapse_hinge_weight)
+    elif cfg.collapse_form == "power":
+        l_mc = collapse_loss(logits, batch, origin, shape, delta, cfg.collapse_exponent)
+    else:
+        raise CksConfigError(f"loss.collapse_form must be 'power' or 'hinge', got {cfg.collapse_form!r}")
 
     total = cfg.lambda_s * l_s + cfg.lambda_mc * l_mc + cfg.lambda_m * l_m + cfg.lambda_b * l_b
     return {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc, "total": total}

@@ -31,6 +31,10 @@ Usiigaci tuning fields the CKS boundary follows that balance, not an image edge 
 ``collapse_min_area = 0.2`` from scratch the masks collapse to a quarter of the cells' area (row
 ``collapse_min_area02_s12_step2400`` of ``results/usiigaci_points_v2/tuning_diagnostics.json``), with the default
 they carry a band of ~1.4 px containing the phase halo.
+
+``loss.collapse_form = "hinge"`` (ours, :func:`collapse_hinge_loss`) keeps the guard and drops the push above it:
+``w * max(0, a_i - mean m_i)`` with the same minimum area ``a_i = (e delta_i)^(1/(e+1))`` of the window, so above
+the minimum area L_S alone places the edge (where ``M_c = 0.5``).
 """
 from __future__ import annotations
 
@@ -64,6 +68,39 @@ def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, sha
     return (delta * mean.pow(-exponent)).mean()
 
 
+def hinge_floor(delta: float | Tensor, exponent: float) -> float | Tensor:
+    """The minimum mean window probability of Eq. 6's power form, ``(e delta)^(1/(e+1))`` (= a_min / S^2).
+
+    It is where the power form's push per pixel equals L_S's largest pull; the hinge form uses it as its floor, so
+    ``collapse_min_area`` and ``collapse_spacing`` mean the same area in both forms.
+    """
+    return (exponent * delta) ** (1.0 / (exponent + 1.0))
+
+
+def collapse_hinge_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, shape: tuple[int, int, int],
+                        floor: float | Tensor, weight: float = 2.0) -> Tensor:
+    """Ours (issue #9): a collapse guard that pushes only below the minimum area, ``w/n sum_i max(0, a_i - mean m_i)``.
+
+    Per window pixel of a window below its floor, the push is ``w / (S^2 n)``: ``w`` times L_S's largest pull
+    (Eq. 8 normalised by K = S^2 n), so with ``w > 1`` a mask below the floor grows even where ``M_c = 0``; a mask
+    above it feels no push at all, unlike Eq. 6's ``(mean m_i)^-e``, which still pushes a cell-sized mask with 0.30
+    of L_S's pull by default and so moves its edge outward.
+
+    Args:
+        seg_logits: ``[K, S, S]`` window logits. seg_batch ``[K]``, seg_origin ``[K, 2]``. shape: (B, H, W); pixels
+            outside the image count as 0.
+        floor: ``a_i`` as a fraction of the window (float or ``[K]``; :func:`hinge_floor`). weight: ``w``.
+    Returns:
+        scalar; 0 with no windows or when every window is above its floor. Trains the principal only.
+    """
+    k, s = seg_logits.shape[0], seg_logits.shape[-1]
+    if k == 0:
+        return seg_logits.sum() * 0.0
+    _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
+    mean = (torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)).sum((1, 2)) / (s * s)  # [K]
+    return (weight * torch.relu(floor - mean)).mean()
+
+
 def spacing_ratio(seg_points: Tensor, seg_batch: Tensor, spacing: float, diameter: float,
                   floor: float = 0.25) -> Tensor:
     """Per window, ``r_i = clip(spacing * nn_i / diameter, floor, 1)``; nn_i = distance to the nearest other point.
@@ -93,17 +130,20 @@ def spacing_ratio(seg_points: Tensor, seg_batch: Tensor, spacing: float, diamete
     return (spacing * nn / float(diameter)).clamp(floor, 1.0)
 
 
-def push_pull_ratio(area, window: int, delta: float, exponent: float):
+def push_pull_ratio(area, window: int, delta: float, exponent: float, form: str = "power", weight: float = 2.0):
     """Per window pixel, the L_MC push over the L_S pull at saturated logits: ``e delta (a / S^2)^-(e+1)``.
 
     Args: area: mask area(s) ``a`` in px (array-like); window: S; delta, exponent: of Eq. 6 (L_MC).
+        form: "power" (Eq. 6) or "hinge" (:func:`collapse_hinge_loss`: ``weight`` below the same minimum area, 0 above).
     Returns: array like ``area``; > 1 where L_MC grows the mask even where ``M_c = 0`` (the minimum area is
     where it equals 1: ``S^2 (e delta)^(1/(e+1))``).
     """
     import numpy as np
 
     a = np.asarray(area, dtype=np.float64)
+    if form == "hinge":
+        return np.where(a / float(window) ** 2 < hinge_floor(delta, exponent), float(weight), 0.0)
     return exponent * delta * (a / float(window) ** 2) ** (-(exponent + 1.0))
 
 
-__all__ = ["collapse_loss", "spacing_ratio", "push_pull_ratio", "MIN_MEAN"]
+__all__ = ["collapse_loss", "collapse_hinge_loss", "hinge_floor", "spacing_ratio", "push_pull_ratio", "MIN_MEAN"]

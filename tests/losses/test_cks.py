@@ -106,7 +106,7 @@ def test_d_table_changes_m_p(windows):
     dict(consistency_principal="entropy"), dict(consistency_collaborator="entropy"),
     dict(consistency_collaborator="soft_entropy"), dict(overlap="softplus"),
     dict(prior_center="window", force_point_foreground=True, collapse_exponent=0.5, border_loss_factor=0.5),
-    dict(prior_scale=0.0),
+    dict(prior_scale=0.0), dict(collapse_form="hinge"),
 ])
 def test_options_run(windows, change):
     seg, collab = _inputs(windows)
@@ -117,7 +117,7 @@ def test_options_run(windows, change):
 
 def test_bad_options(windows):
     seg, collab = _inputs(windows)
-    for change in (dict(mode="supervised"), dict(consistency_collaborator="dice")):
+    for change in (dict(mode="supervised"), dict(consistency_collaborator="dice"), dict(collapse_form="relu")):
         with pytest.raises(CksConfigError):
             cks_loss_terms(seg, collab, windows["shape"], None, None, replace(LossConfig(), **change))
 
@@ -153,3 +153,21 @@ def test_given_foreground_replaces_m_c_in_l_s_only(windows):
     torch.testing.assert_close(g_given, g_ref)
     with pytest.raises(CksConfigError, match="shape"):
         cks_loss_terms(seg, collab, shape, None, None, LossConfig(), foreground=fg[:, :-1])
+
+
+def test_hinge_collapse_form_uses_the_power_forms_minimum_area(windows):
+    """``collapse_form="hinge"``: L_MC = w * mean_i max(0, (e delta)^(1/(e+1)) - mean m_i), off-image pixels 0."""
+    seg, collab = _inputs(windows)
+    cfg = replace(LossConfig(), collapse_form="hinge", collapse_delta=0.16, collapse_exponent=1.0,
+                  collapse_hinge_weight=3.0)
+    out = cks_loss_terms(seg, collab, windows["shape"], None, None, cfg)
+    floor = (1.0 * 0.16) ** 0.5  # 0.4
+    m = torch.sigmoid(windows["logits"])
+    _, h, w = windows["shape"]
+    means = []
+    for k, (y, x) in enumerate(windows["origin"].tolist()):  # in-image part of each window, by slicing
+        ys, xs = slice(max(0, -y), min(8, h - y)), slice(max(0, -x), min(8, w - x))
+        means.append(m[k, ys, xs].sum() / 64)
+    means = torch.stack(means)
+    assert (means < floor).any() and (means > floor).any()  # both sides of the hinge are exercised
+    torch.testing.assert_close(out["L_MC"], (3.0 * (floor - means).clamp_min(0)).mean())
