@@ -101,6 +101,22 @@ def _stats(c: dict, sel: np.ndarray) -> dict:
             "disk_iou_median": med("disk_iou", sel)}
 
 
+def size_slope(pred_area, true_area) -> float:
+    """Least-squares slope of ``log(predicted area)`` on ``log(true area)`` over matched cells (ours, issue #9).
+
+    1: the masks follow each cell's size; 0: one mask size for every cell, as the Voronoi disks (one radius per
+    image) have. Args: two arrays ``[N]`` of areas > 0 (any common unit). Returns NaN for fewer than 3 cells or
+    cells of one size.
+    """
+    pa, ta = np.asarray(pred_area, np.float64), np.asarray(true_area, np.float64)
+    keep = (pa > 0) & (ta > 0) & np.isfinite(pa) & np.isfinite(ta)
+    if keep.sum() < 3:
+        return math.nan
+    x, y = np.log(ta[keep]), np.log(pa[keep])
+    var = float(((x - x.mean()) ** 2).sum())
+    return float(((x - x.mean()) * (y - y.mean())).sum() / var) if var > 1e-12 else math.nan
+
+
 def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, bins=DEFAULT_BINS,
                       disk_radius: float | None = None) -> dict:
     """Shape of predicted vs true cells, per size bin and overall.
@@ -118,7 +134,8 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
         ``count_ratio`` (n predicted / n GT, pooled), ``n_pred``, ``n_gt``, ``scale``, ``bin_edges``,
         ``disk_radius`` (per image) and ``cells`` (per-GT-cell numpy arrays: ``image, gt_id, pred_id``
         (0 = none), ``diameter, bin, iou, matched, offset, offset_rel, area_ratio, solidity_pred,
-        solidity_true, disk_iou``; NaN where unmatched). Stats: counts (matched = IoU >= 0.1, and at
+        solidity_true, disk_iou``; NaN where unmatched). ``overall`` also has ``size_slope``
+        (:func:`size_slope` of the matched cells: do masks follow cell size?). Stats: counts (matched = IoU >= 0.1, and at
         IoU >= 0.5), medians/means of the signed offset (px at ``scale``) and of the offset relative to
         the true diameter, medians of area ratio, solidities (matched pairs), IoU and disk IoU (all GT).
         :func:`summarise` drops ``cells`` and makes the rest JSON-serialisable.
@@ -177,7 +194,10 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
         name = f"{lo:g}-{hi:g}" if math.isfinite(hi) else f"{lo:g}+"
         per_bin.append({"bin": name, "lo": float(lo), "hi": float(hi), **_stats(c, c["bin"] == b)})
     n_gt = int(c["gt_id"].size)
-    return {"bins": per_bin, "overall": _stats(c, np.ones(n_gt, bool)), "count_ratio": n_pred / n_gt if n_gt else math.nan,
+    overall = _stats(c, np.ones(n_gt, bool))
+    true_area = np.pi * c["diameter"] ** 2 / 4  # px^2 at the training scale; the slope does not depend on it
+    overall["size_slope"] = size_slope((c["area_ratio"] * true_area)[c["matched"]], true_area[c["matched"]])
+    return {"bins": per_bin, "overall": overall, "count_ratio": n_pred / n_gt if n_gt else math.nan,
             "n_pred": int(n_pred), "n_gt": n_gt, "scale": float(scale), "bin_edges": [float(e) for e in edges],
             "disk_radius": radii, "cells": c}
 
@@ -523,6 +543,9 @@ def run_cli(args) -> dict:
                                                                  "area_ratio_median", "iou_median", "disk_iou_median")]
         print(f"| {r['bin']} | {r['n_gt']} | {r['n_matched']} | {r['n_matched_50']} | " + " | ".join(f) + " |")
     cr = s["shape"]["count_ratio"]
+    sl = s["shape"]["overall"].get("size_slope")
+    print(f"size tracking (log-log slope of predicted on true area, matched cells; 1 = masks follow cell size, "
+          f"0 = one size for all): {'-' if sl is None else f'{sl:.2f}'}")
     print(f"count ratio (predicted / GT): {'-' if cr is None else f'{cr:.3f}'}")
     prof = s["boundary_profile"]
 

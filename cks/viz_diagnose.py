@@ -142,7 +142,9 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
 
     Columns: the run's setting, the step, median signed boundary offset (px, + = outside), median area ratio
     (all cells and the ``small_bin`` size bin), median IoU of matched cells next to the Voronoi disks', and the
-    collaborator's foreground over the true one (range over images; 0 = a collaborator that marks nothing).
+    collaborator's foreground over the true one (range over images; 0 = a collaborator that marks nothing), the
+    size slope (:func:`cks.diagnose.size_slope`; "-" for rows diagnosed before it existed), and the
+    run's tuning AP50 at that step where the row has it (``tuning_ap50_by_step``).
     """
     from .viz import markdown_table
 
@@ -156,7 +158,9 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
             "offset px": o.get("offset_median"), "area ratio": o.get("area_ratio_median"),
             f"area ratio < {small_bin.split('-')[-1]} px": small.get("area_ratio_median"),
             "IoU / disk IoU": f"{o.get('iou_median', float('nan')):.3f} / {o.get('disk_iou_median', float('nan')):.3f}",
-            "M_c / true fg": f"{min(fg):.2f}-{max(fg):.2f}" if fg else "-"}
+            "size slope": "-" if o.get("size_slope") is None else o["size_slope"],
+            "M_c / true fg": f"{min(fg):.2f}-{max(fg):.2f}" if fg else "-",
+            "tuning AP50": (r.get("tuning_ap50_by_step") or {}).get(str(r.get("step")), "-")}
     return markdown_table(table, digits=2)
 
 

@@ -262,7 +262,8 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     cp = d["collaborator_foreground"]["profile"]
     assert cp["distance"] == prof["distance"] and len(cp["m_c"]) == len(cp["abs_logit"]) == 16
     assert all(0 <= v <= 1 for v in cp["m_c"] if v is not None) and 0 <= cp["saturated"] <= 1
-    assert "collaborator M_c across the true boundary" in stdout
+    assert "collaborator M_c across the true boundary" in stdout and "size tracking" in stdout
+    assert "size_slope" in d["shape"]["overall"]
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
 
@@ -286,6 +287,28 @@ def test_shape_over_training_matches_each_snapshot(tiny_run):
         assert r["overall"]["n_gt"] == len(np.unique(samples[0]["label"][samples[0]["label"] > 0]))
 
 
+@pytest.mark.parametrize("power, expect", [(1.0, 1.0), (0.0, 0.0), (0.5, 0.5)])
+def test_size_slope_of_masks_that_follow_cell_size_or_not(power, expect):
+    """Predicted radius r_p = 6 (r / 6)^power for true disks of radius r: area slope = power, by construction."""
+    yy, xx = np.mgrid[:200, :200]
+    gt, pred = np.zeros((200, 200), np.int32), np.zeros((200, 200), np.int32)
+    for i, (cy, cx, r) in enumerate([(30, 30, 6), (30, 100, 9), (100, 40, 12), (110, 130, 15), (165, 60, 18)], 1):
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        gt[d2 <= r ** 2] = i
+        pred[d2 <= (6 * (r / 6) ** power) ** 2] = i
+    s = shape_diagnostics([pred], [gt])
+    assert s["cells"]["matched"].all()
+    assert s["overall"]["size_slope"] == pytest.approx(expect, abs=0.05)  # pixelated disks: areas within ~2 %
+
+
+def test_size_slope_edge_cases():
+    from cks.diagnose import size_slope
+
+    assert math.isnan(size_slope([1, 2], [1, 2])) and math.isnan(size_slope([5, 6, 7], [4, 4, 4]))
+    assert size_slope([2, 8, 32], [1, 2, 4]) == pytest.approx(2.0)  # pred = 2 true^2 exactly
+    assert size_slope([2, 0, 8, 32], [1, 3, 2, 4]) == pytest.approx(2.0)  # a zero area is left out
+
+
 def test_diagnostics_markdown_reads_summarised_rows():
     """One table row per run from summarise() output: the offset of concentric disks and the collaborator range."""
     from cks.viz_diagnose import diagnostics_markdown
@@ -294,13 +317,18 @@ def test_diagnostics_markdown_reads_summarised_rows():
     gt = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 10 ** 2).astype(np.int32)
     pred = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 13 ** 2).astype(np.int32)
     s = summarise(shape_diagnostics([pred], [gt]))
-    row = {"run": "wide", "config": "pi 2", "step": 7, **s, "collaborator_foreground": {"ratio": [0.5, 1.25]}}
+    row = {"run": "wide", "config": "pi 2", "step": 7, **s, "collaborator_foreground": {"ratio": [0.5, 1.25]},
+           "tuning_ap50_by_step": {"3": 0.1, "7": 0.4321}}
     md = diagnostics_markdown([row, {"run": "bare", "overall": s["overall"]}])
     lines = md.splitlines()
     assert len(lines) == 4 and lines[2].startswith("| wide | pi 2 | 7 |")
     off = float(lines[2].split("|")[4])
     assert off == pytest.approx(s["overall"]["offset_median"], abs=0.006) and 2.0 < off < 4.0  # 3 px outward
-    assert "0.50-1.25" in lines[2] and lines[3].rstrip().endswith("| - |")
+    assert "0.50-1.25" in lines[2] and lines[3].rstrip().endswith("| - | - |")
+    assert lines[2].rstrip().endswith("| 0.43 |")  # the AP50 at the row's own step, not another's
+    assert s["overall"]["size_slope"] is None  # one cell: no slope -> "-"
+    sloped = diagnostics_markdown([{"run": "s", "overall": dict(s["overall"], size_slope=0.25)}]).splitlines()[2]
+    assert "| 0.25 |" in sloped
 
 
 def test_size_estimate_markdown_rows_and_values():
