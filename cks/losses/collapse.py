@@ -50,6 +50,13 @@ from ..windows import window_index
 MIN_MEAN = 1e-6
 
 
+def window_mean(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """``mean m_i`` of every window, ``[K]``: the sum of ``sigmoid(seg_logits)`` over in-image pixels over S^2."""
+    s = seg_logits.shape[-1]
+    _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
+    return (torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)).sum((1, 2)) / (s * s)
+
+
 def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, shape: tuple[int, int, int],
                   delta: float | Tensor = 0.01, exponent: float = 1.0) -> Tensor:
     """Eq. 6 (L_MC).
@@ -62,12 +69,9 @@ def collapse_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, sha
     Returns:
         scalar; 0 with no windows. Trains the principal only.
     """
-    k, s = seg_logits.shape[0], seg_logits.shape[-1]
-    if k == 0:
+    if seg_logits.shape[0] == 0:
         return seg_logits.sum() * 0.0
-    _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
-    m = torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)
-    mean = (m.sum((1, 2)) / (s * s)).clamp_min(MIN_MEAN)  # [K]
+    mean = window_mean(seg_logits, seg_batch, seg_origin, shape).clamp_min(MIN_MEAN)
     return (delta * mean.pow(-exponent)).mean()
 
 
@@ -96,12 +100,9 @@ def collapse_hinge_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tenso
     Returns:
         scalar; 0 with no windows or when every window is above its floor. Trains the principal only.
     """
-    k, s = seg_logits.shape[0], seg_logits.shape[-1]
-    if k == 0:
+    if seg_logits.shape[0] == 0:
         return seg_logits.sum() * 0.0
-    _, valid = window_index(seg_batch, seg_origin, s, tuple(shape[1:]))
-    mean = (torch.sigmoid(seg_logits) * valid.to(seg_logits.dtype)).sum((1, 2)) / (s * s)  # [K]
-    return (weight * torch.relu(floor - mean)).mean()
+    return (weight * torch.relu(floor - window_mean(seg_logits, seg_batch, seg_origin, shape))).mean()
 
 
 def spacing_ratio(seg_points: Tensor, seg_batch: Tensor, spacing: float, diameter: float,
