@@ -13,8 +13,9 @@ For each trained run of a protocol (``$CKS_RUNS_DIR/PROTOCOL/MODEL``, with the `
 ``cks train`` fits when a run stops; ``cks train ... --resume`` on a finished run fits a missing one),
 every field of the protocol's tuning split (default) or report split: the true cell size (median
 equivalent diameter of the masks, :func:`cks.size.median_diameter`), the learned estimate
-(:func:`cks.size_model.estimate_diameter_learned`) after 1 and after 2 passes, and the scale search of
-:func:`cks.predict.predict` (``size_from="score"``). Prints every field and writes
+(:func:`cks.size_model.estimate_diameter_learned`) after 1 and after 2 passes, the scale search of
+:func:`cks.predict.predict` (``size_from="score"``), and the learned estimate refined at the model's own
+confident detections (``size_from="refined"``). Prints every field and writes
 ``results/size_estimate/prediction_<split>.json`` (``--out`` to change) with the fraction of fields within
 20 % of the true size per estimator. The number of passes of ``cks.predict.REGRESSOR_PASSES`` was chosen
 on the tuning split only.
@@ -60,18 +61,25 @@ def measure(run_dir: Path, spec: str, factors=(1.0,)) -> list[dict]:
             image, true = resized(s["image"], f), median_diameter(s["label"]) * f
             p1, p2 = (model.size_model.target / sc for sc in pass_scales(model, model.size_model, image, passes=2))
             info = predict(model, image, size_from="score", return_info=True)[2]
+            refined = predict(model, image, size_from="refined", return_info=True)[2]
             rows.append({"field": s["name"], "resized": f, "true": round(true, 2), "learned_1": round(p1, 2),
-                         "learned_2": round(p2, 2), "score_search": round(float(info["diameter"]), 2)})
+                         "learned_2": round(p2, 2), "score_search": round(float(info["diameter"]), 2),
+                         "refined": round(float(refined["diameter"]), 2)})
             print(run_dir.name, s["name"], f"x{f:g}", " ".join(f"{k} {v / true - 1:+.0%}" for k, v in rows[-1].items()
                                                           if k not in ("field", "true", "resized")), flush=True)
     return rows
+
+
+#: the estimators compared (row keys): the regressor after 1 and 2 passes, the scale search, and the regressor
+#: refined at the model's detections (``predict(size_from="refined")``)
+ESTIMATORS = ("learned_1", "learned_2", "score_search", "refined")
 
 
 def summary(rows: list[dict]) -> dict:
     import numpy as np
 
     out = {}
-    for k in ("learned_1", "learned_2", "score_search"):
+    for k in [k for k in ESTIMATORS if all(k in r for r in rows)]:  # older result files lack "refined"
         err = np.array([abs(r[k] / r["true"] - 1) for r in rows])
         out[k] = {"fields": len(rows), "within_20pct": round(float(np.mean(err <= 0.2)), 3),
                   "median_abs_error": round(float(np.median(err)), 4), "max_abs_error": round(float(err.max()), 4)}

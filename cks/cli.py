@@ -510,10 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "
                    "(overrides the automatic estimate)")
-    r.add_argument("--size-from", choices=["auto", "learned", "score", "points"], default="auto",
+    r.add_argument("--size-from", choices=["auto", "learned", "score", "points", "refined"], default="auto",
                    help="how a size-normalised model finds each image's cell size without --diameter: auto (the "
                         "run's learned size regressor, size_model.json, else the scale search), learned, score "
-                        "(scale search), points (estimate at the detections); see cks.predict.predict")
+                        "(scale search), points (estimate at the detections), refined (learned, then measured at "
+                        "the detections there); see cks.predict.predict")
     r.add_argument("--size-at-points", action="store_true",
                    help="measure each image's cell size at the point file beside it (same name, .csv/.json/.geojson/"
                         ".zip/.roi: clicks, or nuclei from `cks points`) instead of estimating it; the model still "

@@ -114,6 +114,10 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             highest wins (refined by a parabola through it and its neighbours in log-scale). The sizes of
             the predicted masks are no guide: a model draws cells near its training size whatever the
             scale, and fragments cells shown too large (measured on the tuning fields, issue #9).
+            ``"refined"``: ``"learned"`` (``"score"`` without a regressor), then ``"points"`` started there and kept
+            within ``REFINE_RANGE`` of it: the regressor reads the *look* of a field, the detections measure its
+            cells (foreground area per detected cell), and the start near the right scale keeps the detections
+            from running away (see ``"points"``).
             ``"points"``: predict, :func:`cks.size.estimate_diameter` at the confident detections (the
             estimate used for training from points), rescale, repeat. Right on clean cells, but a model that
             also detects debris or cuts cells into fragments sees more points, a smaller size, a larger
@@ -152,17 +156,20 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         scale = model_diameter / float(diameter)
         info.update(diameter=float(diameter), diameter_source=source)
     if scale is None and normalised:
-        if size_from not in ("auto", "learned", "score", "points"):
-            raise CksConfigError(f"size_from must be 'auto', 'learned', 'score' or 'points', got {size_from!r}")
+        if size_from not in SIZE_FROM:
+            raise CksConfigError(f"size_from must be one of {', '.join(map(repr, SIZE_FROM))}, got {size_from!r}")
         learned = getattr(model, "size_model", None)
         if size_from == "learned" and learned is None:
             raise CksConfigError("size_from='learned' needs a fitted size regressor (size_model.json in the run "
                                  "folder, written at the end of `cks train`); use size_from='score' or give diameter=")
-        if size_from in ("auto", "learned") and learned is not None:
+        if size_from in ("auto", "learned", "refined") and learned is not None:
             scale, passes, source = _scale_by_regressor(model, img)
         else:
             find = _scale_by_points if size_from == "points" else _scale_by_score
             scale, passes, source = find(model, img, **kw)
+        if size_from == "refined":  # then measured at the model's own confident detections at that scale
+            scale, more, _ = _scale_by_points(model, img, start=scale, max_range=REFINE_RANGE, **kw)
+            passes, source = passes + more, source[:-1] + ", refined at its detections)"
         info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
     label, table = _predict_at(model, img, scale, **kw)
@@ -191,6 +198,9 @@ SEARCH_SIDE = 1024
 
 #: a scale's confidence: the mean of its TOP_N best detection scores (fewer detections count as 0)
 TOP_N = 20
+
+#: the values of ``predict(size_from=...)``
+SIZE_FROM = ("auto", "learned", "score", "points", "refined")
 
 #: detections below this score are ignored by the scale search
 SEARCH_MIN_SCORE = 0.3
@@ -255,17 +265,20 @@ def _scale_by_regressor(model, img: np.ndarray) -> tuple[float, int, str]:
 REGRESSOR_PASSES = 2
 
 
-def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
+def _scale_by_points(model, img: np.ndarray, start: float | None = None, max_range: float | None = None,
+                     **kw) -> tuple[float, int, str]:
     """Predict, estimate the size at the confident detections, rescale; repeat (``size_from="points"``).
 
     :func:`cks.size.estimate_diameter` (foreground area per detected cell) moves the scale the right way
     even from a wrong start: cells shown too large are cut into fragments (more points, smaller area per
-    point: the scale goes down), cells shown too small are merged or missed (it goes up). Stops when the
+    point: the scale goes down), cells shown too small are merged or missed (it goes up). Starts at ``start``
+    (default: the training scale) and stays within ``max_range`` (default ``MAX_RANGE``) of it. Stops when the
     scale changes by < 10 % (at most ``POINT_PASSES`` passes). Returns ``(scale, passes, source)``.
     """
     from .size import estimate_diameter
 
-    s0 = float(getattr(model, "scale", 1.0))
+    s0 = float(getattr(model, "scale", 1.0)) if start is None else float(start)
+    max_range = MAX_RANGE if max_range is None else float(max_range)
     scale, passes = s0, 0
     for _ in range(POINT_PASSES):
         _, table = _predict_at(model, img, scale, **kw)
@@ -276,7 +289,7 @@ def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
         d = estimate_diameter(img, np.stack([table["y"][sure], table["x"][sure]], 1))
         if not (math.isfinite(d) and d > 0):
             break
-        new = float(np.clip(float(model.cfg.size.diameter) / float(d), s0 / MAX_RANGE, s0 * MAX_RANGE))
+        new = float(np.clip(float(model.cfg.size.diameter) / float(d), s0 / max_range, s0 * max_range))
         done = abs(math.log(new / scale)) < math.log(1.1)
         scale = new
         if done:
@@ -286,6 +299,9 @@ def _scale_by_points(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
 
 #: ``size_from="points"``: at most this many estimate passes; the scale stays within MAX_RANGE of the training scale
 POINT_PASSES, MAX_RANGE = 3, 3.0
+
+#: ``size_from="refined"``: the detections may move the model's own estimate by at most this factor
+REFINE_RANGE = 1.6
 
 
 def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, mask_threshold: float, min_area: int,

@@ -85,3 +85,23 @@ def test_size_source_measures_sizes_at_the_points(tmp_path):
         assert got["points"]["size_errors"][s["name"]] == pytest.approx(want, abs=1e-3)
     errs = np.abs(list(got["points"]["size_errors"].values()))
     assert got["points"]["within_20pct"] == pytest.approx(np.mean(errs <= 0.2))
+
+
+def test_predict_all_passes_the_size_method_on(protocol):
+    """``--size-from refined`` reaches predict(size_from="refined"): each field's size source says so; the default
+    is the model's own estimate (no refinement)."""
+    import torch
+
+    from cks.config import get_preset
+    from cks.data.synthetic import synthetic_sample
+    from cks.models.principal import Principal
+
+    torch.manual_seed(0)
+    model = Principal(get_preset("base", size="test", overrides={"segmentor.window": 48})).eval()
+    assert model.cfg.size.normalize
+    s = synthetic_sample((96, 112), n_cells=8, radius=(6, 9), seed=1)
+    samples = [{"name": "f1", "image": s["image"], "label": s["label"]}]
+    _, _, plain = protocol._predict_all(model, samples, 0.5)
+    _, _, refined = protocol._predict_all(model, samples, 0.5, size_from="refined")
+    assert "refined" not in plain[0]["source"]
+    assert refined[0]["source"].endswith("refined at its detections)")

@@ -64,6 +64,40 @@ def test_predict_estimates_the_size_and_rescales(run):
     assert info["scale"] == pytest.approx(TARGET / 36.0) and info["diameter_source"] == "given"
 
 
+@pytest.mark.parametrize("off", [1 / 1.4, 0.6, 0.3, 1.4])
+def test_refined_measures_at_the_detections_of_the_model_estimate(run, monkeypatch, off):
+    """``size_from="refined"``: start at the regressor's scale (stubbed ``off`` times the true one), measure the
+    cell size at the detections there (cks.size.estimate_diameter) and move at most REFINE_RANGE from the start.
+
+    Cells shown too small (off < 1) are still found one by one, so the measurement moves the scale to the true
+    one; cells shown too large are cut into fragments whose spacing confirms the wrong scale (this fixture model
+    does that, as real models do), so from there it may not move, but it must not move away."""
+    import importlib
+
+    P = importlib.import_module("cks.predict")  # the module, not the function cks.predict
+    model = run["model"]
+    test = _up(synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=4), 2)
+    true_s = TARGET / median_diameter(test["label"])
+    monkeypatch.setattr(model, "size_model", object(), raising=False)  # any regressor: "refined" starts from it
+    monkeypatch.setattr(P, "_scale_by_regressor", lambda m, img: (true_s * off, 0, "estimated (learned)"))
+    label, table, info = predict(model, test["image"], size_from="refined", return_info=True)
+    assert label.shape == test["label"].shape
+    assert info["diameter_source"] == "estimated (learned, refined at its detections)"
+    assert info["passes"] >= 2  # at least one measuring pass before the final one
+    assert info["diameter"] == pytest.approx(TARGET / info["scale"])
+    start = true_s * off
+    assert start / P.REFINE_RANGE * (1 - 1e-9) <= info["scale"] <= start * P.REFINE_RANGE * (1 + 1e-9)
+    error, start_error = abs(np.log(info["scale"] / true_s)), abs(np.log(off))
+    if off * P.REFINE_RANGE < 0.7:  # far out of reach: it moves the whole allowed way toward the truth, no further
+        assert info["scale"] == pytest.approx(start * P.REFINE_RANGE, rel=1e-6)
+    elif off < 1:  # within reach: the detections bring the scale to the true one
+        assert info["scale"] == pytest.approx(true_s, rel=0.2) and error < start_error
+    else:
+        assert error <= start_error + 1e-6
+    # "learned" on the same stub stays where the regressor says
+    assert predict(model, test["image"], size_from="learned", return_info=True)[2]["scale"] == pytest.approx(start)
+
+
 class _ConfidentAt(torch.nn.Module):
     """A stub principal whose detection scores peak when the image is shown at ``best`` px wide."""
 
