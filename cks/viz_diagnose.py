@@ -167,13 +167,15 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
 def size_estimate_markdown(record: dict) -> str:
     """The cell size found at prediction (``benchmarks/size_at_prediction.py`` JSON) as a markdown table.
 
-    One row per run and estimator (learned regressor after 1 and 2 passes, scale search) and one for all runs:
+    One row per run and estimator (learned regressor after 1 and 2 passes, scale search, the learned estimate
+    refined at the model's detections where measured) and one for all runs:
     fields within 20 % of the true median cell size, the median and the largest |relative error|. A record of
     resized fields (``--rescale``: ``by_factor``) has one row per factor and estimator instead of per run.
     """
     from .viz import markdown_table
 
-    names = {"learned_1": "learned, 1 pass", "learned_2": "learned, 2 passes", "score_search": "scale search"}
+    names = {"learned_1": "learned, 1 pass", "learned_2": "learned, 2 passes", "score_search": "scale search",
+             "refined": "learned, refined at the detections"}
     if record.get("by_factor"):
         parts = [("all runs, all sizes", record["summary"])] + [
             (f"all runs, fields resized x{f}", v) for f, v in record["by_factor"].items()]

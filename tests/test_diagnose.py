@@ -346,6 +346,9 @@ def test_size_estimate_markdown_rows_and_values():
     lines = md.splitlines()
     assert len(lines) == 2 + 2 + 1 and not any("runA" in line for line in lines)  # per factor, not per run
     assert "| all runs, fields resized x0.5: learned, 2 passes | 2 | 0% | 30.0% | 35.0% |" in lines
+    refined = {"refined": {"fields": 5, "within_20pct": 0.8, "median_abs_error": 0.1, "max_abs_error": 0.25}}
+    assert "| all runs: learned, refined at the detections | 5 | 80% | 10.0% | 25.0% |" in \
+        size_estimate_markdown({"summary": refined}).splitlines()
 
 
 def test_collaborator_ceiling_markdown_rows():

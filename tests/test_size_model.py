@@ -1,5 +1,6 @@
 """The learned cell-size regressor (cks/size_model.py): ridge algebra, fitting, prediction, training hook."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,20 @@ def test_size_benchmark_resizes_fields_and_summarises_per_factor():
     assert s["learned_1"]["within_20pct"] == 0.5 and s["learned_2"]["within_20pct"] == 1.0
     assert s["score_search"]["max_abs_error"] == 0.5
     assert summary(rows[:1])["learned_1"]["median_abs_error"] == pytest.approx(0.3)
+
+
+def test_size_at_prediction_summary_includes_refined_where_measured():
+    """benchmarks/size_at_prediction.summary: the refined estimator is summarised like the others, and rows written
+    before it existed (no "refined" key) still summarise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sap", Path(__file__).resolve().parents[1] / "benchmarks" / "size_at_prediction.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [{"resized": 1.0, "true": 10.0, "learned_1": 14.0, "learned_2": 13.0, "score_search": 10.0, "refined": 11.0},
+            {"resized": 1.0, "true": 40.0, "learned_1": 40.0, "learned_2": 44.0, "score_search": 20.0, "refined": 52.0}]
+    s = mod.summary(rows)
+    assert s["refined"]["within_20pct"] == 0.5 and s["refined"]["max_abs_error"] == pytest.approx(0.3)
+    assert s["refined"]["median_abs_error"] == pytest.approx(0.2)
+    old = mod.summary([{k: v for k, v in r.items() if k != "refined"} for r in rows])
+    assert "refined" not in old and old["learned_2"]["within_20pct"] == 0.5
