@@ -119,8 +119,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             cells (foreground area per detected cell), and the start near the right scale keeps the detections
             from running away (see ``"points"``). Measured on the tuning splits (session 14,
             ``results/size_estimate/*_s14.json``): within 20 % on 6/8 Usiigaci field-runs (regressor 8/8) and 2/5
-            DeepCell fields (regressor 1/5); the detections of debris, fragments and missed cells bias it, so
-            ``"auto"`` keeps the regressor.
+            DeepCell fields (regressor 1/5); the detections of debris, fragments and missed cells bias it (a
+            ``SIZE_MIN_SCORE`` of 0.7 instead of 0.5 over-estimated instead: 1/8 and 1/5), so ``"auto"`` keeps
+            the regressor.
             ``"points"``: predict, :func:`cks.size.estimate_diameter` at the confident detections (the
             estimate used for training from points), rescale, repeat. Right on clean cells, but a model that
             also detects debris or cuts cells into fragments sees more points, a smaller size, a larger
