@@ -572,3 +572,15 @@ def test_predict_size_at_points_beside_the_image(data, run, tmp_path, capsys):
     (img_dir / "a.csv").unlink()
     rc, out, err = run_cli(capsys, "predict", "--model", run, img_dir / "a.tif", "--out", tmp_path / "Q", "--size-at-points")
     assert_user_error(rc, err, "a.tif", "point file beside")
+
+
+def test_predict_size_from_choices_match_the_library():
+    """`cks predict --size-from` lists its choices by hand (building the parser must not import torch); they must be
+    exactly predict()'s ``SIZE_FROM``."""
+    import importlib
+
+    from cks.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    opt = next(a for a in sub.choices["predict"]._actions if "--size-from" in a.option_strings)
+    assert tuple(opt.choices) == importlib.import_module("cks.predict").SIZE_FROM
