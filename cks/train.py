@@ -108,7 +108,8 @@ class CKSModule(nn.Module):
             seg = {"logits": out["seg_logits"], "batch": out["seg_batch"], "origin": out["seg_origin"],
                    "points": out["seg_points"]}
             lc = self.loss_config(step)
-            ck = cks_loss_terms(seg, collab, shape, batch.get("cell_type"), lc.prior_d, lc, _given_foreground(batch, lc))
+            ck = cks_loss_terms(seg, collab, shape, batch.get("cell_type"), lc.prior_d, lc, _given_foreground(batch, lc),
+                                image)
             terms.update({k: v for k, v in ck.items() if k != "total"})
             total = total + ck["total"]
         else:
@@ -396,7 +397,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "L_det", "L_S", "L_M",
-                                                                                  "L_B", "L_MC", "L_sup")})
+                                                                                  "L_B", "L_MC", "L_PW", "L_sup")})
         if step % t_cfg.checkpoint_every == 0 or step in snap_at:
             save(step)
     save(step)

@@ -32,6 +32,7 @@ from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
 from .geodesic import geodesic_partition, owner_windows
+from .pairwise import pairwise_loss
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
 
@@ -126,7 +127,8 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
 
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
-                   cfg: LossConfig = LossConfig(), foreground: Tensor | None = None) -> dict[str, Tensor]:
+                   cfg: LossConfig = LossConfig(), foreground: Tensor | None = None,
+                   image: Tensor | None = None) -> dict[str, Tensor]:
     """Compute L_S (Eq. 8), L_M (Eq. 6 (L_M), or L_CE, Eq. 5), L_B (Eq. 10), L_MC (Eq. 6 (L_MC)) and their sum.
 
     Args:
@@ -140,12 +142,14 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         foreground: ``[B, H, W]`` in [0, 1] or None: what L_S pulls the masks toward in place of the collaborator's
             ``M_c`` (``loss.foreground_from = "masks"``: the true foreground, a diagnostic of the principal's side).
             L_M and L_B still train the collaborator.
+        image: ``[B, C, H, W]`` what the collaborator sees; needed only with ``cfg.pairwise_weight > 0``
+            (ours: ``L_PW`` of :mod:`cks.losses.pairwise`, returned and added to ``total`` only then).
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
             collapse_delta / _exponent / _form / _hinge_weight / _spacing / _diameter, lambda_s / _m / _b / _mc).
     Returns:
         dict of scalars: ``L_S``, ``L_M``, ``L_B``, ``L_MC`` (unweighted) and
-        ``total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B``.
+        ``total = lambda_s L_S + lambda_mc L_MC + lambda_m L_M + lambda_b L_B`` (``+ pairwise_weight L_PW``).
     """
     if cfg.mode != "cks":
         raise CksConfigError(f"cks_loss_terms is for loss.mode='cks', got {cfg.mode!r}; "
@@ -194,7 +198,14 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         raise CksConfigError(f"loss.collapse_form must be 'power' or 'hinge', got {cfg.collapse_form!r}")
 
     total = cfg.lambda_s * l_s + cfg.lambda_mc * l_mc + cfg.lambda_m * l_m + cfg.lambda_b * l_b
-    return {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc, "total": total}
+    out = {"L_S": l_s, "L_M": l_m, "L_B": l_b, "L_MC": l_mc}
+    if cfg.pairwise_weight > 0:  # ours (issue #9): the collaborator's edges follow the image's
+        if image is None:
+            raise CksConfigError("loss.pairwise_weight > 0 needs the image: pass image=[B, C, H, W] to cks_loss_terms")
+        out["L_PW"] = pairwise_loss(fg_logits, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+        total = total + cfg.pairwise_weight * out["L_PW"]
+    out["total"] = total
+    return out
 
 
 __all__ = ["prior_d_per_window", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",

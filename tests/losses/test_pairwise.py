@@ -1,0 +1,123 @@
+"""L_PW, the image-affinity pairwise term on the collaborator's foreground (ours, issue #9)."""
+import math
+
+import pytest
+import torch
+
+from cks.config import LossConfig, get_preset, validate, with_overrides
+from cks.errors import CksConfigError
+from cks.losses import cks_loss_terms
+from cks.losses.pairwise import pair_offsets, pair_weights, pairwise_loss, same_label_nll
+
+
+def _step_image(h=12, w=16, edge=8, low=0.0, high=1.0):
+    """[1, 1, H, W]: ``low`` left of column ``edge``, ``high`` from it on."""
+    x = torch.full((1, 1, h, w), low)
+    x[..., edge:] = high
+    return x
+
+
+def test_same_label_nll_matches_the_probability_formula():
+    a = torch.linspace(-6, 6, 13, dtype=torch.float64).repeat(13)
+    b = torch.linspace(-6, 6, 13, dtype=torch.float64).repeat_interleave(13)
+    pa, pb = torch.sigmoid(a), torch.sigmoid(b)
+    torch.testing.assert_close(same_label_nll(a, b), -torch.log(pa * pb + (1 - pa) * (1 - pb)))
+    # finite where probabilities saturate (one pixel sure fg, the other sure bg): -log(2 e^-60) = 60 - log 2
+    far = same_label_nll(torch.tensor([60.0]), torch.tensor([-60.0]))
+    assert torch.isfinite(far).all() and abs(float(far) - (60.0 - math.log(2.0))) < 1e-3
+
+
+def test_offsets_cover_each_neighbour_pair_once():
+    assert pair_offsets(1) == ((0, 1), (1, 0), (1, 1), (1, -1))
+    assert pair_offsets(2) == ((0, 2), (2, 0), (2, 2), (2, -2))
+    with pytest.raises(CksConfigError):
+        pair_offsets(0)
+
+
+def test_pair_weights_of_a_step_edge():
+    img = _step_image()
+    # standardised by the std of the image (the median only shifts it): the step becomes 1 / std
+    flat = img.flatten()
+    jump = 1.0 / float(flat.std())
+    w_right, w_down, w_dr, w_dl = pair_weights(img, theta=0.3)
+    assert w_right.shape == (1, 12, 15) and w_down.shape == (1, 11, 16) and w_dl.shape == (1, 11, 15)
+    expect = math.exp(-jump / 0.3)
+    # horizontal pairs across the edge (columns 7 -> 8) have the edge's weight, all others 1
+    torch.testing.assert_close(w_right[0, :, 7], torch.full((12,), expect))
+    assert torch.all(w_right[0, :, :7] == 1) and torch.all(w_right[0, :, 8:] == 1)
+    assert torch.all(w_down == 1)  # vertical pairs never cross a vertical edge
+    # down-right pair (y, x) -> (y+1, x+1) crosses at x = 7; down-left (y, x) -> (y+1, x-1) at x = 8
+    torch.testing.assert_close(w_dr[0, :, 7], torch.full((11,), expect))
+    torch.testing.assert_close(w_dl[0, :, 7], torch.full((11,), expect))  # column 7 of the cropped map is x = 8
+    with pytest.raises(CksConfigError):
+        pair_weights(img, theta=0.0)
+    with pytest.raises(CksConfigError):
+        pair_weights(img[0], theta=0.3)
+
+
+def test_weights_do_not_depend_on_brightness_or_contrast():
+    img = _step_image() + 0.05 * torch.randn(1, 1, 12, 16, generator=torch.Generator().manual_seed(0))
+    for a, b in zip(pair_weights(img), pair_weights(3.0 * img + 7.0)):
+        torch.testing.assert_close(a, b)
+
+
+def test_constant_map_has_the_closed_form_loss():
+    img = torch.rand(2, 1, 10, 11, generator=torch.Generator().manual_seed(1))
+    for logit in (-3.0, 0.0, 2.0):
+        p = torch.sigmoid(torch.tensor(logit, dtype=torch.float64))
+        got = pairwise_loss(torch.full((2, 10, 11), logit, dtype=torch.float64), img.double())
+        torch.testing.assert_close(got, -torch.log(p * p + (1 - p) * (1 - p)))
+    assert float(pairwise_loss(torch.full((2, 10, 11), 40.0), img)) < 1e-12
+
+
+def test_an_edge_on_the_image_edge_costs_less_than_one_in_a_flat_region():
+    """The reason for the term: a foreground boundary placed where the image has none is penalised."""
+    img = _step_image(h=12, w=20, edge=8)
+    on_edge = torch.full((1, 12, 20), -8.0)
+    on_edge[..., 8:] = 8.0
+    off_edge = torch.full((1, 12, 20), -8.0)
+    off_edge[..., 11:] = 8.0  # the same-size cut 3 px into the flat region
+    assert float(pairwise_loss(on_edge, img)) < 0.2 * float(pairwise_loss(off_edge, img))
+
+
+def test_gradient_reaches_the_logits_not_the_image():
+    img = torch.rand(1, 1, 9, 9, requires_grad=True)
+    lg = torch.randn(1, 9, 9, requires_grad=True)
+    pairwise_loss(lg, img).backward()
+    assert lg.grad is not None and torch.isfinite(lg.grad).all() and lg.grad.abs().sum() > 0
+    assert img.grad is None
+
+
+def test_gradient_matches_finite_differences():
+    img = torch.rand(1, 2, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    lg = torch.randn(1, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: pairwise_loss(t, img, 0.5, 1), (lg,))
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(CksConfigError, match="same pixels"):
+        pairwise_loss(torch.zeros(1, 8, 8), torch.zeros(1, 1, 8, 9))
+
+
+def test_cks_loss_terms_adds_it_only_when_weighted(windows):
+    shape = windows["shape"]
+    torch.manual_seed(5)
+    seg = dict(logits=windows["logits"], batch=windows["batch"], origin=windows["origin"], points=windows["points"])
+    fg = torch.randn(shape, requires_grad=True)
+    collab = dict(fg_logits=fg, border_logits=torch.randn(shape))
+    img = torch.rand(shape[0], 1, shape[1], shape[2])
+    off = cks_loss_terms(seg, collab, shape, None, None, LossConfig())
+    assert "L_PW" not in off
+    on = cks_loss_terms(seg, collab, shape, None, None, LossConfig(pairwise_weight=2.5), image=img)
+    torch.testing.assert_close(on["L_PW"], pairwise_loss(fg, img))
+    torch.testing.assert_close(on["total"], off["total"] + 2.5 * on["L_PW"])
+    with pytest.raises(CksConfigError, match="needs the image"):
+        cks_loss_terms(seg, collab, shape, None, None, LossConfig(pairwise_weight=1.0))
+
+
+def test_config_rules():
+    assert get_preset("base").loss.pairwise_weight == 0.0  # the paper's objective has no such term
+    with pytest.raises(CksConfigError):
+        validate(with_overrides(get_preset("base"), {"loss.pairwise_weight": -1.0}))
+    with pytest.raises(CksConfigError):
+        validate(with_overrides(get_preset("base"), {"loss.pairwise_theta": 0.0}))
