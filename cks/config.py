@@ -109,6 +109,7 @@ class LossConfig:
     pairwise_weight: float = 0.0  # ours (issue #9), not the paper: weight of L_PW, an image-affinity pairwise term on the collaborator's foreground (cks.losses.pairwise, after BoxInst); 0 = off
     pairwise_theta: float = 0.3  # L_PW: neighbours whose intensities differ by theta image standard deviations have pair weight 1/e
     pairwise_dilation: int = 1  # L_PW: pair offsets of this many px
+    pairwise_on: str = "collaborator"  # L_PW acts on the collaborator's M_c, the principal's windows, or "both" (the sum)
     spacing_diameter: float = 32.0  # px: the cell diameter collapse_spacing and prior_spacing compare with (set from size.diameter by effective_loss_config)
     lambda_det: float = 1.0
     lambda_s: float = 1.0
@@ -301,6 +302,7 @@ RULES: dict[str, Any] = {
     "loss.collapse_form": _choice("power", "hinge"), "loss.collapse_hinge_weight": _positive,
     "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,
     "loss.pairwise_weight": _non_negative, "loss.pairwise_theta": _positive, "loss.pairwise_dilation": _positive,
+    "loss.pairwise_on": _choice("collaborator", "principal", "both"),
     "loss.spacing_from": _fraction, "loss.prior_until": _fraction, "loss.prior_scale_after": _non_negative, "loss.spacing_diameter": _positive,
     "loss.border_loss_factor": _non_negative,
     "segmentor.window": _positive, "segmentor.channels": _positive, "segmentor.encoding": _choice("learned", "cosine", "linear"),

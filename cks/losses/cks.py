@@ -32,7 +32,7 @@ from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
 from .geodesic import geodesic_partition, owner_windows
-from .pairwise import pairwise_loss
+from .pairwise import pairwise_loss, window_pairwise_loss
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
 
@@ -143,7 +143,8 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
             ``M_c`` (``loss.foreground_from = "masks"``: the true foreground, a diagnostic of the principal's side).
             L_M and L_B still train the collaborator.
         image: ``[B, C, H, W]`` what the collaborator sees; needed only with ``cfg.pairwise_weight > 0``
-            (ours: ``L_PW`` of :mod:`cks.losses.pairwise`, returned and added to ``total`` only then).
+            (ours: ``L_PW`` of :mod:`cks.losses.pairwise` on ``cfg.pairwise_on``: the collaborator's ``M_c``, the
+            principal's windows or both (the sum); returned and added to ``total`` only then).
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
             consistency_principal / _collaborator, overlap, border_magnitude, border_loss_factor,
             collapse_delta / _exponent / _form / _hinge_weight / _spacing / _diameter, lambda_s / _m / _b / _mc).
@@ -202,7 +203,14 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     if cfg.pairwise_weight > 0:  # ours (issue #9): the collaborator's edges follow the image's
         if image is None:
             raise CksConfigError("loss.pairwise_weight > 0 needs the image: pass image=[B, C, H, W] to cks_loss_terms")
-        out["L_PW"] = pairwise_loss(fg_logits, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+        if cfg.pairwise_on not in ("collaborator", "principal", "both"):
+            raise CksConfigError(f"loss.pairwise_on must be collaborator, principal or both, got {cfg.pairwise_on!r}")
+        l_pw = fg_logits.new_zeros(())
+        if cfg.pairwise_on in ("collaborator", "both"):
+            l_pw = l_pw + pairwise_loss(fg_logits, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+        if cfg.pairwise_on in ("principal", "both"):
+            l_pw = l_pw + window_pairwise_loss(logits, batch, origin, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+        out["L_PW"] = l_pw
         total = total + cfg.pairwise_weight * out["L_PW"]
     out["total"] = total
     return out

@@ -31,7 +31,8 @@ from torch import Tensor
 
 from ..errors import CksConfigError
 
-__all__ = ["pair_offsets", "pair_weights", "same_label_nll", "pairwise_loss"]
+__all__ = ["pair_offsets", "pair_weights", "window_pair_weights", "same_label_nll", "pairwise_loss",
+           "window_pairwise_loss"]
 
 
 def pair_offsets(dilation: int = 1) -> tuple[tuple[int, int], ...]:
@@ -52,19 +53,24 @@ def _shifted(t: Tensor, dy: int, dx: int) -> tuple[Tensor, Tensor]:
 
 def standardize(image: Tensor) -> Tensor:
     """``(x - median) / std`` per image and channel of ``image [B, C, H, W]`` (std floored at 1e-6)."""
-    flat = image.detach().float().flatten(2)
+    x = image.detach()
+    x = x if x.is_floating_point() else x.float()
+    flat = x.flatten(2)
     med = flat.median(dim=2).values[..., None, None]
     std = flat.std(dim=2).clamp_min(1e-6)[..., None, None]
-    return (image.detach().float() - med) / std
+    return (x - med) / std
 
 
-def pair_weights(image: Tensor, theta: float = 0.3, dilation: int = 1) -> list[Tensor]:
+def pair_weights(image: Tensor, theta: float = 0.3, dilation: int = 1, full: bool = False) -> list[Tensor]:
     """``w_ij = exp(-max_c |I_i - I_j| / theta)`` for each offset of :func:`pair_offsets`.
 
     Args:
         image: ``[B, C, H, W]``. theta: similarity scale in standard deviations of the image (> 0).
+        full: False: the weights of the pairs inside the image, ``[B, H - |dy|, W - |dx|]`` (pixel ``i`` at the
+            top-left of the cropped map). True: ``[B, H, W]`` indexed by the pair's first pixel ``i``, 0 where its
+            partner ``i + (dy, dx)`` is off the image.
     Returns:
-        four tensors ``[B, H - |dy|, W - |dx|]`` in (0, 1], no gradient.
+        four tensors in [0, 1], no gradient.
     """
     if not theta > 0:
         raise CksConfigError(f"loss.pairwise_theta must be > 0, got {theta!r}")
@@ -74,8 +80,20 @@ def pair_weights(image: Tensor, theta: float = 0.3, dilation: int = 1) -> list[T
     out = []
     for dy, dx in pair_offsets(dilation):
         a, b = _shifted(std_img, dy, dx)
-        out.append(torch.exp(-(a - b).abs().amax(dim=1) / float(theta)))
+        w = torch.exp(-(a - b).abs().amax(dim=1) / float(theta))
+        if full:  # put the weights back at their first pixel's place: rows 0..H-dy, columns max(0,-dx)..W-max(0,dx)
+            w = F.pad(w, (max(0, -dx), max(0, dx), 0, dy))
+        out.append(w)
     return out
+
+
+def window_pair_weights(image: Tensor, seg_batch: Tensor, seg_origin: Tensor, window: int, theta: float = 0.3,
+                        dilation: int = 1) -> list[Tensor]:
+    """:func:`pair_weights` read at every pixel of every window: four ``[K, S, S]`` (0 where a pair leaves the image)."""
+    from ..windows import gather_windows
+
+    return [gather_windows(w, seg_batch, seg_origin, window, fill=0.0)
+            for w in pair_weights(image, theta, dilation, full=True)]
 
 
 def same_label_nll(logits_a: Tensor, logits_b: Tensor) -> Tensor:
@@ -85,8 +103,22 @@ def same_label_nll(logits_a: Tensor, logits_b: Tensor) -> Tensor:
     return -torch.logaddexp(both_fg, both_bg)
 
 
+def _weighted_nll(logits: Tensor, weights: list[Tensor], dilation: int) -> tuple[Tensor, Tensor]:
+    """``(sum w_ij nll_ij, sum w_ij)`` over the pairs inside ``logits [N, H, W]``; ``weights`` as :func:`pair_weights`
+    (``full=False``) or :func:`window_pair_weights` (first-pixel indexed, cropped here)."""
+    num = logits.new_zeros(())
+    den = logits.new_zeros(())
+    for (dy, dx), w in zip(pair_offsets(dilation), weights):
+        a, b = _shifted(logits, dy, dx)
+        if w.shape[-2:] != a.shape[-2:]:  # first-pixel indexed [N, H, W]: crop to the pairs inside the map
+            w = _shifted(w, dy, dx)[0]
+        num = num + (w * same_label_nll(a, b)).sum()
+        den = den + w.sum()
+    return num, den
+
+
 def pairwise_loss(fg_logits: Tensor, image: Tensor, theta: float = 0.3, dilation: int = 1) -> Tensor:
-    """``L_PW``: the affinity-weighted mean of :func:`same_label_nll` over all neighbour pairs (module docstring).
+    """``L_PW`` on the collaborator: the affinity-weighted mean of :func:`same_label_nll` over all neighbour pairs.
 
     Args:
         fg_logits: ``[B, H, W]`` the collaborator's foreground logits. image: ``[B, C, H, W]`` what it sees.
@@ -97,10 +129,19 @@ def pairwise_loss(fg_logits: Tensor, image: Tensor, theta: float = 0.3, dilation
     if fg_logits.shape[0] != image.shape[0] or fg_logits.shape[-2:] != image.shape[-2:]:
         raise CksConfigError(f"pairwise loss: foreground {tuple(fg_logits.shape)} and image {tuple(image.shape)} "
                              "must cover the same pixels ([B, H, W] and [B, C, H, W])")
-    num = fg_logits.new_zeros(())
-    den = fg_logits.new_zeros(())
-    for (dy, dx), w in zip(pair_offsets(dilation), pair_weights(image, theta, dilation)):
-        a, b = _shifted(fg_logits, dy, dx)
-        num = num + (w * same_label_nll(a, b)).sum()
-        den = den + w.sum()
+    num, den = _weighted_nll(fg_logits, pair_weights(image, theta, dilation), dilation)
+    return num / den.clamp_min(1e-12)
+
+
+def window_pairwise_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, image: Tensor,
+                         theta: float = 0.3, dilation: int = 1) -> Tensor:
+    """``L_PW`` on the principal: the same mean over the pixel pairs inside every window ``[K, S, S]``.
+
+    A window's own edge is not a mask edge (``m_i = 0`` outside it by definition), so pairs that leave the window
+    do not count, nor do pairs that leave the image. Returns a scalar >= 0 (0 without windows).
+    """
+    if seg_logits.shape[0] == 0:
+        return seg_logits.sum() * 0.0
+    weights = window_pair_weights(image, seg_batch, seg_origin, seg_logits.shape[-1], theta, dilation)
+    num, den = _weighted_nll(seg_logits, weights, dilation)
     return num / den.clamp_min(1e-12)

@@ -7,7 +7,8 @@ import torch
 from cks.config import LossConfig, get_preset, validate, with_overrides
 from cks.errors import CksConfigError
 from cks.losses import cks_loss_terms
-from cks.losses.pairwise import pair_offsets, pair_weights, pairwise_loss, same_label_nll
+from cks.losses.pairwise import (pair_offsets, pair_weights, pairwise_loss, same_label_nll,
+                                 window_pairwise_loss)
 
 
 def _step_image(h=12, w=16, edge=8, low=0.0, high=1.0):
@@ -121,3 +122,70 @@ def test_config_rules():
         validate(with_overrides(get_preset("base"), {"loss.pairwise_weight": -1.0}))
     with pytest.raises(CksConfigError):
         validate(with_overrides(get_preset("base"), {"loss.pairwise_theta": 0.0}))
+
+
+def test_full_weights_are_indexed_by_the_first_pixel():
+    img = torch.rand(2, 2, 7, 9, generator=torch.Generator().manual_seed(6))
+    for (dy, dx), crop, full in zip(pair_offsets(1), pair_weights(img), pair_weights(img, full=True)):
+        assert full.shape == (2, 7, 9)
+        for y in range(7):
+            for x in range(9):
+                inside = 0 <= y + dy < 7 and 0 <= x + dx < 9
+                want = float(torch.exp(-(_std(img)[:, :, y, x] - _std(img)[:, :, y + dy, x + dx]).abs().amax(1)[0]
+                                       / 0.3)) if inside else 0.0
+                assert abs(float(full[0, y, x]) - want) < 1e-5
+        assert full.sum() == pytest.approx(float(crop.sum()), rel=1e-5)
+
+
+def _std(img):
+    flat = img.flatten(2)
+    return (img - flat.median(2).values[..., None, None]) / flat.std(2)[..., None, None]
+
+
+def test_window_version_counts_the_pairs_inside_each_window_and_the_image(windows):
+    """Brute force: loop over every window, pixel and offset; pairs leaving the window or the image are skipped."""
+    img = torch.rand(2, 1, 12, 14, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    lg = windows["logits"].double()
+    got = window_pairwise_loss(lg, windows["batch"], windows["origin"], img, 0.4, 1)
+    std = _std(img)
+    num = den = 0.0
+    s = windows["s"]
+    for k in range(lg.shape[0]):
+        b = int(windows["batch"][k])
+        oy, ox = (int(v) for v in windows["origin"][k])
+        for dy, dx in pair_offsets(1):
+            for y in range(s):
+                for x in range(s):
+                    y2, x2 = y + dy, x + dx
+                    if not (0 <= y2 < s and 0 <= x2 < s):
+                        continue
+                    iy, ix, jy, jx = oy + y, ox + x, oy + y2, ox + x2
+                    if not (0 <= iy < 12 and 0 <= ix < 14 and 0 <= jy < 12 and 0 <= jx < 14):
+                        continue
+                    w = math.exp(-abs(float(std[b, 0, iy, ix] - std[b, 0, jy, jx])) / 0.4)
+                    num += w * float(same_label_nll(lg[k, y, x], lg[k, y2, x2]))
+                    den += w
+    assert float(got) == pytest.approx(num / den, rel=1e-9)
+    assert float(window_pairwise_loss(lg[:0], windows["batch"][:0], windows["origin"][:0], img)) == 0.0
+
+
+@pytest.mark.parametrize("on", ["principal", "both"])
+def test_pairwise_on_the_principal_trains_the_principal(windows, on):
+    shape = windows["shape"]
+    seg = dict(logits=windows["logits"].clone().requires_grad_(True), batch=windows["batch"],
+               origin=windows["origin"], points=windows["points"])
+    fg = torch.randn(shape, requires_grad=True)
+    collab = dict(fg_logits=fg, border_logits=torch.randn(shape))
+    img = torch.rand(shape[0], 1, shape[1], shape[2])
+    zero = dict(lambda_s=0.0, lambda_m=0.0, lambda_b=0.0, lambda_mc=0.0)
+    out = cks_loss_terms(seg, collab, shape, None, None, LossConfig(**zero, pairwise_weight=1.0, pairwise_on=on),
+                         image=img)
+    expect = window_pairwise_loss(seg["logits"], seg["batch"], seg["origin"], img)
+    if on == "both":
+        expect = expect + pairwise_loss(fg, img)
+    torch.testing.assert_close(out["L_PW"], expect)
+    g_seg, g_fg = torch.autograd.grad(out["total"], [seg["logits"], fg], allow_unused=True)
+    assert g_seg is not None and g_seg.abs().sum() > 0
+    assert (g_fg is not None and g_fg.abs().sum() > 0) == (on == "both")
+    with pytest.raises(CksConfigError):
+        validate(with_overrides(get_preset("base"), {"loss.pairwise_on": "everything"}))
