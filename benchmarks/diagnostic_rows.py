@@ -1,0 +1,110 @@
+"""Collect ``cks diagnose`` results of several runs into one rows file (what the results chapter tabulates).
+
+    cks diagnose $CKS_RUNS_DIR/usiigaci_ablation_v2/base_s15 --data usiigaci_nih3t3_phase/train:set17-20 \\
+        --true-size --score-threshold 0.6 --out $CKS_RUNS_DIR/diagnose/base_s15
+    python benchmarks/diagnostic_rows.py --protocol usiigaci_ablation_v2 \\
+        --out results/usiigaci_ablation_v2/pairwise_diagnostics.json base_s15 pairwise_w1
+
+For each run name: ``<diagnose-dir>/<run>/diagnostics.json`` (default ``$CKS_RUNS_DIR/diagnose``) (the diagnostics), ``$CKS_RUNS_DIR/<protocol>/<run>``
+(its validation curve, ``metrics.jsonl``) and ``results/<protocol>/<run>.json`` (its setting and command, when the
+run was recorded by ``benchmarks/protocol.py``). Each row has the keys :func:`cks.viz_diagnose.diagnostics_markdown`
+reads. Paths of this machine are not written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cks.provenance import git_commit  # noqa: E402
+
+
+def tuning_curve(run_dir: Path) -> dict[str, float]:
+    """``{step: validation AP50}`` (rounded to 4 digits) from a run folder's ``metrics.jsonl``."""
+    out = {}
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            if "val_ap50" in rec:
+                out[str(rec["step"])] = round(float(rec["val_ap50"]), 4)
+    return out
+
+
+def setting(result: dict | None) -> str:
+    """The run's preset, the ``--set`` overrides and the seed, read from the result's recorded command."""
+    if not result:
+        return ""
+    words = result.get("command", "").split()
+    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"
+    extra = []
+    if "--set" in words:
+        for w in words[words.index("--set") + 1:]:
+            if w.startswith("--"):
+                break
+            extra.append(w)
+    seed = f"seed {result.get('seed', 0)}"
+    return f"{preset} + {' '.join(extra)}, {seed}" if extra else f"{preset}, {seed}"
+
+
+def portable(arg: str, runs_dir: Path) -> str:
+    """``arg`` with no path of this machine: the runs folder becomes ``$CKS_RUNS_DIR``, a path in the repository
+    becomes relative to it, any other absolute path its file name."""
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg).resolve()
+    for base, name in ((runs_dir.resolve(), "$CKS_RUNS_DIR"), (ROOT, ".")):
+        if path == base or base in path.parents:
+            return str(Path(name) / path.relative_to(base)) if name != "." else str(path.relative_to(base))
+    return path.name
+
+
+def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir: Path, data: str) -> dict:
+    diag = json.loads((diagnose_dir / run / "diagnostics.json").read_text())
+    res_path = results_dir / protocol / f"{run}.json"
+    result = json.loads(res_path.read_text()) if res_path.exists() else None
+    shape = diag["shape"]
+    return {"run": run, "config": setting(result), "step": str(diag["step"]),
+            "command": (f"cks diagnose $CKS_RUNS_DIR/{protocol}/{run} --data {data} --true-size "
+                        f"--score-threshold {diag['score_threshold']}"),
+            "trained_with": (result or {}).get("command", ""),
+            "overall": shape["overall"], "bins": shape["bins"], "count_ratio": shape.get("count_ratio"),
+            "collaborator_foreground": diag.get("collaborator_foreground"),
+            "tuning_ap50_by_step": tuning_curve(runs_dir / protocol / run),
+            "report_ap50": ((result or {}).get("metrics") or {}).get("ap50")}
+
+
+def main(argv=None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run names (folders under $CKS_RUNS_DIR/<protocol>)")
+    p.add_argument("--protocol", required=True)
+    p.add_argument("--diagnose-dir", default=None,
+                   help="folder with one `cks diagnose --out` folder per run (default $CKS_RUNS_DIR/diagnose)")
+    p.add_argument("--data", default="usiigaci_nih3t3_phase/train:set17-20", help="the split the runs were diagnosed on")
+    p.add_argument("--out", required=True)
+    p.add_argument("--what", default="", help="one line: what the rows compare")
+    p.add_argument("--results-dir", default=str(ROOT / "results"), help="where the runs' protocol results are")
+    a = p.parse_args(argv)
+    runs_dir = Path(os.environ.get("CKS_RUNS_DIR", "runs"))
+    diagnose_dir = Path(a.diagnose_dir) if a.diagnose_dir else runs_dir / "diagnose"
+    rows = [row(r, a.protocol, diagnose_dir, runs_dir, Path(a.results_dir), a.data) for r in a.runs]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"what": a.what, "data": a.data, "git_commit": git_commit(),
+           "command": "python benchmarks/diagnostic_rows.py " + " ".join(
+               portable(x, runs_dir) for x in (argv if argv is not None else sys.argv[1:])),
+           "rows": rows}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.replace(out)
+    print(f"{len(rows)} rows -> {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""benchmarks/diagnostic_rows.py: `cks diagnose` outputs + validation curves + protocol results -> one rows file."""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import diagnostic_rows  # noqa: E402
+from cks.viz_diagnose import diagnostics_markdown  # noqa: E402
+
+
+def _fake_run(tmp_path, run, extra_set):
+    runs = tmp_path / "runs"
+    (runs / "usiigaci_ablation_v2" / run).mkdir(parents=True)
+    (runs / "usiigaci_ablation_v2" / run / "metrics.jsonl").write_text(
+        json.dumps({"step": 10, "L_S": 0.2}) + "\n" + json.dumps({"step": 250, "val_ap50": 0.123456}) + "\n"
+        + json.dumps({"step": 800, "val_ap50": 0.2}) + "\n")
+    diag = runs / "diagnose" / run
+    diag.mkdir(parents=True)
+    overall = {"offset_median": 1.3, "area_ratio_median": 0.9, "iou_median": 0.43, "disk_iou_median": 0.41,
+               "size_slope": 0.46}
+    (diag / "diagnostics.json").write_text(json.dumps({
+        "step": 800, "score_threshold": 0.6,
+        "shape": {"overall": overall, "bins": [{"bin": "0-16", "area_ratio_median": 2.2}], "count_ratio": 0.94},
+        "collaborator_foreground": {"ratio": [0.8, 1.1]}}))
+    res = tmp_path / "results" / "usiigaci_ablation_v2"
+    res.mkdir(parents=True, exist_ok=True)
+    cmd = "python benchmarks/protocol.py --protocol usiigaci_ablation_v2 --model " + run + (
+        f" --preset texture_collaborator --set {extra_set} --steps 800" if extra_set else "")
+    (res / f"{run}.json").write_text(json.dumps({"command": cmd, "seed": 1, "metrics": {"ap50": 0.07}}))
+    return runs
+
+
+def test_rows_from_diagnose_outputs(tmp_path, monkeypatch):
+    runs = _fake_run(tmp_path, "base_x", "")
+    _fake_run(tmp_path, "pw_x", "loss.pairwise_weight=1")
+    monkeypatch.setenv("CKS_RUNS_DIR", str(runs))
+    out = tmp_path / "rows.json"
+    diagnostic_rows.main(["--protocol", "usiigaci_ablation_v2", "--out", str(out), "--results-dir",
+                          str(tmp_path / "results"), "base_x", "pw_x"])
+    rec = json.loads(out.read_text())
+    base, pw = rec["rows"]
+    assert base["tuning_ap50_by_step"] == {"250": 0.1235, "800": 0.2}
+    assert base["config"] == "base, seed 1" and pw["config"] == "texture_collaborator + loss.pairwise_weight=1, seed 1"
+    assert pw["report_ap50"] == 0.07 and pw["step"] == "800" and pw["overall"]["size_slope"] == 0.46
+    assert "$CKS_RUNS_DIR/usiigaci_ablation_v2/pw_x" in pw["command"]
+    assert str(tmp_path) not in json.dumps(rec)  # no path of this machine
+    table = diagnostics_markdown(rec["rows"])
+    assert "pw_x" in table and "0.2" in table  # the tuning AP50 at the diagnosed step
