@@ -24,16 +24,32 @@ sys.path.insert(0, str(ROOT))
 from cks.provenance import git_commit  # noqa: E402
 
 
-def tuning_curve(run_dir: Path) -> dict[str, float]:
-    """``{step: validation AP50}`` (rounded to 4 digits) from a run folder's ``metrics.jsonl``."""
+def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
+    """``{step: validation AP50}`` (or another ``val_*`` key; rounded to 4 digits) from a run's ``metrics.jsonl``."""
     out = {}
     path = run_dir / "metrics.jsonl"
     if path.exists():
         for line in path.read_text().splitlines():
             rec = json.loads(line) if line.strip() else {}
-            if "val_ap50" in rec:
-                out[str(rec["step"])] = round(float(rec["val_ap50"]), 4)
+            if key in rec:
+                out[str(rec["step"])] = round(float(rec[key]), 4)
     return out
+
+
+def stopped_row(run_dir: Path) -> dict:
+    """A run stopped before its end (no diagnostics): its setting (the preset and the ``--set`` overrides other than
+    ``train.*`` from ``command.txt``), the last step it logged and its tuning curves."""
+    words = (run_dir / "command.txt").read_text().split()
+    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"
+    extra = [w for w in words[words.index("--set") + 1:] if "=" in w and not w.startswith("train.")] \
+        if "--set" in words else []
+    last = 0
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        if line.strip():
+            last = max(last, int(json.loads(line).get("step", 0)))
+    return {"run": run_dir.name, "config": " + ".join([preset] + [" ".join(extra)] * bool(extra)),
+            "stopped_at_step": last, "tuning_ap50_by_step": tuning_curve(run_dir),
+            "tuning_dice_by_step": tuning_curve(run_dir, "val_dice")}
 
 
 def setting(result: dict | None) -> str:
@@ -88,6 +104,8 @@ def main(argv=None) -> Path:
     p.add_argument("--data", default="usiigaci_nih3t3_phase/train:set17-20", help="the split the runs were diagnosed on")
     p.add_argument("--out", required=True)
     p.add_argument("--what", default="", help="one line: what the rows compare")
+    p.add_argument("--stopped", nargs="*", default=[],
+                   help="runs stopped early, without diagnostics: folders under $CKS_RUNS_DIR/stopped")
     p.add_argument("--results-dir", default=str(ROOT / "results"), help="where the runs' protocol results are")
     a = p.parse_args(argv)
     runs_dir = Path(os.environ.get("CKS_RUNS_DIR", "runs"))
@@ -98,7 +116,7 @@ def main(argv=None) -> Path:
     rec = {"what": a.what, "data": a.data, "git_commit": git_commit(),
            "command": "python benchmarks/diagnostic_rows.py " + " ".join(
                portable(x, runs_dir) for x in (argv if argv is not None else sys.argv[1:])),
-           "rows": rows}
+           "rows": rows, "stopped": [stopped_row(runs_dir / "stopped" / r) for r in a.stopped]}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=1) + "\n")
     tmp.replace(out)

@@ -36,9 +36,16 @@ def test_rows_from_diagnose_outputs(tmp_path, monkeypatch):
     runs = _fake_run(tmp_path, "base_x", "")
     _fake_run(tmp_path, "pw_x", "loss.pairwise_weight=1")
     monkeypatch.setenv("CKS_RUNS_DIR", str(runs))
+    stopped = runs / "stopped" / "dead_x"
+    stopped.mkdir(parents=True)
+    (stopped / "command.txt").write_text(
+        f"python -m cks train --preset base --out {stopped} --set train.seed=0 train.crop_size=256 "
+        "loss.pairwise_weight=5 loss.pairwise_on=principal")
+    (stopped / "metrics.jsonl").write_text(json.dumps({"step": 250, "val_ap50": 0.0, "val_dice": 0.2}) + "\n"
+                                           + json.dumps({"step": 380, "L_S": 1.7}) + "\n")
     out = tmp_path / "rows.json"
     diagnostic_rows.main(["--protocol", "usiigaci_ablation_v2", "--out", str(out), "--results-dir",
-                          str(tmp_path / "results"), "base_x", "pw_x"])
+                          str(tmp_path / "results"), "base_x", "pw_x", "--stopped", "dead_x"])
     rec = json.loads(out.read_text())
     base, pw = rec["rows"]
     assert base["tuning_ap50_by_step"] == {"250": 0.1235, "800": 0.2}
@@ -46,5 +53,8 @@ def test_rows_from_diagnose_outputs(tmp_path, monkeypatch):
     assert pw["report_ap50"] == 0.07 and pw["step"] == "800" and pw["overall"]["size_slope"] == 0.46
     assert "$CKS_RUNS_DIR/usiigaci_ablation_v2/pw_x" in pw["command"]
     assert str(tmp_path) not in json.dumps(rec)  # no path of this machine
+    assert rec["stopped"] == [{"run": "dead_x", "config": "base + loss.pairwise_weight=5 loss.pairwise_on=principal",
+                               "stopped_at_step": 380, "tuning_ap50_by_step": {"250": 0.0},
+                               "tuning_dice_by_step": {"250": 0.2}}]
     table = diagnostics_markdown(rec["rows"])
     assert "pw_x" in table and "0.2" in table  # the tuning AP50 at the diagnosed step
