@@ -231,3 +231,25 @@ def test_foreground_from_masks_uses_the_true_foreground():
         m({k: v for k, v in batch.items() if k != "label"})
     with pytest.raises(CksConfigError, match="foreground_from"):
         get_preset("base", overrides={"loss.foreground_from": "truth"})
+
+
+@pytest.mark.parametrize("on", ["collaborator", "principal"])
+def test_pairwise_term_reaches_its_model_from_the_module(on):
+    """``loss.pairwise_weight > 0``: the module passes the crops to L_PW, which trains only the model it acts on."""
+    from cks.losses.pairwise import pairwise_loss
+
+    torch.manual_seed(0)
+    m = CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48, "loss.pairwise_weight": 2.0,
+                                                             "loss.pairwise_on": on}))
+    batch = _batch("cks")
+    terms = m(batch)
+    assert "L_PW" in terms and float(terms["L_PW"].detach()) > 0
+    if on == "collaborator":
+        col = m.collaborator(batch["image"], batch["cell_type"])
+        torch.testing.assert_close(terms["L_PW"], pairwise_loss(col["fg_logits"], batch["image"]))
+    own, other = ((m.collaborator, m.principal) if on == "collaborator" else (m.principal, m.collaborator))
+    g_own = torch.autograd.grad(terms["L_PW"], list(own.parameters()), retain_graph=True, allow_unused=True)
+    g_other = torch.autograd.grad(terms["L_PW"], list(other.parameters()), allow_unused=True)
+    assert max(0.0 if g is None else float(g.abs().max()) for g in g_own) > 0
+    assert all(g is None or float(g.abs().max()) == 0 for g in g_other)
+    assert "L_PW" not in CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48}))(batch)
