@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def main(argv=None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     rec = {"what": a.what, "data": a.data, "git_commit": git_commit(),
            "command": "python benchmarks/diagnostic_rows.py " + " ".join(
-               portable(x, runs_dir) for x in (argv if argv is not None else sys.argv[1:])),
+               shlex.quote(portable(x, runs_dir)) for x in (argv if argv is not None else sys.argv[1:])),
            "rows": rows, "stopped": [stopped_row(runs_dir / "stopped" / r) for r in a.stopped]}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=1) + "\n")
