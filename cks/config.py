@@ -132,6 +132,7 @@ class TrainConfig:
     warmup_steps: int = 0  # author: 9000 of 90000 with sigma 100, pi 1, hard-label L_S (diff #11); wins over warmup_fraction
     warmup_fraction: float = 0.0  # warm-up as a fraction of ``steps`` (author: 0.1), so it ends in a run of any length
     crop_size: int = 512
+    scale_range: tuple[float, float] = (0.85, 1.15)  # each crop is resized by a random factor in this range (on top of size normalisation); wider: a model that tolerates a wrong cell-size estimate at prediction (issue #9)
     seed: int = 0
     checkpoint_every: int = 200
     val_every: int = 500
@@ -323,6 +324,10 @@ def validate(cfg: Config) -> Config:
         ok = rule(v) if not isinstance(v, (int, float)) or isinstance(v, bool) or v == v else False
         if not ok:
             raise CksConfigError(f"{key}={v!r} is out of range: it must be {rule.text}")
+    lo_hi = cfg.train.scale_range
+    if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+        raise CksConfigError(f"train.scale_range={lo_hi!r} is out of range: it must be two factors 0 < low <= high, "
+                             "e.g. train.scale_range=0.85,1.15")
     for key in ("loss.prior_d", "loss.prior_d_rel", "detector.strides"):
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)

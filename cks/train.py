@@ -48,8 +48,10 @@ class TrainSet:
     (augmented with ``default_rng([seed, e, sample])``), with its cell type clipped to >= 0.
     """
 
-    def __init__(self, samples: list[dict], crop_size: int = 512, seed: int = 0, augment: bool = True):
-        self.dataset = TrainingDataset(samples, size=crop_size, augment=augment, seed=seed)
+    def __init__(self, samples: list[dict], crop_size: int = 512, seed: int = 0, augment: bool = True,
+                 scale_range: tuple[float, float] = (0.85, 1.15)):
+        self.dataset = TrainingDataset(samples, size=crop_size, augment=augment, seed=seed,
+                                       scale_range=tuple(scale_range))
         self.seed = seed
 
     def __len__(self) -> int:
@@ -357,7 +359,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         ddp = nn.parallel.DistributedDataParallel(
             module, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None,
             find_unused_parameters=True)
-    train_set = TrainSet(train_samples, crop_size=t_cfg.crop_size, seed=t_cfg.seed)
+    train_set = TrainSet(train_samples, crop_size=t_cfg.crop_size, seed=t_cfg.seed, scale_range=t_cfg.scale_range)
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm

@@ -67,7 +67,8 @@ def test_round_trip():
     ("train.crop_size=0", "> 0"), ("train.lr=-1", "train.lr=-1.0"), ("train.steps=-5", ">= 0"),
     ("train.batch_size=0", "> 0"), ("train.optimizer=sgd", "one of 'adam', 'adamw'"),
     ("loss.mode=foo", "one of 'cks', 'supervised'"), ("segmentor.window=0", "> 0"), ("train.lr=nan", "> 0"),
-    ("loss.prior_d=-3", "every entry must be > 0")])
+    ("loss.prior_d=-3", "every entry must be > 0"), ("train.scale_range=1.2,0.8", "0 < low <= high"),
+    ("train.scale_range=0,1", "0 < low <= high"), ("train.scale_range=1", "two factors")])
 def test_out_of_range_values_fail_when_the_config_is_built(override, needle):
     from cks.config import get_preset, with_overrides
     from cks.errors import CksConfigError

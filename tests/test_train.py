@@ -43,6 +43,23 @@ def _batch(mode, seed=0):
     return collate([ts.get(0), ts.get(1)])
 
 
+def test_train_set_scale_range_sets_the_cell_size_of_the_crops():
+    """``train.scale_range`` reaches the crops: a fixed factor f multiplies every cell's area by f^2."""
+    from cks.config import with_overrides
+
+    data = synthetic_dataset(1, size=(160, 160), n_cells=5, radius=(8, 10), seed=3)
+    cfg = with_overrides(get_preset("base", size="test"), ["train.scale_range=1.5,1.5"])
+    assert cfg.train.scale_range == (1.5, 1.5)
+    areas = {}
+    for f in (1.0, 1.5):
+        crop = TrainSet(data, crop_size=400, seed=0, scale_range=(f, f)).get(0)  # the whole image fits the crop
+        ids, counts = np.unique(crop["label"][crop["label"] > 0], return_counts=True)
+        areas[f] = counts
+    assert len(areas[1.0]) == len(areas[1.5]) == 5
+    ratio = np.median(areas[1.5]) / np.median(areas[1.0])
+    assert abs(ratio - 1.5 ** 2) < 0.15, ratio
+
+
 def test_gradient_routing_on_models():
     torch.manual_seed(0)
     m = CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48}))
