@@ -32,7 +32,7 @@ from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
 from .geodesic import geodesic_partition, owner_windows
-from .pairwise import pairwise_loss, window_pairwise_loss
+from .pairwise import pair_weights, pairwise_loss, window_pairwise_loss
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
 
@@ -206,10 +206,12 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         if cfg.pairwise_on not in ("collaborator", "principal", "both"):
             raise CksConfigError(f"loss.pairwise_on must be collaborator, principal or both, got {cfg.pairwise_on!r}")
         l_pw = fg_logits.new_zeros(())
+        # "both": the image's pair weights once, indexed by each pair's first pixel, for M_c and the windows
+        full = pair_weights(image, cfg.pairwise_theta, cfg.pairwise_dilation, full=True) if cfg.pairwise_on == "both" else None
         if cfg.pairwise_on in ("collaborator", "both"):
-            l_pw = l_pw + pairwise_loss(fg_logits, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+            l_pw = l_pw + pairwise_loss(fg_logits, image, cfg.pairwise_theta, cfg.pairwise_dilation, full)
         if cfg.pairwise_on in ("principal", "both"):
-            l_pw = l_pw + window_pairwise_loss(logits, batch, origin, image, cfg.pairwise_theta, cfg.pairwise_dilation)
+            l_pw = l_pw + window_pairwise_loss(logits, batch, origin, image, cfg.pairwise_theta, cfg.pairwise_dilation, full)
         out["L_PW"] = l_pw
         total = total + cfg.pairwise_weight * out["L_PW"]
     out["total"] = total

@@ -95,12 +95,15 @@ def pair_weights(image: Tensor, theta: float = 0.3, dilation: int = 1, full: boo
 
 
 def window_pair_weights(image: Tensor, seg_batch: Tensor, seg_origin: Tensor, window: int, theta: float = 0.3,
-                        dilation: int = 1) -> list[Tensor]:
-    """:func:`pair_weights` read at every pixel of every window: four ``[K, S, S]`` (0 where a pair leaves the image)."""
+                        dilation: int = 1, full_weights: list[Tensor] | None = None) -> list[Tensor]:
+    """:func:`pair_weights` read at every pixel of every window: four ``[K, S, S]`` (0 where a pair leaves the image).
+
+    ``full_weights``: the image's ``pair_weights(image, theta, dilation, full=True)`` if already computed.
+    """
     from ..windows import gather_windows
 
-    return [gather_windows(w, seg_batch, seg_origin, window, fill=0.0)
-            for w in pair_weights(image, theta, dilation, full=True)]
+    full_weights = pair_weights(image, theta, dilation, full=True) if full_weights is None else full_weights
+    return [gather_windows(w, seg_batch, seg_origin, window, fill=0.0) for w in full_weights]
 
 
 def same_label_nll(logits_a: Tensor, logits_b: Tensor) -> Tensor:
@@ -124,31 +127,36 @@ def _weighted_nll(logits: Tensor, weights: list[Tensor], dilation: int) -> tuple
     return num, den
 
 
-def pairwise_loss(fg_logits: Tensor, image: Tensor, theta: float = 0.3, dilation: int = 1) -> Tensor:
+def pairwise_loss(fg_logits: Tensor, image: Tensor, theta: float = 0.3, dilation: int = 1,
+                  full_weights: list[Tensor] | None = None) -> Tensor:
     """``L_PW`` on the collaborator: the affinity-weighted mean of :func:`same_label_nll` over all neighbour pairs.
 
     Args:
         fg_logits: ``[B, H, W]`` the collaborator's foreground logits. image: ``[B, C, H, W]`` what it sees.
         theta, dilation: ``loss.pairwise_theta`` / ``loss.pairwise_dilation``.
+        full_weights: ``pair_weights(image, theta, dilation, full=True)`` if already computed (``pairwise_on=both``
+            computes them once for both models).
     Returns:
         scalar >= 0; 0 for a map that is the same everywhere (all pairs agree).
     """
     if fg_logits.shape[0] != image.shape[0] or fg_logits.shape[-2:] != image.shape[-2:]:
         raise CksConfigError(f"pairwise loss: foreground {tuple(fg_logits.shape)} and image {tuple(image.shape)} "
                              "must cover the same pixels ([B, H, W] and [B, C, H, W])")
-    num, den = _weighted_nll(fg_logits, pair_weights(image, theta, dilation), dilation)
+    weights = pair_weights(image, theta, dilation) if full_weights is None else full_weights
+    num, den = _weighted_nll(fg_logits, weights, dilation)
     return num / den.clamp_min(1e-12)
 
 
 def window_pairwise_loss(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, image: Tensor,
-                         theta: float = 0.3, dilation: int = 1) -> Tensor:
+                         theta: float = 0.3, dilation: int = 1, full_weights: list[Tensor] | None = None) -> Tensor:
     """``L_PW`` on the principal: the same mean over the pixel pairs inside every window ``[K, S, S]``.
 
     A window's own edge is not a mask edge (``m_i = 0`` outside it by definition), so pairs that leave the window
     do not count, nor do pairs that leave the image. Returns a scalar >= 0 (0 without windows).
+    ``full_weights`` as in :func:`pairwise_loss`.
     """
     if seg_logits.shape[0] == 0:
         return seg_logits.sum() * 0.0
-    weights = window_pair_weights(image, seg_batch, seg_origin, seg_logits.shape[-1], theta, dilation)
+    weights = window_pair_weights(image, seg_batch, seg_origin, seg_logits.shape[-1], theta, dilation, full_weights)
     num, den = _weighted_nll(seg_logits, weights, dilation)
     return num / den.clamp_min(1e-12)

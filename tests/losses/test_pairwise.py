@@ -189,3 +189,16 @@ def test_pairwise_on_the_principal_trains_the_principal(windows, on):
     assert (g_fg is not None and g_fg.abs().sum() > 0) == (on == "both")
     with pytest.raises(CksConfigError):
         validate(with_overrides(get_preset("base"), {"loss.pairwise_on": "everything"}))
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_precomputed_first_pixel_weights_give_the_same_losses(windows, dilation):
+    """``full_weights`` (what ``pairwise_on=both`` computes once) changes nothing but the work done."""
+    img = torch.rand(2, 1, 12, 14, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    fg = torch.randn(2, 12, 14, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    full = pair_weights(img, 0.4, dilation, full=True)
+    assert float(pairwise_loss(fg, img, 0.4, dilation, full)) == pytest.approx(float(pairwise_loss(fg, img, 0.4, dilation)),
+                                                                             rel=1e-12)
+    lg = windows["logits"].double()
+    args = (lg, windows["batch"], windows["origin"], img, 0.4, dilation)
+    assert float(window_pairwise_loss(*args, full)) == pytest.approx(float(window_pairwise_loss(*args)), rel=1e-12)
