@@ -281,5 +281,22 @@ def foreground_partition_markdown(record: dict) -> str:
     return markdown_table(table) + "\n\nEach entry: AP50 / AP75."
 
 
-__all__ = ["foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+def resized_tuning_markdown(record: dict) -> str:
+    """``benchmarks/resized_tuning.py``'s JSON as one markdown table: per run, the tuning split's AP50 with every field
+    resized by each factor, at the cell size the model estimates ("own size") and at the masks' ("true size"), and
+    the mean over the factors at its own size (what ``cks predict`` gives on fields of those sizes)."""
+    from .viz import markdown_table
+
+    table = {}
+    for name, rows in record["runs"].items():
+        row = {f"x{r['resized']:g}, {r['size'].replace('auto', 'own')} size": r["ap50"]
+               for r in sorted(rows, key=lambda r: (r["size"] != "auto", r["resized"]))}
+        own = [r["ap50"] for r in rows if r["size"] == "auto"]
+        if own:
+            row["mean, own size"] = float(np.mean(own))
+        table[name] = row
+    return markdown_table(table) + "\n\nEach entry: AP50 on the tuning fields resized by the factor."
+
+
+__all__ = ["resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

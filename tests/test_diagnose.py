@@ -441,3 +441,13 @@ def test_foreground_partition_markdown_rows():
     assert lines[2] == ("| cks_a | 7200 | 0.309 / 0.001 | 0.268 / 0.000 | 0.66 / 0.66 | 0.330 / 0.322 / 0.315 "
                         "| 0.969 / 0.904 | 0.134 / 0.000 |")
     assert lines[3].startswith("| sup | 8000 | 0.700 / 0.300 | - | - | - |")
+
+
+def test_resized_tuning_markdown_rows_and_mean():
+    from cks.viz_diagnose import resized_tuning_markdown
+
+    rows = [{"resized": 0.5, "size": "auto", "ap50": 0.1}, {"resized": 1.0, "size": "auto", "ap50": 0.3},
+            {"resized": 0.5, "size": "true", "ap50": 0.25}]
+    lines = resized_tuning_markdown({"runs": {"runA": rows}}).splitlines()
+    assert lines[0] == "| | x0.5, own size | x1, own size | x0.5, true size | mean, own size |"
+    assert lines[2] == "| runA | 0.100 | 0.300 | 0.250 | 0.200 |"
