@@ -37,13 +37,25 @@ def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
     return out
 
 
+def preset_and_overrides(command: str, train_keys: bool = True) -> tuple[str, list[str]]:
+    """The ``--preset`` (default ``base``) and the ``--set`` overrides of a recorded command (up to its next
+    ``--`` option); ``train_keys=False`` drops the ``train.*`` ones (the budget, not the setting)."""
+    words = command.split()
+    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"
+    extra = []
+    if "--set" in words:
+        for w in words[words.index("--set") + 1:]:
+            if w.startswith("--"):
+                break
+            if "=" in w and (train_keys or not w.startswith("train.")):
+                extra.append(w)
+    return preset, extra
+
+
 def stopped_row(run_dir: Path) -> dict:
     """A run stopped before its end (no diagnostics): its setting (the preset and the ``--set`` overrides other than
     ``train.*`` from ``command.txt``), the last step it logged and its tuning curves."""
-    words = (run_dir / "command.txt").read_text().split()
-    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"
-    extra = [w for w in words[words.index("--set") + 1:] if "=" in w and not w.startswith("train.")] \
-        if "--set" in words else []
+    preset, extra = preset_and_overrides((run_dir / "command.txt").read_text(), train_keys=False)
     last = 0
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         if line.strip():
@@ -57,14 +69,7 @@ def setting(result: dict | None) -> str:
     """The run's preset, the ``--set`` overrides and the seed, read from the result's recorded command."""
     if not result:
         return ""
-    words = result.get("command", "").split()
-    preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"
-    extra = []
-    if "--set" in words:
-        for w in words[words.index("--set") + 1:]:
-            if w.startswith("--"):
-                break
-            extra.append(w)
+    preset, extra = preset_and_overrides(result.get("command", ""))
     seed = f"seed {result.get('seed', 0)}"
     return f"{preset} + {' '.join(extra)}, {seed}" if extra else f"{preset}, {seed}"
 

@@ -58,3 +58,13 @@ def test_rows_from_diagnose_outputs(tmp_path, monkeypatch):
                                "tuning_dice_by_step": {"250": 0.2}}]
     table = diagnostics_markdown(rec["rows"])
     assert "pw_x" in table and "0.2" in table  # the tuning AP50 at the diagnosed step
+
+
+def test_preset_and_overrides_reads_both_command_kinds():
+    from benchmarks.diagnostic_rows import preset_and_overrides
+
+    protocol_cmd = "python benchmarks/protocol.py --model m --preset texture --set loss.a=1 train.x=2 --note n"
+    assert preset_and_overrides(protocol_cmd) == ("texture", ["loss.a=1", "train.x=2"])
+    train_cmd = "python -m cks train --steps 800 --set train.seed=0 train.crop_size=256 loss.pairwise_weight=1"
+    assert preset_and_overrides(train_cmd, train_keys=False) == ("base", ["loss.pairwise_weight=1"])
+    assert preset_and_overrides("python -m cks train --preset") == ("base", [])
