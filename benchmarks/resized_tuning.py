@@ -10,7 +10,8 @@ of a protocol (``$CKS_RUNS_DIR/PROTOCOL/MODEL``) and each factor, every tuning f
 that factor (:func:`cks.data.spec.load_dataset` with ``scale=``: bilinear image, nearest masks), predicted with
 :func:`cks.evaluation.evaluate_model` at each ``--size`` (``auto``: the model's own estimate of each field's cell
 size, as ``cks predict`` does; ``true``: the masks' median equivalent diameter, which scores the segmentation
-alone) and scored (AP50, AP75, Dice, count ratio). Writes ``results/<protocol>/resized_tuning.json`` (``--out``
+alone; ``true*K``: K times that, what a size estimate K times off costs) and scored (AP50, AP75, Dice, count
+ratio). Writes ``results/<protocol>/resized_tuning.json`` (``--out``
 to change). Nothing here reads the report split.
 """
 from __future__ import annotations
@@ -29,8 +30,25 @@ sys.path.insert(0, str(ROOT))
 KEYS = ("ap50", "ap75", "dice", "n_gt", "n_pred")
 
 
+def size_sensitivity(model, samples, error: float, score_threshold: float = 0.5) -> dict:
+    """:func:`cks.evaluation.evaluate_model`'s result with each field predicted at ``error`` x its true cell size
+    (the masks' median equivalent diameter): how much AP50 a size estimate that far off costs."""
+    from cks.evaluation import evaluate_model
+    from cks.metrics import evaluate
+    from cks.predict import scores_by_label
+    from cks.size import median_diameter
+
+    parts = [evaluate_model(model, [s], size=median_diameter(s["label"]) * error, score_threshold=score_threshold)
+             for s in samples]
+    preds = [p["predictions"][0] for p in parts]
+    r = evaluate([p[0] for p in preds], [scores_by_label(p[1]) for p in preds], [s["label"] for s in samples])
+    return {**r, "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": [p["sizes"][0] for p in parts]}
+
+
 def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float = 0.5) -> list[dict]:
-    """One row per (factor, size source): the tuning split at that factor, scored with :data:`KEYS`."""
+    """One row per (factor, size source): the tuning split at that factor, scored with :data:`KEYS`.
+
+    ``sizes``: ``"auto"``, ``"true"`` or ``"true*K"`` (each field predicted at K x its true cell size)."""
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
     from cks.evaluation import evaluate_model
@@ -40,7 +58,10 @@ def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float =
     for f in factors:
         samples = load_dataset(spec, scale=f, points="none")
         for size in sizes:
-            r = evaluate_model(model, samples, size=size, score_threshold=score_threshold)
+            if size.startswith("true*"):
+                r = size_sensitivity(model, samples, float(size[5:]), score_threshold)
+            else:
+                r = evaluate_model(model, samples, size=size, score_threshold=score_threshold)
             row = {"resized": f, "size": size, **{k: r[k] for k in KEYS},
                    "count_ratio": round(r["count_ratio"], 3),
                    "size_error": [round(z["diameter"] / z["true_diameter"] - 1, 3) for z in r["sizes"]]}
@@ -49,6 +70,17 @@ def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float =
             print(f"{run_dir.name} x{f:g} size={size}: AP50 {row['ap50']:.3f} AP75 {row['ap75']:.3f} "
                   f"Dice {row['dice']:.3f} count {row['count_ratio']:.2f}", flush=True)
     return rows
+
+
+def _size_source(text: str) -> str:
+    if text in ("auto", "true"):
+        return text
+    try:
+        if text.startswith("true*") and float(text[5:]) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected auto, true or true*K with K > 0, got {text!r}")
 
 
 def main(argv=None):
@@ -61,8 +93,9 @@ def main(argv=None):
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
     p.add_argument("--rescale", nargs="+", type=float, default=[0.5, 1.0], metavar="F",
                    help="resize factors of the tuning fields (default 0.5 1)")
-    p.add_argument("--size", nargs="+", default=["auto"], choices=["auto", "true"],
-                   help="each field's cell size at prediction: the model's own estimate, or the masks'")
+    p.add_argument("--size", nargs="+", default=["auto"], type=_size_source,
+                   help="each field's cell size at prediction: auto (the model's own estimate), true (the masks'), "
+                        "or true*K (K x the masks': what a size estimate K x off costs)")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--out", help="default results/<protocol>/resized_tuning.json")
     a = p.parse_args(argv)

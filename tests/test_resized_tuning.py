@@ -61,3 +61,28 @@ def test_rows_per_factor_and_size_source(bench, monkeypatch, tmp_path):
     assert str(tmp_path) not in res["command"]
     with pytest.raises(SystemExit):
         bench.main(["--protocol", "usiigaci_ablation_v2", "--models", "a", "--rescale", "0"])
+
+
+def test_size_sensitivity_predicts_each_field_at_k_times_its_true_size(bench, monkeypatch):
+    import cks.evaluation
+    from cks.size import median_diameter
+
+    small, large = _field(0.5), _field(1.0)
+    asked = []
+
+    def fake_evaluate(model, samples, size, score_threshold):  # predicts the masks themselves
+        asked.append(size)
+        lab = samples[0]["label"]
+        table = {"label": np.array([1, 2]), "score": np.array([0.9, 0.8])}
+        return {"predictions": [(lab, table, {})],
+                "sizes": [{"diameter": size, "true_diameter": median_diameter(lab)}]}
+
+    monkeypatch.setattr(cks.evaluation, "evaluate_model", fake_evaluate)
+    r = bench.size_sensitivity("model", [small, large], 1.2)
+    assert asked == pytest.approx([1.2 * median_diameter(small["label"]), 1.2 * median_diameter(large["label"])])
+    assert r["ap50"] == 1.0 and r["n_gt"] == 4 and r["count_ratio"] == 1.0
+    assert [round(z["diameter"] / z["true_diameter"], 6) for z in r["sizes"]] == [1.2, 1.2]
+    assert bench._size_source("true*0.8") == "true*0.8"
+    for bad in ("true*0", "true*x", "guess"):
+        with pytest.raises(Exception):
+            bench._size_source(bad)
