@@ -1,20 +1,15 @@
 """benchmarks/resized_tuning.py: one scored row per (factor, size source), fields loaded at each factor."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import resized_tuning
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("resized_tuning", ROOT / "benchmarks" / "resized_tuning.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return resized_tuning
 
 
 def _field(scale):
