@@ -24,6 +24,9 @@ from typing import Any
 
 from .errors import CksConfigError
 
+#: default random resize range of the training crops (on top of size normalisation); the one place it is written
+SCALE_RANGE = (0.85, 1.15)
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -132,7 +135,7 @@ class TrainConfig:
     warmup_steps: int = 0  # author: 9000 of 90000 with sigma 100, pi 1, hard-label L_S (diff #11); wins over warmup_fraction
     warmup_fraction: float = 0.0  # warm-up as a fraction of ``steps`` (author: 0.1), so it ends in a run of any length
     crop_size: int = 512
-    scale_range: tuple[float, float] = (0.85, 1.15)  # each crop is resized by a random factor in this range (on top of size normalisation); wider: a model that tolerates a wrong cell-size estimate at prediction (issue #9)
+    scale_range: tuple[float, float] = SCALE_RANGE  # each crop is resized by a random factor in this range (on top of size normalisation); wider: a model that tolerates a wrong cell-size estimate at prediction (issue #9)
     seed: int = 0
     checkpoint_every: int = 200
     val_every: int = 500

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import load_checkpoint
-from .config import Config
+from .config import SCALE_RANGE, Config
 from .data.writers import atomic_write_text
 from . import run_folder
 from .run_folder import EXTENDABLE, config_changes, read_history  # noqa: F401  (part of this module's API)
@@ -49,7 +49,7 @@ class TrainSet:
     """
 
     def __init__(self, samples: list[dict], crop_size: int = 512, seed: int = 0, augment: bool = True,
-                 scale_range: tuple[float, float] = (0.85, 1.15)):
+                 scale_range: tuple[float, float] = SCALE_RANGE):
         self.dataset = TrainingDataset(samples, size=crop_size, augment=augment, seed=seed,
                                        scale_range=tuple(scale_range))
         self.seed = seed

@@ -2,8 +2,8 @@
 
 Steps, in the order of the author's paper-era code:
 
-1. **scale jitter**: resize by ``f ~ U(0.85, 1.15)`` (image bilinear + antialiasing, label
-   nearest, points exact ``p' = (p + 0.5) f - 0.5``);
+1. **scale jitter**: resize by ``f ~ U(low, high)`` (``train.scale_range``, default
+   ``cks.config.SCALE_RANGE`` = 0.85-1.15; image bilinear + antialiasing, label nearest, points exact ``p' = (p + 0.5) f - 0.5``);
 2. **crop / pad** to a fixed ``size`` (random placement; padding is 0 = the mean of a normalised
    image, label 0). Only the source window that ends up in the crop is resized, so the cost does
    not grow with the image size;
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cks.config import SCALE_RANGE
 from cks.data.readers import resize_image, resize_label
 from cks.points import label_at_points
 
@@ -118,7 +119,7 @@ def _keep_mask(points: np.ndarray, size, border: float) -> np.ndarray:
             & (points[:, 1] >= lo) & (points[:, 1] < size[1] - 0.5 - border))
 
 
-def augment_sample(sample: dict, rng: np.random.Generator, size=512, scale_range=(0.85, 1.15), d4: bool = True,
+def augment_sample(sample: dict, rng: np.random.Generator, size=512, scale_range=SCALE_RANGE, d4: bool = True,
                    contrast_range=(0.6, 1.4), brightness: float = 0.3, border: float = 0.0) -> dict:
     """Augment one sample (module docstring) into a fixed-size training crop.
 
