@@ -3,7 +3,8 @@
 Steps, in the order of the author's paper-era code:
 
 1. **scale jitter**: resize by ``f ~ U(low, high)`` (``train.scale_range``, default
-   ``cks.config.SCALE_RANGE`` = 0.85-1.15; image bilinear + antialiasing, label nearest, points exact ``p' = (p + 0.5) f - 0.5``);
+   ``cks.config.SCALE_RANGE`` = 0.85-1.15; image bilinear + antialiasing, label nearest, points exact
+   ``p' = (p + 0.5) f - 0.5``);
 2. **crop / pad** to a fixed ``size`` (random placement; padding is 0 = the mean of a normalised
    image, label 0). Only the source window that ends up in the crop is resized, so the cost does
    not grow with the image size;
