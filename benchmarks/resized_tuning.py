@@ -30,21 +30,6 @@ sys.path.insert(0, str(ROOT))
 KEYS = ("ap50", "ap75", "dice", "n_gt", "n_pred")
 
 
-def size_sensitivity(model, samples, error: float, score_threshold: float = 0.5) -> dict:
-    """:func:`cks.evaluation.evaluate_model`'s result with each field predicted at ``error`` x its true cell size
-    (the masks' median equivalent diameter): how much AP50 a size estimate that far off costs."""
-    from cks.evaluation import evaluate_model
-    from cks.metrics import evaluate
-    from cks.predict import scores_by_label
-    from cks.size import median_diameter
-
-    parts = [evaluate_model(model, [s], size=median_diameter(s["label"]) * error, score_threshold=score_threshold)
-             for s in samples]
-    preds = [p["predictions"][0] for p in parts]
-    r = evaluate([p[0] for p in preds], [scores_by_label(p[1]) for p in preds], [s["label"] for s in samples])
-    return {**r, "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "sizes": [p["sizes"][0] for p in parts]}
-
-
 def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float = 0.5) -> list[dict]:
     """One row per (factor, size source): the tuning split at that factor, scored with :data:`KEYS`.
 
@@ -58,10 +43,7 @@ def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float =
     for f in factors:
         samples = load_dataset(spec, scale=f, points="none")
         for size in sizes:
-            if size.startswith("true*"):
-                r = size_sensitivity(model, samples, float(size[5:]), score_threshold)
-            else:
-                r = evaluate_model(model, samples, size=size, score_threshold=score_threshold)
+            r = evaluate_model(model, samples, size=size, score_threshold=score_threshold)  # "true*K": K x true
             row = {"resized": f, "size": size, **{k: r[k] for k in KEYS},
                    "count_ratio": round(r["count_ratio"], 3),
                    "size_error": [round(z["diameter"] / z["true_diameter"] - 1, 3) for z in r["sizes"]]}

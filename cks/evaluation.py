@@ -27,9 +27,18 @@ from .errors import CksConfigError
 
 
 def _size_kwargs(model, sample, size) -> dict:
-    """predict() keywords for one image: ``size`` = "auto" | "true" | "points" | "model" | a diameter in px."""
+    """predict() keywords for one image: ``size`` = "auto" | "true" | "true*K" | "points" | "model" | a diameter in px."""
     from .size import median_diameter
 
+    factor = 1.0
+    if isinstance(size, str) and size.startswith("true*"):  # K x the true size: what a size error costs
+        try:
+            factor = float(size[5:])
+        except ValueError:
+            factor = float("nan")
+        if not (np.isfinite(factor) and factor > 0):
+            raise CksConfigError(f"size={size!r}: the factor after 'true*' must be a number > 0, e.g. 'true*0.8'")
+        size = "true"
     if size == "auto":
         return {}
     if size == "points":
@@ -41,14 +50,15 @@ def _size_kwargs(model, sample, size) -> dict:
         if sample.get("label") is None:
             raise CksConfigError("size='true' needs masks (a 'label' per sample) to measure each image's cell size")
         if not getattr(getattr(model, "cfg", None), "size", None) or not model.cfg.size.normalize:
-            return {"scale": float(getattr(model, "scale", 1.0))}  # a fixed-scale model has one size
-        return {"diameter": median_diameter(sample["label"])}
+            return {"scale": float(getattr(model, "scale", 1.0)) / factor}  # a fixed-scale model has one size
+        return {"diameter": median_diameter(sample["label"]) * factor}
     if size == "model":
         return {"scale": float(getattr(model, "scale", 1.0))}
     try:
         return {"diameter": float(size)}
     except (TypeError, ValueError):
-        raise CksConfigError(f"size must be 'auto', 'true', 'points', 'model' or a diameter in px, got {size!r}") from None
+        raise CksConfigError(f"size must be 'auto', 'true', 'true*K', 'points', 'model' or a diameter in px, "
+                             f"got {size!r}") from None
 
 
 def predict_many(model, samples: Sequence, size="auto", score_threshold: float = 0.5, **predict_kw) -> list[tuple]:
@@ -58,7 +68,8 @@ def predict_many(model, samples: Sequence, size="auto", score_threshold: float =
         model: a principal model (:func:`cks.checkpoint.load_model`).
         samples: sample dicts (with ``"image"``; ``"label"`` for ``size="true"``) or bare image arrays.
         size: ``"auto"`` (the model's own estimate of each image's cell size), ``"true"`` (each image's
-            median equivalent diameter from its masks: scores segmentation alone), ``"points"`` (measured at
+            median equivalent diameter from its masks: scores segmentation alone), ``"true*K"`` (K times that:
+            what a size estimate off by that factor costs), ``"points"`` (measured at
             each sample's ``"points"``, :func:`cks.size.estimate_diameter`), ``"model"`` (the model's
             training scale) or a diameter in px for every image.
         score_threshold, predict_kw: passed to :func:`cks.predict.predict`.

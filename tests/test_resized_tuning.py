@@ -58,25 +58,23 @@ def test_rows_per_factor_and_size_source(bench, monkeypatch, tmp_path):
         bench.main(["--protocol", "usiigaci_ablation_v2", "--models", "a", "--rescale", "0"])
 
 
-def test_size_sensitivity_predicts_each_field_at_k_times_its_true_size(bench, monkeypatch):
+def test_true_times_k_reaches_evaluate_model_and_bad_sources_are_refused(bench, monkeypatch, tmp_path):
+    import cks.checkpoint
+    import cks.data.spec
     import cks.evaluation
-    from cks.size import median_diameter
 
-    small, large = _field(0.5), _field(1.0)
     asked = []
+    monkeypatch.setattr(cks.checkpoint, "load_model", lambda run_dir: "model")
+    monkeypatch.setattr(cks.data.spec, "load_dataset", lambda spec, scale, points: [_field(scale)])
 
-    def fake_evaluate(model, samples, size, score_threshold):  # predicts the masks themselves
+    def fake_evaluate(model, samples, size, score_threshold):
         asked.append(size)
-        lab = samples[0]["label"]
-        table = {"label": np.array([1, 2]), "score": np.array([0.9, 0.8])}
-        return {"predictions": [(lab, table, {})],
-                "sizes": [{"diameter": size, "true_diameter": median_diameter(lab)}]}
+        return {"ap50": 1.0, "ap75": 1.0, "dice": 1.0, "n_gt": 2, "n_pred": 2, "count_ratio": 1.0,
+                "sizes": [{"diameter": 24.0, "true_diameter": 20.0}]}
 
     monkeypatch.setattr(cks.evaluation, "evaluate_model", fake_evaluate)
-    r = bench.size_sensitivity("model", [small, large], 1.2)
-    assert asked == pytest.approx([1.2 * median_diameter(small["label"]), 1.2 * median_diameter(large["label"])])
-    assert r["ap50"] == 1.0 and r["n_gt"] == 4 and r["count_ratio"] == 1.0
-    assert [round(z["diameter"] / z["true_diameter"], 6) for z in r["sizes"]] == [1.2, 1.2]
+    rows = bench.score_run(tmp_path / "run", "spec", [1.0], ["true*1.2"])
+    assert asked == ["true*1.2"] and rows[0]["size_error"] == [0.2]
     assert bench._size_source("true*0.8") == "true*0.8"
     for bad in ("true*0", "true*x", "guess"):
         with pytest.raises(Exception):
