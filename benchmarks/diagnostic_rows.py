@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from cks.provenance import git_commit  # noqa: E402
 
+from benchmarks.record import portable  # noqa: E402,F401  (part of this module's API)
+
 
 def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
     """``{step: validation AP50}`` (or another ``val_*`` key; rounded to 4 digits) from a run's ``metrics.jsonl``."""
@@ -72,18 +74,6 @@ def setting(result: dict | None) -> str:
     preset, extra = preset_and_overrides(result.get("command", ""))
     seed = f"seed {result.get('seed', 0)}"
     return f"{preset} + {' '.join(extra)}, {seed}" if extra else f"{preset}, {seed}"
-
-
-def portable(arg: str, runs_dir: Path) -> str:
-    """``arg`` with no path of this machine: the runs folder becomes ``$CKS_RUNS_DIR``, a path in the repository
-    becomes relative to it, any other absolute path its file name."""
-    if not arg.startswith("/"):
-        return arg
-    path = Path(arg).resolve()
-    for base, name in ((runs_dir.resolve(), "$CKS_RUNS_DIR"), (ROOT, ".")):
-        if path == base or base in path.parents:
-            return str(Path(name) / path.relative_to(base)) if name != "." else str(path.relative_to(base))
-    return path.name
 
 
 def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir: Path, data: str) -> dict:

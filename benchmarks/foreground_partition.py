@@ -26,7 +26,6 @@ random init, a few thousand CPU steps (see each run's config); a diagnostic, not
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -130,7 +129,7 @@ def main(argv=None):
 
     from benchmarks.protocol import PROTOCOLS
     from cks.data.spec import load_dataset
-    from cks.provenance import git_commit, hardware
+    from benchmarks.record import write_benchmark
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.time()
@@ -142,19 +141,12 @@ def main(argv=None):
     for run in a.runs:
         rows[Path(run).name] = score_run(run, tune, points)
         print(Path(run).name, rows[Path(run).name], flush=True)
-    runs_dir = os.environ.get("CKS_RUNS_DIR")
-    args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
-            else x for x in (argv if argv is not None else sys.argv[1:])]
     res = {"what": f"cells from each foreground by a flood fill from the {'nuclear points' if points == 'nuclei' else 'true centroids'} "
                    f"(reach {REACH:g} cell diameters), tuning split at the true cell size; every cell scored 1",
            "protocol": a.protocol, "tune": spec, "points": points,
-           "reach_rel": REACH, "disk_radius_rel": DISK, "near_rel": NEAR, "runs": rows,
-           "command": "python benchmarks/foreground_partition.py " + " ".join(args),
-           "wall_s": round(time.time() - t0, 1), "git_commit": git_commit(), "hardware": hardware()}
-    out = ROOT / "results" / "foreground_partition" / f"{a.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print("->", out)
+           "reach_rel": REACH, "disk_radius_rel": DISK, "near_rel": NEAR, "runs": rows}
+    write_benchmark(ROOT / "results" / "foreground_partition" / f"{a.name}.json", res, "foreground_partition.py",
+                    argv, t0)
     return res
 
 

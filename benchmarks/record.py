@@ -20,6 +20,48 @@ sys.path.insert(0, str(ROOT))
 from cks.provenance import git_commit, hardware  # noqa: E402  (re-exported for the other scripts)
 
 
+def portable(arg: str, runs_dir: Path) -> str:
+    """``arg`` with no path of this machine: the runs folder becomes ``$CKS_RUNS_DIR``, a path in the repository
+    becomes relative to it, any other absolute path its file name."""
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg).resolve()
+    for base, name in ((Path(runs_dir).resolve(), "$CKS_RUNS_DIR"), (ROOT, ".")):
+        if path == base or base in path.parents:
+            return str(Path(name) / path.relative_to(base)) if name != "." else str(path.relative_to(base))
+    return path.name
+
+
+def command_line(script: str, argv=None, runs_dir=None) -> str:
+    """How a benchmark was called, as one would paste it: ``python benchmarks/<script> ARGS``, every argument
+    shell-quoted (``'true*0.8'``) and no path of this machine (:func:`portable`; ``argv`` default ``sys.argv[1:]``,
+    ``runs_dir`` default ``$CKS_RUNS_DIR``)."""
+    import os
+    import shlex
+
+    runs_dir = Path(runs_dir or os.environ.get("CKS_RUNS_DIR") or ROOT / "runs")
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python", f"benchmarks/{script}"] + [shlex.quote(portable(str(x), runs_dir)) for x in args])
+
+
+def write_benchmark(out, rec: dict, script: str, argv=None, t0: float | None = None, runs_dir=None) -> Path:
+    """Write a benchmark's result ``rec`` to ``out`` (JSON, atomically) with its provenance: the command
+    (:func:`command_line`), ``wall_s`` since ``t0``, the git commit and the hardware. Prints and returns the path."""
+    import time
+
+    from cks.data.writers import atomic_write_text
+
+    rec = {**rec, "command": command_line(script, argv, runs_dir)}
+    if t0 is not None:
+        rec["wall_s"] = round(time.time() - t0, 1)
+    rec.update(git_commit=git_commit(), hardware=hardware())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(rec, indent=1) + "\n", out)
+    print("->", out)
+    return out
+
+
 def main(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True)

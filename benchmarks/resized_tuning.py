@@ -17,7 +17,6 @@ to change). Nothing here reads the report split.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -66,7 +65,7 @@ def _size_source(text: str) -> str:
 
 
 def main(argv=None):
-    from benchmarks.diagnostic_rows import portable
+    from benchmarks.record import write_benchmark
     from benchmarks.protocol import PROTOCOLS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -93,17 +92,9 @@ def main(argv=None):
             for m in a.models}
     res = {"what": "AP50 of each run on the protocol's tuning split, every field resized by each factor",
            "protocol": a.protocol, "spec": spec, "resized": a.rescale, "score_threshold": a.score_threshold,
-           "runs": runs,
-           "command": "python benchmarks/resized_tuning.py " + " ".join(
-               portable(x, Path(a.runs_dir)) for x in (argv if argv is not None else sys.argv[1:])),
-           "wall_s": round(time.time() - t0, 1)}
-    from cks.provenance import git_commit, hardware
-
-    res.update(git_commit=git_commit(), hardware=hardware())
+           "runs": runs}
     out = Path(a.out or ROOT / "results" / a.protocol / "resized_tuning.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print("->", out)
+    write_benchmark(out, res, "resized_tuning.py", argv, t0, a.runs_dir)
     return out
 
 

@@ -18,7 +18,6 @@ Writes ``results/size_estimate/size_source_<protocol>_tune.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -65,7 +64,7 @@ def main(argv=None) -> Path:
     import torch
 
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import git_commit, hardware
+    from benchmarks.record import write_benchmark
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
 
@@ -82,12 +81,8 @@ def main(argv=None) -> Path:
     out = Path(a.out) if a.out else ROOT / "results" / "size_estimate" / f"size_source_{a.protocol}_tune.json"
     rec = {"what": "tuning split only: AP50/Dice with each field's cell size from the model (learned regressor) vs "
                    f"measured at its {points} points; score threshold tuned per source (max pooled F1 at IoU 0.5)",
-           "protocol": a.protocol, "split": "tune", "spec": proto["tune"], "points": points, "per_run": per_run,
-           "command": "python benchmarks/size_source.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "wall_s": round(time.time() - t0, 1), "git_commit": git_commit(), "hardware": hardware()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, indent=1) + "\n")
-    print("->", out)
+           "protocol": a.protocol, "split": "tune", "spec": proto["tune"], "points": points, "per_run": per_run}
+    write_benchmark(out, rec, "size_source.py", argv, t0, a.runs_dir)
     return out
 
 
