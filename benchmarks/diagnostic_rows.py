@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from cks.provenance import git_commit  # noqa: E402
 
-from benchmarks.record import portable  # noqa: E402,F401  (part of this module's API)
+from benchmarks.record import command_line, portable  # noqa: E402,F401  (portable: part of this module's API)
 
 
 def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
@@ -110,8 +109,7 @@ def main(argv=None) -> Path:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rec = {"what": a.what, "data": a.data, "git_commit": git_commit(),
-           "command": "python benchmarks/diagnostic_rows.py " + " ".join(
-               shlex.quote(portable(x, runs_dir)) for x in (argv if argv is not None else sys.argv[1:])),
+           "command": command_line("diagnostic_rows.py", argv, runs_dir),
            "rows": rows, "stopped": [stopped_row(runs_dir / "stopped" / r) for r in a.stopped]}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=1) + "\n")

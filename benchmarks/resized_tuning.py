@@ -54,12 +54,14 @@ def score_run(run_dir: Path, spec: str, factors, sizes, score_threshold: float =
 
 
 def _size_source(text: str) -> str:
-    if text in ("auto", "true"):
-        return text
+    """argparse type of ``--size``: ``auto``, ``true`` or ``true*K`` (K parsed by :func:`cks.evaluation.true_size_factor`)."""
+    from cks.errors import CksConfigError
+    from cks.evaluation import true_size_factor
+
     try:
-        if text.startswith("true*") and float(text[5:]) > 0:
+        if text in ("auto", "true") or true_size_factor(text) is not None:
             return text
-    except ValueError:
+    except CksConfigError:
         pass
     raise argparse.ArgumentTypeError(f"expected auto, true or true*K with K > 0, got {text!r}")
 

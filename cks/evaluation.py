@@ -26,18 +26,31 @@ import numpy as np
 from .errors import CksConfigError
 
 
+def true_size_factor(size) -> float | None:
+    """K of a ``"true*K"`` size (K x each image's true cell size), ``None`` for any other size.
+
+    Raises:
+        CksConfigError: ``"true*"`` followed by anything but a number > 0.
+    """
+    if not (isinstance(size, str) and size.startswith("true*")):
+        return None
+    try:
+        factor = float(size[5:])
+    except ValueError:
+        factor = float("nan")
+    if not (np.isfinite(factor) and factor > 0):
+        raise CksConfigError(f"size={size!r}: the factor after 'true*' must be a number > 0, e.g. 'true*0.8'")
+    return factor
+
+
 def _size_kwargs(model, sample, size) -> dict:
     """predict() keywords for one image: ``size`` = "auto" | "true" | "true*K" | "points" | "model" | a diameter in px."""
     from .size import median_diameter
 
-    factor = 1.0
-    if isinstance(size, str) and size.startswith("true*"):  # K x the true size: what a size error costs
-        try:
-            factor = float(size[5:])
-        except ValueError:
-            factor = float("nan")
-        if not (np.isfinite(factor) and factor > 0):
-            raise CksConfigError(f"size={size!r}: the factor after 'true*' must be a number > 0, e.g. 'true*0.8'")
+    factor = true_size_factor(size)  # K x the true size: what a size error costs
+    if factor is None:
+        factor = 1.0
+    else:
         size = "true"
     if size == "auto":
         return {}
@@ -116,4 +129,4 @@ def evaluate_model(model, samples: Sequence[dict], size="auto", score_threshold:
             "count_ratio": r["n_pred"] / max(r["n_gt"], 1), "predictions": preds}
 
 
-__all__ = ["predict_many", "evaluate_model"]
+__all__ = ["predict_many", "evaluate_model", "true_size_factor"]
