@@ -23,7 +23,6 @@ on the tuning split only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -88,6 +87,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv=None):
     from benchmarks.protocol import PROTOCOLS
+    from benchmarks.record import write_benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -110,22 +110,17 @@ def main(argv=None):
     every = [r for rows in runs.values() for r in rows]
     res = {"what": "cell size estimated at prediction (no masks, no points) vs the masks' median equivalent diameter",
            "protocol": a.protocol, "split": a.split, "spec": spec, "resized": a.rescale, "summary": summary(every),
-           "per_run": {m: {"summary": summary(rows), "fields": rows} for m, rows in runs.items()},
-           "command": "python benchmarks/size_at_prediction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "wall_s": round(time.time() - t0, 1)}
-    from cks.provenance import git_commit, hardware
-    res.update(git_commit=git_commit(), hardware=hardware())
+           "per_run": {m: {"summary": summary(rows), "fields": rows} for m, rows in runs.items()}}
     if len(a.rescale) > 1:
         res["by_factor"] = {f"{f:g}": summary([r for r in every if r["resized"] == f]) for f in a.rescale}
     tail = "_resized" if a.rescale != [1.0] else ""
     out = Path(a.out or ROOT / "results" / "size_estimate" / f"prediction_{a.protocol}_{a.split}{tail}.json")
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    write_benchmark(out, res, "size_at_prediction.py", argv, t0, a.runs_dir)
     for k, v in res["summary"].items():
         print(f"{k}: {v['within_20pct']:.0%} of {v['fields']} fields within 20 %, median |error| "
               f"{v['median_abs_error']:.1%}")
     for f, by in res.get("by_factor", {}).items():
         print(f"  resized x{f}: " + ", ".join(f"{k} {v['within_20pct']:.0%}" for k, v in by.items()))
-    print("->", out)
     return out
 
 
