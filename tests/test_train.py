@@ -68,7 +68,7 @@ def test_gradient_routing_on_models():
     col = m.collaborator(batch["image"], batch["cell_type"])
     from cks.losses.cks import cks_loss_terms
     seg = {"logits": out["seg_logits"], "batch": out["seg_batch"], "origin": out["seg_origin"], "points": out["seg_points"]}
-    terms = cks_loss_terms(seg, col, (2, 96, 96), batch["cell_type"], None, m.cfg.loss)
+    terms = cks_loss_terms(seg, col, (2, 96, 96), batch["cell_type"], None, m.cfg.loss, image=batch["image"])
 
     def grads(loss, params):
         g = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
@@ -81,6 +81,8 @@ def test_gradient_routing_on_models():
     assert grads(terms["L_M"], m.collaborator.parameters()) > 0.0
     assert grads(terms["L_B"], m.principal.parameters()) > 0.0
     assert grads(terms["L_B"], m.collaborator.parameters()) > 0.0
+    assert grads(terms["L_PW"], m.principal.parameters()) == 0.0  # the base's L_PW (ours) trains the collaborator only
+    assert grads(terms["L_PW"], m.collaborator.parameters()) > 0.0
 
 
 def _state(model):
@@ -269,4 +271,5 @@ def test_pairwise_term_reaches_its_model_from_the_module(on):
     g_other = torch.autograd.grad(terms["L_PW"], list(other.parameters()), allow_unused=True)
     assert max(0.0 if g is None else float(g.abs().max()) for g in g_own) > 0
     assert all(g is None or float(g.abs().max()) == 0 for g in g_other)
-    assert "L_PW" not in CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48}))(batch)
+    assert "L_PW" in CKSModule(get_preset("base", size="test", overrides={"segmentor.window": 48}))(batch)  # in the base
+    assert "L_PW" not in CKSModule(get_preset("author", size="test", overrides={"segmentor.window": 48}))(batch)

@@ -23,8 +23,11 @@ Measured (Usiigaci, ``usiigaci_ablation_v2``: 800 steps, seed 0, tuning split tr
 ``results/usiigaci_ablation_v2/pairwise_diagnostics.json``): on the collaborator at weight 1 it moves the median
 boundary ~0.7 px inward at the same tuning AP50 as the base, and leaves the masks' shape (solidity ~0.95 against
 0.77 true, size slope ~0.5) as it was; at weight 10, on the principal's windows (0.5; 5 makes every window
-foreground) and with the one-level texture collaborator (weight 1: its foreground dies) the tuning AP50 falls. So
-it is an option, off by default, not a fix: the image's edges do not teach these models the cells' outlines.
+foreground) and with the one-level texture collaborator (weight 1: its foreground dies) the tuning AP50 falls.
+Over 3,600 steps (``usiigaci_points_v2``, 2 seeds) weight 1 ends above both seeds of the base on the tuning split
+(AP50 0.370 / 0.402 vs 0.315 / 0.297; median boundary offset 0.78 / 0.85 px vs 1.72), so the base uses it
+(``cks.config.OURS``). It is not a fix for shape: the image's edges do not teach these models the cells' outlines
+(solidity stays ~0.95).
 
 ``-log P_ij`` is computed from the logits (log-sum-exp of log-sigmoids), so it is finite for saturated maps. The
 image only weights the pairs (no gradient to the image). ``L_PW`` trains the collaborator only; the principal

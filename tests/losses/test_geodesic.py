@@ -128,8 +128,9 @@ def test_cks_loss_terms_geodesic_changes_only_l_s(windows):
     seg = {"logits": w["logits"], "batch": w["batch"], "origin": w["origin"], "points": w["points"]}
     torch.manual_seed(1)
     collab = {"fg_logits": torch.randn(w["shape"]) * 3, "border_logits": torch.randn(w["shape"])}
-    geo = cks_loss_terms(seg, collab, w["shape"], None, cfg=lc)
-    lin = cks_loss_terms(seg, collab, w["shape"], None, cfg=effective_loss_config(get_preset("base")))
-    for key in ("L_M", "L_B", "L_MC"):
+    image = torch.rand(w["shape"][0], 1, *w["shape"][1:])  # the base's L_PW weighs pairs by the image
+    geo = cks_loss_terms(seg, collab, w["shape"], None, cfg=lc, image=image)
+    lin = cks_loss_terms(seg, collab, w["shape"], None, cfg=effective_loss_config(get_preset("base")), image=image)
+    for key in ("L_M", "L_B", "L_MC", "L_PW"):
         assert geo[key].item() == pytest.approx(lin[key].item())
     assert geo["L_S"].item() != pytest.approx(lin["L_S"].item())

@@ -128,7 +128,7 @@ def test_spacing_scales_each_windows_minimum_area_by_r_squared(exponent):
     shape = (1, s, s + 16)
     collab = {"fg_logits": torch.full(shape, -50.0, dtype=torch.float64),
               "border_logits": torch.zeros(shape, dtype=torch.float64)}
-    only_mc = replace(lc, lambda_s=0.0, lambda_m=0.0, lambda_b=0.0, lambda_mc=1.0)
+    only_mc = replace(lc, lambda_s=0.0, lambda_m=0.0, lambda_b=0.0, lambda_mc=1.0, pairwise_weight=0.0)
     seg = {"logits": logits, "batch": batch, "origin": origin, "points": points}
     g_mc = torch.autograd.grad(cks_loss_terms(seg, collab, shape, None, None, only_mc)["total"], logits)[0]
     one = logits[:1].detach().clone().requires_grad_(True)
