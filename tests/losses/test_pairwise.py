@@ -120,7 +120,8 @@ def test_config_rules():
     # ours, in the base since issue #9's 3,600-step runs; the paper's objective (LossConfig's own default, what old
     # configs without the key mean) and the presets that stand for the paper or the author's code have no such term
     assert get_preset("base").loss.pairwise_weight == 1.0
-    assert get_preset("nuclear_points").loss.pairwise_weight == 1.0
+    assert get_preset("table6_constant_d").loss.pairwise_weight == 1.0  # the ablations inherit the base's
+    assert get_preset("nuclear_points").loss.pairwise_weight == 0.0  # measured not to help on nuclear points
     assert LossConfig().pairwise_weight == 0.0
     assert get_preset("author").loss.pairwise_weight == 0.0
     assert get_preset("paper_absolute").loss.pairwise_weight == 0.0
