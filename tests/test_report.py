@@ -82,6 +82,42 @@ def test_find_result_aliases_and_protocol_preference():
         table_records(recs, "II")
 
 
+def test_row_results_stand_in_only_in_their_protocol(monkeypatch):
+    import cks.report as report
+    monkeypatch.setattr(report, "ROW_RESULTS", {"usiigaci_ablation_v2": {"base": "new_base_run"}})
+    recs = [_rec("usiigaci_ablation_v2", "base", ap50=0.1), _rec("usiigaci_ablation_v2", "new_base_run", ap50=0.2),
+            _rec("usiigaci_ablation", "base", ap50=0.3), _rec("usiigaci_ablation_v2", "table5_entropy_principal"),
+            _rec("usiigaci_ablation_v2", "table5_entropy_collaborator")]
+    assert find_result(recs, "base", ("usiigaci_ablation_v2",))["metrics"]["ap50"] == 0.2
+    assert find_result(recs, "base", ("usiigaci_ablation",))["metrics"]["ap50"] == 0.3
+    assert table_protocols(recs, "V")[0] == "usiigaci_ablation_v2"
+    # without the stand-in's file the v2 base row falls back to the older result of that protocol
+    assert find_result(recs[:1] + recs[2:], "base", ("usiigaci_ablation_v2",))["metrics"]["ap50"] == 0.1
+
+
+def test_row_results_trained_the_current_preset():
+    """A stand-in must have trained exactly what the preset is now (apart from the protocol's train.* budget
+    overrides and the backbone/width overrides every short protocol sets)."""
+    import dataclasses
+
+    from cks.config import Config, get_preset
+    from cks.report import ROW_RESULTS, default_results_dir
+
+    checked = 0
+    for proto, rows in ROW_RESULTS.items():
+        for preset, model in rows.items():
+            path = default_results_dir() / proto / f"{model}.json"
+            if not path.exists():
+                continue
+            # a key added after the run is read with its default, as Config.from_dict reads any old config
+            got = json.loads(json.dumps(dataclasses.asdict(Config.from_dict(json.loads(path.read_text())["config"]))))
+            want = json.loads(json.dumps(dataclasses.asdict(get_preset(preset))))
+            for section in ("loss", "collaborator", "size"):
+                assert got[section] == want[section], (proto, model, section)
+            checked += 1
+    assert checked == sum(len(r) for r in ROW_RESULTS.values())
+
+
 def test_comparison_says_not_measured_and_never_invents():
     md = comparison_markdown("II", [_rec("usiigaci_masks", "table2_full", dice=0.123, ap50=0.456, map=0.0789)])
     table, fold = md.split("<details>")
@@ -173,6 +209,10 @@ def test_notes_once_per_protocol_and_provenance_folded():
     b["note"] = "16 images; convnext_atto; seed 1, masks"
     md = notes_markdown([a, b])
     assert md.count("16 images") == 1 and "seed 0" in md and "seed 1, masks" in md
+    assert "L_PW" not in md  # neither result's configuration has it
+    b["config"] = {"loss": {"pairwise_weight": 1.0}}
+    assert "L_PW" in notes_markdown([a, b]) and "usiigaci_points / sup (1)" in notes_markdown([a, b])
+    assert "cks_base" not in notes_markdown([a, b]).split("L_PW")[1]
     table = results_markdown([a, b])
     assert "<details>" in table and table.index("<details>") > table.index("| usiigaci_points / sup")
     assert "provenance" not in table.split("<details>")[0]  # no provenance column in the table itself
