@@ -54,6 +54,11 @@ MODEL_ALIASES = {"base": ("base", "cks_base")}
 #: in tests/test_report.py), so it is the base row there; the older ``base`` result trained without L_PW.
 ROW_RESULTS: dict[str, dict[str, str]] = {"usiigaci_ablation_v2": {"base": "pairwise_w1"}}
 
+#: Per protocol, the seeds of a preset's row (its stand-in first): shown below an ablation table as the range a
+#: single-seed row has to leave before it differs from that row at the protocol's budget.
+ROW_SEEDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "usiigaci_ablation_v2": {"base": ("pairwise_w1", "pairwise_w1_seed1", "pairwise_w1_seed2")}}
+
 #: Protocols preferred for each table (Usiigaci stands in for LIVECell; DeepCell has several cell types
 #: and a nuclear channel).
 TABLE_PROTOCOLS = {"I": ("usiigaci_points", "usiigaci_masks"), "II": ("usiigaci_masks", "usiigaci_points"),
@@ -223,7 +228,32 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
         rows[name] = row
     table = markdown_table(rows, ["our row", "protocol"] + [f"{c} ({w})" for c in cols for w in ("paper", "ours")])
     recs = [find_result(records, ROW_PRESETS[key][n], order) for n in t["rows"]]
-    return table + provenance_fold([r for r in recs if r]) + notes_markdown(recs)
+    return table + seed_range_markdown(records, key, order, cols) + provenance_fold([r for r in recs if r]) \
+        + notes_markdown(recs)
+
+
+def seed_range(records: list[dict], protocol: str, models, metric: str = "ap50") -> tuple[float, float, int] | None:
+    """(min, max, n) of ``metric`` over the results of ``models`` in ``protocol``; None if fewer than two exist."""
+    vals = [float(r["metrics"][metric]) for r in records
+            if r["protocol"] == protocol and r["model"] in tuple(models) and r["metrics"].get(metric) is not None]
+    return (min(vals), max(vals), len(vals)) if len(vals) >= 2 else None
+
+
+def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",)) -> str:
+    """One line per row of an ablation table whose result has seeds (:data:`ROW_SEEDS`): their range per metric."""
+    out = ""
+    for name, preset in ROW_PRESETS[_table_key(key)].items():
+        rec = find_result(records, preset, order)
+        seeds = ROW_SEEDS.get(rec["protocol"], {}).get(preset) if rec else None
+        ranges = {c: seed_range(records, rec["protocol"], seeds, METRIC_KEYS[c]) for c in cols} if seeds else {}
+        ranges = {c: r for c, r in ranges.items() if r}
+        if ranges:
+            n = max(r[2] for r in ranges.values())
+            txt = ", ".join(f"{c} {lo:.3f} to {hi:.3f}" for c, (lo, hi, _) in ranges.items())
+            out += (f"\n\n*Seed range of the row \"{name}\" ({rec['protocol']}, {n} seeds: "
+                    f"{', '.join(seeds)}):* {txt}. A single-seed row inside this range is not told apart from it "
+                    "at this budget.")
+    return out
 
 
 def notes_markdown(recs: list[dict | None]) -> str:
@@ -409,7 +439,8 @@ def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict
             "B_c": torch.sigmoid(out["border_logits"][0]).cpu().numpy()}
 
 
-__all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "ROW_RESULTS", "TABLE_PROTOCOLS", "repo_root",
+__all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "ROW_RESULTS", "ROW_SEEDS",
+           "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
            "default_results_dir", "load_results", "find_result", "table_protocols", "table_records", "metrics_from_history",
            "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
            "diff_markdown", "collaborator_maps"]

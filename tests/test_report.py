@@ -95,6 +95,24 @@ def test_row_results_stand_in_only_in_their_protocol(monkeypatch):
     assert find_result(recs[:1] + recs[2:], "base", ("usiigaci_ablation_v2",))["metrics"]["ap50"] == 0.1
 
 
+def test_seed_range_below_an_ablation_table(monkeypatch):
+    import cks.report as report
+    from cks.report import seed_range
+
+    monkeypatch.setattr(report, "ROW_RESULTS", {"p2": {"base": "b0"}})
+    monkeypatch.setattr(report, "ROW_SEEDS", {"p2": {"base": ("b0", "b1", "b2")}})
+    recs = [_rec("p2", "b0", ap50=0.30, dice=0.5), _rec("p2", "b1", ap50=0.10, dice=0.6),
+            _rec("p2", "b2", ap50=0.20, dice=0.7), _rec("p1", "b1", ap50=0.9, dice=0.9)]
+    assert seed_range(recs, "p2", ("b0", "b1", "b2")) == (0.10, 0.30, 3)
+    assert seed_range(recs, "p2", ("b0",)) is None  # one seed is no range
+    md = report.seed_range_markdown(recs, "VII", ("p2",), ("Dice", "AP50"))
+    assert md.count("Seed range") == 1 and "3 seeds" in md
+    assert "AP50 0.100 to 0.300" in md and "Dice 0.500 to 0.700" in md and "0.900" not in md
+    assert report.seed_range_markdown(recs, "VII", ("p1",)) == ""  # the row's result is not in a seeded protocol
+    monkeypatch.setattr(report, "TABLE_PROTOCOLS", {**report.TABLE_PROTOCOLS, "VII": ("p2",)})
+    assert "Seed range" in comparison_markdown("VII", recs)
+
+
 def test_row_results_trained_the_current_preset():
     """A stand-in must have trained exactly what the preset is now (apart from the protocol's train.* budget
     overrides and the backbone/width overrides every short protocol sets)."""
@@ -116,6 +134,15 @@ def test_row_results_trained_the_current_preset():
                 assert got[section] == want[section], (proto, model, section)
             checked += 1
     assert checked == sum(len(r) for r in ROW_RESULTS.values())
+    from cks.report import ROW_SEEDS
+
+    for proto, rows in ROW_SEEDS.items():  # the seeds of a row trained the same configuration as its stand-in
+        for preset, models in rows.items():
+            assert models[0] == ROW_RESULTS.get(proto, {}).get(preset, preset)
+            cfgs = [dataclasses.asdict(Config.from_dict(json.loads((default_results_dir() / proto / f"{m}.json")
+                                                                   .read_text())["config"])) for m in models]
+            for c in cfgs[1:]:
+                assert c["loss"] == cfgs[0]["loss"] and c["collaborator"] == cfgs[0]["collaborator"], (proto, preset)
 
 
 def test_comparison_says_not_measured_and_never_invents():
