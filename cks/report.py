@@ -253,6 +253,16 @@ def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",))
             out += (f"\n\n*Seed range of the row \"{name}\" ({rec['protocol']}, {n} seeds: "
                     f"{', '.join(seeds)}):* {txt}. A single-seed row inside this range is not told apart from it "
                     "at this budget.")
+            if "AP50" in ranges:  # where the other rows of the same protocol fall (AP50)
+                lo, hi, _ = ranges["AP50"]
+                where = {"below": [], "inside": [], "above": []}
+                for other in ROW_PRESETS[_table_key(key)].values():
+                    r = find_result(records, other, order)
+                    if other == preset or not r or r["protocol"] != rec["protocol"] or r["metrics"].get("ap50") is None:
+                        continue
+                    v = float(r["metrics"]["ap50"])
+                    where["below" if v < lo else "above" if v > hi else "inside"].append(other)
+                out += "".join(f" {k.capitalize()} it (AP50): {', '.join(v)}." for k, v in where.items() if v)
     return out
 
 

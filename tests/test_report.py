@@ -109,6 +109,11 @@ def test_seed_range_below_an_ablation_table(monkeypatch):
     assert md.count("Seed range") == 1 and "3 seeds" in md
     assert "AP50 0.100 to 0.300" in md and "Dice 0.500 to 0.700" in md and "0.900" not in md
     assert report.seed_range_markdown(recs, "VII", ("p1",)) == ""  # the row's result is not in a seeded protocol
+    rows = recs + [_rec("p2", "table7_a2_b1", ap50=0.05), _rec("p2", "table7_a3_b1", ap50=0.2),
+                   _rec("p2", "table7_a1_b2", ap50=0.31), _rec("p1", "table7_a3_b2", ap50=0.0)]
+    md = report.seed_range_markdown(rows, "VII", ("p2",))
+    assert "Below it (AP50): table7_a2_b1." in md and "Inside it (AP50): table7_a3_b1." in md
+    assert "Above it (AP50): table7_a1_b2." in md and "table7_a3_b2" not in md  # another protocol: not compared
     monkeypatch.setattr(report, "TABLE_PROTOCOLS", {**report.TABLE_PROTOCOLS, "VII": ("p2",)})
     assert "Seed range" in comparison_markdown("VII", recs)
 
