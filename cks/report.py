@@ -134,9 +134,8 @@ def table_protocols(records: list[dict], key: str) -> tuple[str, ...]:
     order = TABLE_PROTOCOLS.get(key, ())
     presets = list(ROW_PRESETS[key].values())
 
-    full = {proto for proto in order if all(find_result(records, p, (proto,)) is not None
-                                            and find_result(records, p, (proto,))["protocol"] == proto
-                                            for p in presets)}
+    full = {proto for proto in order
+            if all((find_result(records, p, (proto,)) or {}).get("protocol") == proto for p in presets)}
     return tuple(p for p in order if p in full) + tuple(p for p in order if p not in full)
 
 
