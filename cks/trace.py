@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import CksDataError
 
-__all__ = ["mask_statistics", "consistency_trace"]
+__all__ = ["mask_statistics", "consistency_trace", "plot_consistency_trace"]
 
 KEYS = ("m_c_cells", "m_c_background", "mask_own", "mask_own_confident", "mask_neighbours", "mask_peak")
 
@@ -136,3 +136,41 @@ def consistency_trace(run_dir, samples: list[dict], max_snapshots: int | None = 
             row[k] = float(np.average(v[ok], weights=w[ok])) if ok.any() else float("nan")
         rows.append(row)
     return rows
+
+
+def plot_consistency_trace(runs: dict, keys=("mask_own", "mask_neighbours", "m_c_cells"), axes=None):
+    """One panel per statistic of :data:`KEYS`, one line per run, against the training step; the snapshots taken
+    after the prior of Eq. 4 was switched off are drawn hollow.
+
+    Args:
+        runs: ``{name: rows}`` with rows from :func:`consistency_trace` (or ``{name: {"rows": rows}}``, as in
+            ``results/consistency_trace/*.json``).
+        keys: which statistics, one panel each. axes: matplotlib axes (``len(keys)``), or None for a new figure.
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    bad = [k for k in keys if k not in KEYS]
+    if bad:
+        raise CksDataError(f"plot_consistency_trace: unknown statistic(s) {bad}; choose from {list(KEYS)}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+        axes = axes[0]
+    for name, rows in runs.items():
+        rows = rows["rows"] if isinstance(rows, dict) else rows
+        steps = [r["step"] for r in rows]
+        for ax, k in zip(axes, keys):
+            line, = ax.plot(steps, [r[k] for r in rows], "-", label=name)
+            on = [r["prior_on"] for r in rows]
+            ax.scatter(steps, [r[k] for r in rows], s=28, zorder=3, edgecolors=line.get_color(),
+                       facecolors=[line.get_color() if o else "none" for o in on])
+    for ax, k in zip(axes, keys):
+        ax.set_title(k.replace("_", " "))
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.axhline(0.5, color="0.7", lw=0.8, ls=":")
+    axes[0].legend(fontsize=7, loc="best")
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig

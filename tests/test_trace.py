@@ -91,3 +91,22 @@ def test_trace_over_snapshots_matches_a_direct_computation(tmp_path):
     assert one["n_cells"] < rows[-1]["n_cells"]
     with pytest.raises(CksDataError, match="label"):
         consistency_trace(run, [dict(samples[0], label=None)])
+
+
+def test_plot_draws_one_line_per_run_and_hollow_points_after_the_prior():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cks.trace import plot_consistency_trace
+
+    row = dict.fromkeys(KEYS, 0.5)
+    runs = {"a": [dict(row, step=1, prior_on=True), dict(row, step=2, prior_on=False, mask_own=0.1)],
+            "b": {"rows": [dict(row, step=1, prior_on=True)]}}
+    fig = plot_consistency_trace(runs, keys=("mask_own", "m_c_cells"))
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.get_lines() if not l.get_label().startswith("_")] == ["a", "b"]
+    assert list(ax.get_lines()[0].get_ydata()) == [0.5, 0.1]
+    faces = ax.collections[0].get_facecolors()
+    assert faces[0][3] > 0 and faces[1][3] == 0  # filled while the prior was on, hollow after
+    with pytest.raises(CksDataError, match="unknown"):
+        plot_consistency_trace(runs, keys=("nope",))
