@@ -41,7 +41,14 @@ def command_line(script: str, argv=None, runs_dir=None) -> str:
 
     runs_dir = Path(runs_dir or os.environ.get("CKS_RUNS_DIR") or ROOT / "runs")
     args = argv if argv is not None else sys.argv[1:]
-    return " ".join(["python", f"benchmarks/{script}"] + [shlex.quote(portable(str(x), runs_dir)) for x in args])
+
+    def quote(arg: str) -> str:  # "$CKS_RUNS_DIR" stays outside single quotes, so a pasted command expands it
+        var = "$CKS_RUNS_DIR"
+        if arg == var or arg.startswith(var + "/"):
+            return f'"{var}"' + (shlex.quote(arg[len(var):]) if arg != var else "")
+        return shlex.quote(arg)
+
+    return " ".join(["python", f"benchmarks/{script}"] + [quote(portable(str(x), runs_dir)) for x in args])
 
 
 def write_benchmark(out, rec: dict, script: str, argv=None, t0: float | None = None, runs_dir=None) -> Path:

@@ -1,6 +1,8 @@
 """benchmarks/record.py: result files carry a command one can paste, with no path of this machine."""
 import json
+import os
 import shlex
+import subprocess
 import time
 
 from benchmarks import record
@@ -17,6 +19,12 @@ def test_command_line_is_portable_and_quoted(tmp_path):
     assert shlex.split(cmd)[2:] == ["--models", "a", "--size", "true*0.8", "auto", "--runs-dir", "$CKS_RUNS_DIR",
                                     "--out", "results/x.json", "--data", "fields.tif", "--note", "two words"]
     assert "'true*0.8'" in cmd
+    # pasted into a shell, the runs folder is the reader's own $CKS_RUNS_DIR (not a literal '$CKS_RUNS_DIR')
+    argv = ["--runs", str(runs / "proto" / "my run"), "--runs-dir", str(runs)]
+    cmd = record.command_line("consistency_trace.py", argv, runs)
+    got = subprocess.run(["bash", "-c", "printf '%s\\n' " + cmd.split(" ", 2)[2]], capture_output=True, text=True,
+                         env={"CKS_RUNS_DIR": "/elsewhere/runs", "PATH": os.environ.get("PATH", "")}, check=True)
+    assert got.stdout.splitlines() == ["--runs", "/elsewhere/runs/proto/my run", "--runs-dir", "/elsewhere/runs"]
 
 
 def test_write_benchmark_adds_provenance(tmp_path, capsys):
