@@ -57,7 +57,10 @@ ROW_RESULTS: dict[str, dict[str, str]] = {"usiigaci_ablation_v2": {"base": "pair
 #: Per protocol, the seeds of a preset's row (its stand-in first): shown below an ablation table as the range a
 #: single-seed row has to leave before it differs from that row at the protocol's budget.
 ROW_SEEDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "usiigaci_ablation_v2": {"base": ("pairwise_w1", "pairwise_w1_seed1", "pairwise_w1_seed2")},
+    "usiigaci_ablation_v2": {"base": ("pairwise_w1", "pairwise_w1_seed1", "pairwise_w1_seed2"),
+                             **{row: (row, f"{row}_seed1") for row in (
+                                 "table5_entropy_principal", "table5_entropy_collaborator", "table7_a2_b1",
+                                 "table7_a3_b1", "table7_a1_b2")}},
     "deepcell_nuclei_v2": {"table6_constant_d": ("table6_constant_d", "table6_constant_d_seed1"),
                            "table6_per_type_d": ("table6_per_type_d", "table6_per_type_d_seed1")}}
 
@@ -241,29 +244,44 @@ def seed_range(records: list[dict], protocol: str, models, metric: str = "ap50")
 
 
 def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",)) -> str:
-    """One line per row of an ablation table whose result has seeds (:data:`ROW_SEEDS`): their range per metric."""
-    out = ""
+    """Below an ablation table: the rows trained with more than one seed (:data:`ROW_SEEDS`) as a small table of
+    their per-seed AP50 and their range per metric, then where every other row of the same protocol falls against
+    the base row's AP50 range (below, inside or overlapping, above). Empty when no row has seeds."""
+    seeded = {}
     for name, preset in ROW_PRESETS[_table_key(key)].items():
         rec = find_result(records, preset, order)
         seeds = ROW_SEEDS.get(rec["protocol"], {}).get(preset) if rec else None
         ranges = {c: seed_range(records, rec["protocol"], seeds, METRIC_KEYS[c]) for c in cols} if seeds else {}
         ranges = {c: r for c, r in ranges.items() if r}
         if ranges:
-            n = max(r[2] for r in ranges.values())
-            txt = ", ".join(f"{c} {lo:.3f} to {hi:.3f}" for c, (lo, hi, _) in ranges.items())
-            out += (f"\n\n*Seed range of the row \"{name}\" ({rec['protocol']}, {n} seeds: "
-                    f"{', '.join(seeds)}):* {txt}. A single-seed row inside this range is not told apart from it "
-                    "at this budget.")
-            if "AP50" in ranges:  # where the other rows of the same protocol fall (AP50)
-                lo, hi, _ = ranges["AP50"]
-                where = {"below": [], "inside": [], "above": []}
-                for other in ROW_PRESETS[_table_key(key)].values():
-                    r = find_result(records, other, order)
-                    if other == preset or not r or r["protocol"] != rec["protocol"] or r["metrics"].get("ap50") is None:
-                        continue
-                    v = float(r["metrics"]["ap50"])
-                    where["below" if v < lo else "above" if v > hi else "inside"].append(other)
-                out += "".join(f" {k.capitalize()} it (AP50): {', '.join(v)}." for k, v in where.items() if v)
+            ap = [float(r["metrics"]["ap50"]) for m in seeds for r in records
+                  if r["protocol"] == rec["protocol"] and r["model"] == m and r["metrics"].get("ap50") is not None]
+            seeded[name] = {"rec": rec, "preset": preset, "seeds": seeds, "ranges": ranges, "ap50": ap}
+    if not seeded:
+        return ""
+    rows = {name: {"protocol": v["rec"]["protocol"], "runs": ", ".join(v["seeds"]),
+                   "AP50 per seed": " / ".join(f"{x:.3f}" for x in v["ap50"]),
+                   **{f"{c} range": f"{lo:.3f} to {hi:.3f}" for c, (lo, hi, _) in v["ranges"].items()}}
+            for name, v in seeded.items()}
+    out = ("\n\n*Rows trained with more than one seed* (same budget and protocol; a range is lowest to highest "
+           "seed):\n\n" + markdown_table(rows))
+    base = next((n for n, v in seeded.items() if v["preset"] == "base"), next(iter(seeded)))
+    ref = seeded[base]
+    rng = seed_range(records, ref["rec"]["protocol"], ref["seeds"], "ap50")
+    if rng is None:
+        return out
+    lo, hi, _ = rng
+    where = {"below": [], "inside or overlapping": [], "above": []}
+    for name, preset in ROW_PRESETS[_table_key(key)].items():
+        r = find_result(records, preset, order)
+        if name == base or not r or r["protocol"] != ref["rec"]["protocol"] or r["metrics"].get("ap50") is None:
+            continue
+        own = seed_range(records, r["protocol"], seeded[name]["seeds"], "ap50") if name in seeded else None
+        a, b = (own[0], own[1]) if own else (float(r["metrics"]["ap50"]),) * 2
+        where["below" if b < lo else "above" if a > hi else "inside or overlapping"].append(preset)
+    out += (f"\n\nAgainst the AP50 range of \"{base}\" ({lo:.3f} to {hi:.3f}), the other rows (each by its own "
+            "range where it has seeds): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in where.items() if v)
+            + ". A row inside or overlapping that range is not told apart from it at this budget.")
     return out
 
 

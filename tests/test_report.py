@@ -106,16 +106,25 @@ def test_seed_range_below_an_ablation_table(monkeypatch):
     assert seed_range(recs, "p2", ("b0", "b1", "b2")) == (0.10, 0.30, 3)
     assert seed_range(recs, "p2", ("b0",)) is None  # one seed is no range
     md = report.seed_range_markdown(recs, "VII", ("p2",), ("Dice", "AP50"))
-    assert md.count("Seed range") == 1 and "3 seeds" in md
-    assert "AP50 0.100 to 0.300" in md and "Dice 0.500 to 0.700" in md and "0.900" not in md
+    line = next(x for x in md.splitlines() if x.startswith("| a1 / b1 |"))
+    assert "b0, b1, b2" in line and "0.300 / 0.100 / 0.200" in line  # per seed, in ROW_SEEDS order
+    assert "0.100 to 0.300" in line and "0.500 to 0.700" in line and "0.900" not in md
     assert report.seed_range_markdown(recs, "VII", ("p1",)) == ""  # the row's result is not in a seeded protocol
     rows = recs + [_rec("p2", "table7_a2_b1", ap50=0.05), _rec("p2", "table7_a3_b1", ap50=0.2),
                    _rec("p2", "table7_a1_b2", ap50=0.31), _rec("p1", "table7_a3_b2", ap50=0.0)]
     md = report.seed_range_markdown(rows, "VII", ("p2",))
-    assert "Below it (AP50): table7_a2_b1." in md and "Inside it (AP50): table7_a3_b1." in md
-    assert "Above it (AP50): table7_a1_b2." in md and "table7_a3_b2" not in md  # another protocol: not compared
+    assert 'AP50 range of "a1 / b1" (0.100 to 0.300)' in md
+    assert "below: table7_a2_b1;" in md and "inside or overlapping: table7_a3_b1;" in md
+    assert "above: table7_a1_b2." in md and "table7_a3_b2" not in md  # another protocol: not compared
+    # a seeded row is placed by its own range: 0.31 alone is above, but with a second seed at 0.25 it overlaps
+    monkeypatch.setattr(report, "ROW_SEEDS", {"p2": {"base": ("b0", "b1", "b2"),
+                                                     "table7_a1_b2": ("table7_a1_b2", "a1b2_s1")}})
+    md = report.seed_range_markdown(rows + [_rec("p2", "a1b2_s1", ap50=0.25)], "VII", ("p2",))
+    assert "inside or overlapping: table7_a3_b1, table7_a1_b2." in md and "above" not in md
+    assert sum(x.startswith("| a") for x in md.splitlines()) == 2  # two seeded rows in the small table
+    monkeypatch.setattr(report, "ROW_SEEDS", {"p2": {"base": ("b0", "b1", "b2")}})
     monkeypatch.setattr(report, "TABLE_PROTOCOLS", {**report.TABLE_PROTOCOLS, "VII": ("p2",)})
-    assert "Seed range" in comparison_markdown("VII", recs)
+    assert "more than one seed" in comparison_markdown("VII", recs)
 
 
 def test_row_results_trained_the_current_preset():
