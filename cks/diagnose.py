@@ -453,8 +453,9 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     Predicts every image of ``data_spec`` with :func:`cks.predict.predict` (the model's training scale),
     compares with the GT at native resolution (bins and offsets at the training scale), writes
     ``diagnostics.json``, ``shape.png``, ``boundary_profile.png`` (:mod:`cks.boundary_profile`: the image's mean
-    intensity against the signed distance to the true and to the predicted boundaries) and ``training_maps.png`` into ``out_dir`` (default
-    ``run_dir/diagnose``) and returns the JSON summary. ``true_size``: predict each image at its true cell size
+    intensity against the signed distance to the true and to the predicted boundaries), ``training_maps.png`` and,
+    for a CKS run, ``consistency_trace.png`` (:mod:`cks.trace`: masks and ``M_c`` on the true cells per snapshot)
+    into ``out_dir`` (default ``run_dir/diagnose``) and returns the JSON summary. ``true_size``: predict each image at its true cell size
     (median equivalent diameter of its masks) instead of the model's own size estimate, so the figures show
     the shape of the masks alone.
     """
@@ -491,6 +492,11 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     first = rescale_sample(samples[0], scale) if scale != 1.0 else samples[0]
     maps = training_maps(run, first)
     over = shape_over_training(run, samples, score_threshold) if len(snapshot_files(run)) > 1 else []
+    from .trace import consistency_trace, plot_consistency_trace
+
+    # masks on their own / the neighbours' cells and M_c on the cells, per snapshot (collapse or spread?)
+    trace = [] if collab is None else consistency_trace(
+        run, samples if model.cfg.size.normalize or scale == 1.0 else [rescale_sample(s, scale) for s in samples])
     summary = {"run": run.name if run.is_dir() else f"{run.parent.name}/{run.name}", "data": _portable(data_spec),
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
                "size": "true cell size (from the masks)" if true_size else "the model's own estimate",
@@ -498,15 +504,19 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
                                  "fg_fraction": [r["fg_fraction"] for r in maps["rows"]],
                                  "true_fg_fraction": None if maps["label"] is None else float((maps["label"] > 0).mean())},
-               "shape_over_training": over, "boundary_profile": profile,
-               "figures": ["shape.png", "boundary_profile.png", "training_maps.png"]}
+               "shape_over_training": over, "boundary_profile": profile, "consistency_trace": trace,
+               "figures": ["shape.png", "boundary_profile.png", "training_maps.png"]
+               + (["consistency_trace.png"] if trace else [])}
     summary = _jsonable(summary)
     out.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
-    for name, fig in (("shape.png", plot_shape_diagnostics(res)), ("boundary_profile.png",
-                      plot_boundary_profile(profile, collaborator=(fraction or {}).get("profile"))),
-                      ("training_maps.png", show_training_maps(maps))):
+    figures = [("shape.png", plot_shape_diagnostics(res)), ("boundary_profile.png",
+               plot_boundary_profile(profile, collaborator=(fraction or {}).get("profile"))),
+               ("training_maps.png", show_training_maps(maps))]
+    if trace:
+        figures.append(("consistency_trace.png", plot_consistency_trace({summary["run"]: trace})))
+    for name, fig in figures:
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
     atomic_write_text(json.dumps(summary, indent=2), out / "diagnostics.json")
@@ -562,4 +572,12 @@ def run_cli(args) -> dict:
                          and math.isfinite(at[d]))
         print(f"collaborator M_c across the true boundary (px: mean M_c) {shown}; {100 * cp['saturated']:.0f} % of "
               f"pixels within 3 px of it have |logit| >= 3 (where the linear L_M of Eq. 6 hardly moves M_c)")
+    if s.get("consistency_trace"):
+        print("consistency trace (consistency_trace.png; masks at the true centroids; a collapse drives all to 0):")
+        for r in s["consistency_trace"]:
+            v = {k: ("-" if r[k] is None or not math.isfinite(r[k]) else f"{r[k]:.2f}")
+                 for k in ("mask_own", "mask_neighbours", "mask_peak", "m_c_cells", "m_c_background")}
+            print(f"  step {r['step']}{'' if r['prior_on'] else ' (prior off)'}: mask on own cell {v['mask_own']}, on "
+                  f"neighbours {v['mask_neighbours']}, peak {v['mask_peak']}; M_c on cells {v['m_c_cells']}, "
+                  f"background {v['m_c_background']}")
     return s

@@ -264,6 +264,8 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert all(0 <= v <= 1 for v in cp["m_c"] if v is not None) and 0 <= cp["saturated"] <= 1
     assert "collaborator M_c across the true boundary" in stdout and "size tracking" in stdout
     assert "size_slope" in d["shape"]["overall"]
+    assert [r["step"] for r in d["consistency_trace"]] == [1, 2] and (out / "consistency_trace.png").stat().st_size > 1000
+    assert "consistency trace" in stdout and "mask on own cell" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
 
