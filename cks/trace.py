@@ -25,6 +25,10 @@ from .errors import CksDataError
 __all__ = ["mask_statistics", "consistency_trace", "plot_consistency_trace"]
 
 KEYS = ("m_c_cells", "m_c_background", "mask_own", "mask_own_confident", "mask_neighbours", "mask_peak")
+#: panel titles of :func:`plot_consistency_trace`
+TITLES = {"m_c_cells": "M_c on the true cells", "m_c_background": "M_c on the background",
+          "mask_own": "m_i on its own cell", "mask_own_confident": "own-cell pixels with m_i >= 0.5",
+          "mask_neighbours": "m_i on the neighbours' cells", "mask_peak": "max of m_i (median window)"}
 
 
 def mask_statistics(masks, seg_batch, seg_origin, own_ids, labels, m_c=None) -> dict:
@@ -166,7 +170,7 @@ def plot_consistency_trace(runs: dict, keys=("mask_own", "mask_neighbours", "m_c
             ax.scatter(steps, [r[k] for r in rows], s=28, zorder=3, edgecolors=line.get_color(),
                        facecolors=[line.get_color() if o else "none" for o in on])
     for ax, k in zip(axes, keys):
-        ax.set_title(k.replace("_", " "))
+        ax.set_title(TITLES[k], fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.02, 1.02)
         ax.axhline(0.5, color="0.7", lw=0.8, ls=":")
