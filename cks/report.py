@@ -57,10 +57,10 @@ ROW_RESULTS: dict[str, dict[str, str]] = {"usiigaci_ablation_v2": {"base": "pair
 #: Per protocol, the seeds of a preset's row (its stand-in first): shown below an ablation table as the range a
 #: single-seed row has to leave before it differs from that row at the protocol's budget.
 ROW_SEEDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "usiigaci_ablation_v2": {"base": ("pairwise_w1", "pairwise_w1_seed1", "pairwise_w1_seed2"),
+    "usiigaci_ablation_v2": {"base": ("pairwise_w1", "pairwise_w1_seed1", "pairwise_w1_seed2", "base_seed3"),
                              **{row: (row, f"{row}_seed1") for row in (
                                  "table5_entropy_principal", "table5_entropy_collaborator", "table7_a2_b1",
-                                 "table7_a3_b1", "table7_a1_b2")}},
+                                 "table7_a3_b1", "table7_a1_b2", "table7_a3_b2")}},
     "deepcell_nuclei_v2": {"table6_constant_d": ("table6_constant_d", "table6_constant_d_seed1"),
                            "table6_per_type_d": ("table6_per_type_d", "table6_per_type_d_seed1")}}
 
