@@ -61,8 +61,7 @@ ROW_SEEDS: dict[str, dict[str, tuple[str, ...]]] = {
                              **{row: (row, f"{row}_seed1") for row in (
                                  "table5_entropy_principal", "table5_entropy_collaborator", "table7_a2_b1",
                                  "table7_a3_b1", "table7_a1_b2", "table7_a3_b2")}},
-    "deepcell_nuclei_v2": {"table6_constant_d": ("table6_constant_d", "table6_constant_d_seed1"),
-                           "table6_per_type_d": ("table6_per_type_d", "table6_per_type_d_seed1")}}
+    "deepcell_nuclei_v2": {row: (row, f"{row}_seed1", f"{row}_seed2") for row in ("table6_constant_d", "table6_per_type_d")}}
 
 #: Protocols preferred for each table (Usiigaci stands in for LIVECell; DeepCell has several cell types
 #: and a nuclear channel).
