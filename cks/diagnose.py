@@ -304,12 +304,16 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
                         "saturated": sat / near if near else math.nan}}
 
 
-def snapshot_files(run_dir) -> list[Path]:
+def snapshot_files(run_dir, keep: int | None = None) -> list[Path]:
     """``run_dir/snapshots/step_*.pt`` in step order (then ``checkpoint.pt`` if it is further on), or
-    ``[run_dir/checkpoint.pt]`` when there are none."""
+    ``[run_dir/checkpoint.pt]`` when there are none. ``keep``: at most this many, evenly spaced (the last always
+    kept)."""
     p = Path(run_dir)
     if p.is_file():
         return [p]
+    if keep and keep > 0:
+        files = snapshot_files(p)
+        return files if len(files) <= keep else [files[int(round(j))] for j in np.linspace(len(files) - 1, 0, keep)][::-1]
     snaps = sorted((p / "snapshots").glob("step_*.pt"))
     last = p / "checkpoint.pt"
     if snaps and last.exists():  # a run stopped by its time budget: its last state is not a snapshot
@@ -353,9 +357,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
     from .models.principal import Principal
     from .points import centroids
 
-    files = snapshot_files(run_dir)
-    if max_snapshots and len(files) > max_snapshots:
-        files = [files[int(round(j))] for j in np.linspace(len(files) - 1, 0, max_snapshots)][::-1]
+    files = snapshot_files(run_dir, max_snapshots)
     pts = sample.get("points")
     if pts is None:
         if sample.get("label") is None:

@@ -235,10 +235,15 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
         + notes_markdown(recs)
 
 
+def seed_values(records: list[dict], protocol: str, models, metric: str = "ap50") -> list[float]:
+    """``metric`` of the results of ``models`` in ``protocol``, in the order of ``models`` (missing ones left out)."""
+    by_model = {r["model"]: r for r in records if r["protocol"] == protocol and r["metrics"].get(metric) is not None}
+    return [float(by_model[m]["metrics"][metric]) for m in models if m in by_model]
+
+
 def seed_range(records: list[dict], protocol: str, models, metric: str = "ap50") -> tuple[float, float, int] | None:
     """(min, max, n) of ``metric`` over the results of ``models`` in ``protocol``; None if fewer than two exist."""
-    vals = [float(r["metrics"][metric]) for r in records
-            if r["protocol"] == protocol and r["model"] in tuple(models) and r["metrics"].get(metric) is not None]
+    vals = seed_values(records, protocol, models, metric)
     return (min(vals), max(vals), len(vals)) if len(vals) >= 2 else None
 
 
@@ -253,9 +258,8 @@ def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",))
         ranges = {c: seed_range(records, rec["protocol"], seeds, METRIC_KEYS[c]) for c in cols} if seeds else {}
         ranges = {c: r for c, r in ranges.items() if r}
         if ranges:
-            ap = [float(r["metrics"]["ap50"]) for m in seeds for r in records
-                  if r["protocol"] == rec["protocol"] and r["model"] == m and r["metrics"].get("ap50") is not None]
-            seeded[name] = {"rec": rec, "preset": preset, "seeds": seeds, "ranges": ranges, "ap50": ap}
+            seeded[name] = {"rec": rec, "preset": preset, "seeds": seeds, "ranges": ranges,
+                            "ap50": seed_values(records, rec["protocol"], seeds, "ap50")}
     if not seeded:
         return ""
     rows = {name: {"protocol": v["rec"]["protocol"], "runs": ", ".join(v["seeds"]),
@@ -266,17 +270,16 @@ def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",))
            "seed):\n\n" + markdown_table(rows))
     base = next((n for n, v in seeded.items() if v["preset"] == "base"), next(iter(seeded)))
     ref = seeded[base]
-    rng = seed_range(records, ref["rec"]["protocol"], ref["seeds"], "ap50")
-    if rng is None:
+    if len(ref["ap50"]) < 2:
         return out
-    lo, hi, _ = rng
+    lo, hi = min(ref["ap50"]), max(ref["ap50"])
     where = {"below": [], "inside or overlapping": [], "above": []}
     for name, preset in ROW_PRESETS[_table_key(key)].items():
         r = find_result(records, preset, order)
         if name == base or not r or r["protocol"] != ref["rec"]["protocol"] or r["metrics"].get("ap50") is None:
             continue
-        own = seed_range(records, r["protocol"], seeded[name]["seeds"], "ap50") if name in seeded else None
-        a, b = (own[0], own[1]) if own else (float(r["metrics"]["ap50"]),) * 2
+        own = seeded[name]["ap50"] if name in seeded else [float(r["metrics"]["ap50"])]
+        a, b = min(own), max(own)
         where["below" if b < lo else "above" if a > hi else "inside or overlapping"].append(preset)
     out += (f"\n\nAgainst the AP50 range of \"{base}\" ({lo:.3f} to {hi:.3f}), the other rows (each by its own "
             "range where it has seeds): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in where.items() if v)
@@ -468,7 +471,7 @@ def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict
 
 
 __all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "ROW_RESULTS", "ROW_SEEDS",
-           "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
+           "seed_values", "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
            "default_results_dir", "load_results", "find_result", "table_protocols", "table_records", "metrics_from_history",
            "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
            "diff_markdown", "collaborator_maps"]

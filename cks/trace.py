@@ -13,8 +13,8 @@ For each snapshot of a run (``run/snapshots/step_*.pt``), on labelled images:
 * ``mask_peak``: median over the windows of ``max m_i`` (below 0.5, a prediction at threshold 0.5 is empty);
 * ``prior_on``: whether the prior of Eq. 4 was on (pi > 0) in the last training step before the snapshot.
 
-All statistics are means over the pixels of all windows of all images (one vectorised gather, no loop over
-cells). Used by ``benchmarks/consistency_trace.py`` and the consistency-ablation chapter (07b).
+Each statistic is a mean over the pixels of all windows of one image (one vectorised gather, no loop over
+cells), then averaged over the images weighted by their number of cells. Used by ``benchmarks/consistency_trace.py`` and the consistency-ablation chapter (07b).
 """
 from __future__ import annotations
 
@@ -100,9 +100,7 @@ def consistency_trace(run_dir, samples: list[dict], max_snapshots: int | None = 
 
     if not samples or any(s.get("label") is None for s in samples):
         raise CksDataError("consistency_trace: give at least one image, each with its label image (masks)")
-    files = snapshot_files(run_dir)
-    if max_snapshots and len(files) > max_snapshots:
-        files = [files[int(round(j))] for j in np.linspace(len(files) - 1, 0, max_snapshots)][::-1]
+    files = snapshot_files(run_dir, max_snapshots)
     rows, scaled = [], None
     for f in files:
         ck = load_checkpoint(f)

@@ -270,6 +270,20 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert rc == 2
 
 
+def test_snapshot_files_keeps_the_last_and_spaces_the_rest(tiny_run, tmp_path):
+    from cks.diagnose import snapshot_files
+
+    _, _, run = tiny_run
+    both = snapshot_files(run)
+    assert [p.name for p in both] == ["step_000001.pt", "step_000002.pt"]
+    assert snapshot_files(run, keep=1) == both[-1:] and snapshot_files(run, keep=5) == both
+    many = tmp_path / "MANY"
+    (many / "snapshots").mkdir(parents=True)
+    for k in range(1, 8):
+        (many / "snapshots" / f"step_{k:06d}.pt").write_bytes(b"")
+    assert [p.name[-6:-3] for p in snapshot_files(many, keep=3)] == ["001", "004", "007"]
+
+
 def test_shape_over_training_matches_each_snapshot(tiny_run):
     """One row per snapshot; each row's AP50 equals evaluating that snapshot's own prediction."""
     from cks.checkpoint import load_model
