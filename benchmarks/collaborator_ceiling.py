@@ -84,7 +84,7 @@ def principal_fg_iou(run, samples) -> float:
     import numpy as np
 
     from cks.checkpoint import load_model
-    from cks.diagnose import foreground_iou
+    from cks.run_maps import foreground_iou
     from cks.predict import predict
     from cks.size import median_diameter
 
@@ -156,7 +156,7 @@ def main(argv=None):
     from cks.checkpoint import load_checkpoint
     from cks.config import Config, get_preset
     from cks.data.spec import load_dataset
-    from cks.diagnose import _collaborator, collaborator_foreground_fraction, foreground_iou
+    from cks.run_maps import _collaborator, collaborator_foreground_fraction, foreground_iou
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.time()

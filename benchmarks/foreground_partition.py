@@ -72,7 +72,7 @@ def score_run(run, tune, points: str = "centroids") -> dict:
     from cks.baselines import voronoi_disks
     from cks.checkpoint import load_checkpoint, load_model
     from cks.data.readers import rescale_sample
-    from cks.diagnose import _collaborator, _image_tensor
+    from cks.run_maps import _collaborator, _image_tensor
     from cks.points import centroids
     from cks.predict import predict
     from cks.size import median_diameter

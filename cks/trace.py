@@ -93,7 +93,7 @@ def consistency_trace(run_dir, samples: list[dict], max_snapshots: int | None = 
     from .checkpoint import load_checkpoint
     from .config import Config
     from .data.normalize import normalize_cell_size
-    from .diagnose import _collaborator, _image_tensor, snapshot_files
+    from .run_maps import _collaborator, _image_tensor, snapshot_files
     from .models.principal import Principal
     from .points import centroids
     from .train import loss_config_at

@@ -49,7 +49,7 @@ def test_spread_and_soft_masks():
 
 def test_trace_over_snapshots_matches_a_direct_computation(tmp_path):
     from cks.config import get_preset
-    from cks.diagnose import _image_tensor
+    from cks.run_maps import _image_tensor
     from cks.models.principal import Principal
     from cks.points import centroids
     from cks.train import train
