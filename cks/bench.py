@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _rss_mb() -> float:
@@ -167,7 +168,6 @@ def run_tiles(side: int, model_path: str, image_path: str, repeat: int) -> dict:
 def _write_json(path: str, rows: list[dict], command: str, extra: dict) -> None:
     """Measurements plus provenance (commit, CPU, cores, torch) as JSON."""
     import os
-    from pathlib import Path
 
     import torch
 
@@ -184,6 +184,41 @@ def _sub(args: list[str]) -> dict:
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- reading results back (the book)
+def speed_results(root=None) -> dict | None:
+    """cks against the author's lacss (``benchmarks/speed_vs_lacss.py`` -> ``speed_vs_lacss.json``): its Markdown
+    table, one provenance line and ``ratio`` = {(size, cks config): lacss best-case time / cks time}; None if absent."""
+    from .report import default_results_dir
+
+    path = Path(root or default_results_dir()) / "speed_vs_lacss.json"
+    if not path.is_file():
+        return None
+    r = json.loads(path.read_text())
+    m = r["meta"]
+    prov = (f"commit {str(m.get('git_commit', ''))[:7]}, {m.get('cpu')}, {m.get('threads')} threads, median over "
+            f"{m.get('rounds')} interleaved rounds of {m.get('repeat')} calls, random init, warm-up excluded")
+    return {"markdown": r["markdown"], "provenance": prov,
+            "ratio": {(x["size"], x["cks"]): x["ratio_lacss_best"] for x in r["ratios"]}}
+
+
+def scaling_markdown(root=None) -> str:
+    """Inference time against image size (``python -m cks.bench --model RUN --image IMG --json
+    results/bench_tiles.json``), with its provenance; "not yet measured" if absent."""
+    from .report import NOT_MEASURED, default_results_dir
+    from .viz import markdown_table
+
+    path = Path(root or default_results_dir()) / "bench_tiles.json"
+    if not path.is_file():
+        return f"*{NOT_MEASURED}*"
+    r = json.loads(path.read_text())
+    rows = {f"{x['side']} x {x['side']}": {"megapixels": x["megapixels"], "cells": x["cells"], "seconds": x["time_s"],
+                                          "s per megapixel": x["s_per_megapixel"], "peak RSS (MB)": round(x["peak_rss_mb"])}
+            for x in r["rows"]}
+    m = r["meta"]
+    return (markdown_table(rows, digits=2) + f"\n\n*Provenance:* `{m['command']}`, commit {str(m['git_commit'])[:7]}, "
+            f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}.")
 
 
 def main(argv=None) -> None:

@@ -155,4 +155,13 @@ def paper_table(key: str) -> dict:
     return copy.deepcopy(TABLES[k])
 
 
-__all__ = ["CITATION", "LIVECELL_LINES", "TABLES", "paper_table"] + [f"TABLE_{k}" for k in TABLES]
+def paper_reference(metric: str = "AP50") -> dict[str, float]:
+    """The paper's all-LIVECell values of ``metric`` (Table III, row ALL): ``{"CKS-1", "CKS-2", "Supervised"}``.
+
+    Other data (LIVECell, 90k steps on a GPU): drawn for orientation beside our protocols, not as their target.
+    """
+    row = TABLES["III"]["rows"]["ALL"]
+    return {v: row[f"{metric} {v}"] for v in ("CKS-1", "CKS-2", "Supervised") if row.get(f"{metric} {v}") is not None}
+
+
+__all__ = ["CITATION", "LIVECELL_LINES", "TABLES", "paper_table", "paper_reference"] + [f"TABLE_{k}" for k in TABLES]

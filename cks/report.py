@@ -23,8 +23,10 @@ import json
 import os
 from pathlib import Path
 
-from .paper import paper_table
-from .viz import markdown_table
+from .bench import scaling_markdown, speed_results  # re-exported: the book reads them from here
+from .paper import paper_reference, paper_table  # paper_reference: re-exported
+from .run_maps import collaborator_maps  # re-exported: the book imports it from here
+from .viz import markdown_table, standing_figure  # standing_figure: re-exported (the book reads it here)
 
 #: Paper column name -> our metric key.
 METRIC_KEYS = {"Dice": "dice", "AP50": "ap50", "AP75": "ap75", "mAP": "map", "Speed (fps)": "fps"}
@@ -343,59 +345,6 @@ def results_markdown(records: list[dict], columns=("Dice", "AP50", "AP75", "mAP"
                                                                                  else "")
 
 
-def paper_reference(metric: str = "AP50") -> dict[str, float]:
-    """The paper's all-LIVECell values of ``metric`` (Table III, row ALL): ``{"CKS-1", "CKS-2", "Supervised"}``.
-
-    Other data (LIVECell, 90k steps on a GPU): drawn for orientation beside our protocols, not as their target.
-    """
-    from .paper import TABLES
-
-    row = TABLES["III"]["rows"]["ALL"]
-    return {v: row[f"{metric} {v}"] for v in ("CKS-1", "CKS-2", "Supervised") if row.get(f"{metric} {v}") is not None}
-
-
-def standing_figure(records: list[dict], metric: str = "AP50", protocols=None, paper: bool = True):
-    """One panel per protocol: every result's ``metric`` with its 95 % interval, best first (matplotlib).
-
-    With ``paper`` the paper's all-LIVECell CKS-1 and supervised values (:func:`paper_reference`) are drawn as
-    dashed lines in every panel and named in the legend as other data.
-    """
-    import matplotlib.pyplot as plt
-
-    key = METRIC_KEYS[metric]
-    protos = protocols or sorted({r["protocol"] for r in records})
-    protos = [p for p in protos if any(r["protocol"] == p and r["metrics"].get(key) is not None for r in records)]
-    if not protos:
-        return None
-    recs = {p: sorted((r for r in records if r["protocol"] == p and r["metrics"].get(key) is not None),
-                      key=lambda r: r["metrics"][key]) for p in protos}
-    heights = [max(1.2, 0.28 * len(v) + 0.6) for v in recs.values()]
-    fig, axes = plt.subplots(len(protos), 1, figsize=(7.5, sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
-    for ax, p in zip(axes[:, 0], protos):
-        rs = recs[p]
-        v = [float(r["metrics"][key]) for r in rs]
-        ci = [(r["metrics"].get("ci95") or {}).get(key) for r in rs]
-        lo = [x - c[0] if c else 0.0 for x, c in zip(v, ci)]
-        hi = [c[1] - x if c else 0.0 for x, c in zip(v, ci)]
-        y = range(len(rs))
-        ax.errorbar(v, y, xerr=[lo, hi], fmt="o", ms=4, capsize=2, color="C0")
-        ax.set_yticks(list(y), [r["model"] for r in rs], fontsize=7)
-        ax.set_xlim(0, 1)
-        ax.set_title(p, fontsize=9, loc="left")
-        ax.grid(axis="x", alpha=0.3)
-        if paper:
-            ref = paper_reference(metric)
-            for (name, x), color in zip(((k, ref[k]) for k in ("CKS-1", "Supervised") if k in ref), ("C3", "C2")):
-                ax.axvline(x, ls="--", lw=1, color=color,
-                           label=f"paper {name}, LIVECell (other data): {x:.3f}")
-    axes[-1, 0].set_xlabel(f"{metric} on the report split (dot) with 95 % bootstrap interval over images")
-    if paper:
-        axes[0, 0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def smoke_markdown(rows: dict[str, dict], columns=("steps", "dice", "ap50", "ap75", "map"),
                    label: str = "smoke run") -> str:
     """A table of freshly measured rows ``{name: {column: value}}``; every score column is tagged ``label``."""
@@ -413,65 +362,9 @@ def diff_markdown(diffs: dict[str, dict]) -> str:
                                   or "(none: the paper's base)"} for name, diff in diffs.items()}, [col])
 
 
-# ------------------------------------------------------------------ collaborator maps (Fig. 7)
-def speed_results(root=None) -> dict | None:
-    """cks against the author's lacss (``benchmarks/speed_vs_lacss.py`` -> ``speed_vs_lacss.json``): its Markdown
-    table, one provenance line and ``ratio`` = {(size, cks config): lacss best-case time / cks time}; None if absent."""
-    path = Path(root or default_results_dir()) / "speed_vs_lacss.json"
-    if not path.is_file():
-        return None
-    r = json.loads(path.read_text())
-    m = r["meta"]
-    prov = (f"commit {str(m.get('git_commit', ''))[:7]}, {m.get('cpu')}, {m.get('threads')} threads, median over "
-            f"{m.get('rounds')} interleaved rounds of {m.get('repeat')} calls, random init, warm-up excluded")
-    return {"markdown": r["markdown"], "provenance": prov,
-            "ratio": {(x["size"], x["cks"]): x["ratio_lacss_best"] for x in r["ratios"]}}
-
-
-def scaling_markdown(root=None) -> str:
-    """Inference time against image size (``python -m cks.bench --model RUN --image IMG --json
-    results/bench_tiles.json``), with its provenance; "not yet measured" if absent."""
-    path = Path(root or default_results_dir()) / "bench_tiles.json"
-    if not path.is_file():
-        return f"*{NOT_MEASURED}*"
-    r = json.loads(path.read_text())
-    rows = {f"{x['side']} x {x['side']}": {"megapixels": x["megapixels"], "cells": x["cells"], "seconds": x["time_s"],
-                                          "s per megapixel": x["s_per_megapixel"], "peak RSS (MB)": round(x["peak_rss_mb"])}
-            for x in r["rows"]}
-    m = r["meta"]
-    return (markdown_table(rows, digits=2) + f"\n\n*Provenance:* `{m['command']}`, commit {str(m['git_commit'])[:7]}, "
-            f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}.")
-
-
-def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict:
-    """The collaborator's ``M_c`` (foreground) and ``B_c`` (border) probabilities for one image.
-
-    Args:
-        collaborator: a trained :class:`cks.models.collaborator.Collaborator` (``train(...)["collaborator"]``).
-        image: ``[C, H, W]`` or ``[H, W]`` raw image (normalised here as in training).
-        cell_type: the image's cell-type index (needed when the collaborator has several heads).
-    Returns:
-        ``{"M_c": float32 [H, W], "B_c": float32 [H, W]}`` in [0, 1].
-    """
-    import numpy as np
-    import torch
-
-    from .data.io import image_batch
-
-    param = next(collaborator.parameters())
-    x = image_batch(np.asarray(image, np.float32), param.device)
-    ct = None if cell_type is None else torch.tensor([int(cell_type)], device=param.device)
-    was = collaborator.training
-    collaborator.eval()
-    with torch.no_grad():
-        out = collaborator(x, ct)
-    collaborator.train(was)
-    return {"M_c": torch.sigmoid(out["fg_logits"][0]).cpu().numpy(),
-            "B_c": torch.sigmoid(out["border_logits"][0]).cpu().numpy()}
-
-
 __all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "ROW_RESULTS", "ROW_SEEDS",
            "seed_values", "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
            "default_results_dir", "load_results", "find_result", "table_protocols", "table_records", "metrics_from_history",
            "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
-           "diff_markdown", "collaborator_maps"]
+           "diff_markdown", "collaborator_maps", "speed_results", "scaling_markdown", "paper_reference",
+           "standing_figure"]

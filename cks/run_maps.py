@@ -5,6 +5,7 @@
 * :func:`snapshot_files`: a run's snapshots in step order (optionally a few, evenly spaced).
 * :func:`training_maps`: ``M_p`` (Eq. 4), ``M_c`` and ``B_p`` (Eq. 9) on one crop for every snapshot of a run.
 * :func:`shape_over_training`: :func:`cks.matched_shape.shape_diagnostics` of every snapshot.
+* :func:`collaborator_maps`: the collaborator's ``M_c`` and ``B_c`` on one image (Fig. 7 analogue).
 
 Used by :func:`cks.diagnose.diagnose_run` (``cks diagnose``), :mod:`cks.trace` and the benchmarks; plots in
 :mod:`cks.viz_diagnose`. Models are loaded lazily; nothing runs on import.
@@ -20,7 +21,7 @@ from .errors import CksDataError
 from .matched_shape import shape_diagnostics, summarise
 
 __all__ = ["foreground_iou", "collaborator_foreground_fraction", "snapshot_files", "training_maps",
-           "shape_over_training"]
+           "shape_over_training", "collaborator_maps"]
 
 
 def _image_tensor(image, scale: float = 1.0):
@@ -230,3 +231,30 @@ def shape_over_training(run_dir, samples: list[dict], score_threshold: float = 0
                      "overall": {k: res["overall"][k] for k in keep},
                      "bins": [{"bin": b["bin"], **{k: b[k] for k in keep}} for b in res["bins"]]})
     return rows
+
+
+def collaborator_maps(collaborator, image, cell_type: int | None = None) -> dict:
+    """The collaborator's ``M_c`` (foreground) and ``B_c`` (border) probabilities for one image.
+
+    Args:
+        collaborator: a trained :class:`cks.models.collaborator.Collaborator` (``train(...)["collaborator"]``).
+        image: ``[C, H, W]`` or ``[H, W]`` raw image (normalised here as in training).
+        cell_type: the image's cell-type index (needed when the collaborator has several heads).
+    Returns:
+        ``{"M_c": float32 [H, W], "B_c": float32 [H, W]}`` in [0, 1].
+    """
+    import numpy as np
+    import torch
+
+    from .data.io import image_batch
+
+    param = next(collaborator.parameters())
+    x = image_batch(np.asarray(image, np.float32), param.device)
+    ct = None if cell_type is None else torch.tensor([int(cell_type)], device=param.device)
+    was = collaborator.training
+    collaborator.eval()
+    with torch.no_grad():
+        out = collaborator(x, ct)
+    collaborator.train(was)
+    return {"M_c": torch.sigmoid(out["fg_logits"][0]).cpu().numpy(),
+            "B_c": torch.sigmoid(out["border_logits"][0]).cpu().numpy()}

@@ -308,3 +308,47 @@ class Table:
 
     def __str__(self) -> str:
         return self._repr_markdown_()
+
+
+def standing_figure(records: list[dict], metric: str = "AP50", protocols=None, paper: bool = True):
+    """One panel per protocol: every result's ``metric`` with its 95 % interval, best first (matplotlib).
+
+    With ``paper`` the paper's all-LIVECell CKS-1 and supervised values (:func:`paper_reference`) are drawn as
+    dashed lines in every panel and named in the legend as other data.
+    """
+    from .paper import paper_reference
+    from .report import METRIC_KEYS
+
+    plt = _plt()
+    key = METRIC_KEYS[metric]
+    protos = protocols or sorted({r["protocol"] for r in records})
+    protos = [p for p in protos if any(r["protocol"] == p and r["metrics"].get(key) is not None for r in records)]
+    if not protos:
+        return None
+    recs = {p: sorted((r for r in records if r["protocol"] == p and r["metrics"].get(key) is not None),
+                      key=lambda r: r["metrics"][key]) for p in protos}
+    heights = [max(1.2, 0.28 * len(v) + 0.6) for v in recs.values()]
+    fig, axes = plt.subplots(len(protos), 1, figsize=(7.5, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, p in zip(axes[:, 0], protos):
+        rs = recs[p]
+        v = [float(r["metrics"][key]) for r in rs]
+        ci = [(r["metrics"].get("ci95") or {}).get(key) for r in rs]
+        lo = [x - c[0] if c else 0.0 for x, c in zip(v, ci)]
+        hi = [c[1] - x if c else 0.0 for x, c in zip(v, ci)]
+        y = range(len(rs))
+        ax.errorbar(v, y, xerr=[lo, hi], fmt="o", ms=4, capsize=2, color="C0")
+        ax.set_yticks(list(y), [r["model"] for r in rs], fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title(p, fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        if paper:
+            ref = paper_reference(metric)
+            for (name, x), color in zip(((k, ref[k]) for k in ("CKS-1", "Supervised") if k in ref), ("C3", "C2")):
+                ax.axvline(x, ls="--", lw=1, color=color,
+                           label=f"paper {name}, LIVECell (other data): {x:.3f}")
+    axes[-1, 0].set_xlabel(f"{metric} on the report split (dot) with 95 % bootstrap interval over images")
+    if paper:
+        axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

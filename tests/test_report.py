@@ -1,12 +1,11 @@
 """cks.paper (the paper's tables) and cks.report (reading results with provenance, Markdown tables)."""
 import json
 
-import numpy as np
 import pytest
 
 from cks.config import PRESETS, preset_diff
 from cks.paper import TABLES, paper_table
-from cks.report import (NOT_MEASURED, ROW_PRESETS, collaborator_maps, comparison_markdown, diff_markdown,
+from cks.report import (NOT_MEASURED, ROW_PRESETS, comparison_markdown, diff_markdown,
                         find_result, load_results, metrics_from_history, paper_markdown, provenance_text,
                         results_markdown, smoke_markdown, table_protocols, table_records)
 
@@ -193,22 +192,6 @@ def test_metrics_from_history():
     assert metrics_from_history([{"step": 1}]) == {}
 
 
-def test_collaborator_maps_shapes_and_range():
-    import torch
-
-    from cks.config import CollaboratorConfig
-    from cks.models.collaborator import Collaborator
-
-    torch.manual_seed(0)
-    col = Collaborator(CollaboratorConfig(n_cell_types=2))
-    img = np.random.default_rng(0).normal(size=(1, 32, 40)).astype(np.float32)
-    m = collaborator_maps(col, img, cell_type=1)
-    assert set(m) == {"M_c", "B_c"}
-    for v in m.values():
-        assert v.shape == (32, 40) and v.min() >= 0 and v.max() <= 1
-    assert col.training  # mode restored
-
-
 def test_intervals_and_notes_are_shown_next_to_the_number():
     from cks.report import metric_text
 
@@ -223,27 +206,9 @@ def test_intervals_and_notes_are_shown_next_to_the_number():
     assert "0.500 [0.250, 0.750]" in comparison_markdown("V", [{**rec, "model": "base"}])
 
 
-def test_speed_and_scaling_read_their_files(tmp_path):
-    from cks.report import scaling_markdown, speed_results
-
-    assert speed_results(tmp_path) is None and NOT_MEASURED in scaling_markdown(tmp_path)
-    _write(tmp_path / "speed_vs_lacss.json", {
-        "meta": {"git_commit": "abcdef0123", "cpu": "cpu-x", "threads": 2, "rounds": 3, "repeat": 3},
-        "markdown": "| table |", "ratios": [{"size": "520x704", "cks": "convnext_tiny", "ratio_lacss_best": 2.5}]})
-    s = speed_results(tmp_path)
-    assert s["ratio"][("520x704", "convnext_tiny")] == 2.5 and "commit abcdef0" in s["provenance"]
-    _write(tmp_path / "bench_tiles.json", {
-        "meta": {"command": "python -m cks.bench", "git_commit": "abcdef0123", "cpu": "cpu-x", "threads": 2,
-                 "torch": "2"},
-        "rows": [{"side": 512, "megapixels": 0.26, "cells": 40, "time_s": 0.5, "s_per_megapixel": 1.9,
-                  "peak_rss_mb": 900.4}]})
-    md = scaling_markdown(tmp_path)
-    assert "512 x 512" in md and "40" in md and "900" in md
-    assert "commit abcdef0" in md
-
-
 def test_notes_once_per_protocol_and_provenance_folded():
-    from cks.report import notes_markdown, standing_figure
+    from cks.report import notes_markdown
+    from cks.viz import standing_figure
 
     a, b = _rec("usiigaci_points", "cks_base", ap50=0.5), _rec("usiigaci_points", "sup", ap50=0.7)
     a["note"] = "16 images; convnext_atto; seed 0"

@@ -9,7 +9,7 @@ import torch
 
 from cks.data.synthetic import synthetic_sample
 from cks.errors import CksDataError
-from cks.run_maps import collaborator_foreground_fraction, foreground_iou, training_maps
+from cks.run_maps import collaborator_foreground_fraction, collaborator_maps, foreground_iou, training_maps
 
 
 def disk(r, cy=48.0, cx=48.0, value=1, h=96, w=96):
@@ -141,3 +141,19 @@ def test_foreground_iou_closed_form_and_empty():
     b[1:3] = 1  # 8 px, 4 shared
     assert foreground_iou(a, b) == pytest.approx(4 / 12)
     assert math.isnan(foreground_iou(np.zeros((2, 2)), np.zeros((2, 2))))
+
+
+def test_collaborator_maps_shapes_and_range():
+    import torch
+
+    from cks.config import CollaboratorConfig
+    from cks.models.collaborator import Collaborator
+
+    torch.manual_seed(0)
+    col = Collaborator(CollaboratorConfig(n_cell_types=2))
+    img = np.random.default_rng(0).normal(size=(1, 32, 40)).astype(np.float32)
+    m = collaborator_maps(col, img, cell_type=1)
+    assert set(m) == {"M_c", "B_c"}
+    for v in m.values():
+        assert v.shape == (32, 40) and v.min() >= 0 and v.max() <= 1
+    assert col.training  # mode restored
