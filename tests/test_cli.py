@@ -186,7 +186,7 @@ def test_points_training_drops_masks_unless_the_true_foreground_is_asked_for(dat
 
 
 def test_nuclear_points_hint_only_where_the_prior_switches_off():
-    from cks.cli import nuclear_prior_note
+    from cks.cli_train import nuclear_prior_note
     from cks.config import get_preset
     from cks.losses.cks import effective_loss_config
 
@@ -230,7 +230,7 @@ def test_cpu_defaults_fit_a_laptop(monkeypatch):
 
     import torch
 
-    from cks.cli import CPU_CROP, CPU_STEPS, _cpu_defaults
+    from cks.cli_train import CPU_CROP, CPU_STEPS, _cpu_defaults
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     ns = dict(steps=None, crop_size=None, minutes=None, cpu_minutes=None, set=None)
@@ -340,7 +340,7 @@ def test_small_image_is_padded_not_a_traceback(run, tmp_path, capsys):
 
 
 def test_output_names_stay_unique(run, tmp_path, capsys):
-    from cks.cli import output_keys
+    from cks.cli_predict import output_keys
 
     (tmp_path / "in").mkdir()
     a, b = tmp_path / "in" / "dup.tif", tmp_path / "in" / "dup.png"

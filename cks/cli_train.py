@@ -1,0 +1,152 @@
+"""``cks train``: load the training images and their labels, the CPU defaults, and the run itself.
+
+Part of the ``cks`` command line (:mod:`cks.cli` builds the parser and turns every :class:`cks.errors.CksError`
+into a one-line ``error: ...`` and exit status 2). Training itself is :func:`cks.train.train`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CksError
+
+__all__ = ["cmd_train", "nuclear_prior_note", "CPU_STEPS", "CPU_CROP"]
+
+
+def _load_training(a, spec, scale, labels, keep_masks=False):
+    from .data.spec import load_dataset
+
+    samples = load_dataset(spec, scale=scale, points="nuclei" if labels == "nuclei" else "auto")
+    return _prepare_labels(a, samples, labels, keep_masks)
+
+
+def _prepare_labels(a, samples, labels, keep_masks=False):
+    """Masks -> centroid points (supervised); points: drop the masks, check the points, optional jitter.
+
+    ``keep_masks`` (``loss.foreground_from=masks``, a diagnostic): point training keeps the masks for L_S only.
+    """
+    from .points import centroids, jitter, validate_points
+
+    rng = np.random.default_rng(a.seed)
+    for s in samples:
+        where, pts, (h, w) = s.get("image_path") or s["name"], s.get("points"), s["image"].shape[-2:]
+        if labels == "masks":
+            if s.get("label") is None:
+                raise CksError(f"{where}: --labels masks needs an instance label image; add one (label_file) "
+                               "or train from points with --labels points")
+            s["point_ids"], s["points"] = centroids(s["label"])
+            continue
+        if keep_masks and s.get("label") is None:
+            raise CksError(f"{where}: loss.foreground_from=masks needs an instance label image for every training image")
+        if not keep_masks:
+            s["label"] = None  # point supervision: masks never reach the trainer
+        if pts is None or len(pts) == 0:
+            raise CksError(f"{where}: no points; give point labels (or --labels masks)")
+        validate_points(pts, (h, w), name=str(where), allow_empty=False)
+        if a.jitter > 0:
+            s["points"] = jitter(pts, a.jitter, rng, shape=(h, w))
+    return samples
+
+
+#: `cks train` on a machine without a GPU: a budget a 2-core laptop can spend (the paper's 90,000 steps of
+#: 512-px crops take days there); ~1.8 s per CKS step with convnext_atto on 2 cores
+CPU_STEPS, CPU_CROP = 2000, 256
+
+
+def _cpu_defaults(a) -> dict:
+    """Steps and crop size: the user's, else the preset's on a GPU, else CPU_STEPS / CPU_CROP (printed)."""
+    import torch
+
+    out = {}
+    if a.steps is not None:
+        out["train.steps"] = a.steps
+    if a.crop_size is not None:
+        out["train.crop_size"] = a.crop_size
+    if torch.cuda.is_available():
+        return out
+    given = {x.split("=", 1)[0].strip() for x in (a.set or [])}
+    if "train.steps" not in out and "train.steps" not in given:
+        out["train.steps"] = CPU_STEPS
+        print(f"train: no GPU: {CPU_STEPS} steps by default (the paper's 90,000 are for a GPU); set --steps, "
+              "--minutes or --cpu-minutes to change it")
+    if "train.crop_size" not in out and "train.crop_size" not in given:
+        out["train.crop_size"] = CPU_CROP
+    return out
+
+
+def nuclear_prior_note(labels: str, cfg) -> str | None:
+    """A hint for CKS from nuclear points whose prior switches off (preset ``nuclear_points``), else None."""
+    lc = cfg.loss
+    if labels != "nuclei" or lc.mode != "cks" or lc.prior_until >= 1 or lc.prior_scale_after > 0 or lc.prior_scale == 0:
+        return None
+    return (f"train: note: points from nuclei, and the prior of Eq. 4 stops at {lc.prior_until:g} of the run; without "
+            "it CKS can shrink to the nuclei (the points sit on them). --preset nuclear_points keeps a weak prior to "
+            "the end (DeepCell tuning AP50 0.27 vs 0.18 with the base preset, issue #9)")
+
+
+def cmd_train(a) -> dict:
+    from .config import get_preset, with_overrides
+    from .data.spec import load_dataset, parse_spec
+    from .train import train
+
+    cfg = get_preset(a.preset, size=a.size)
+    if a.labels == "masks" and cfg.loss.mode != "supervised":
+        cfg = with_overrides(cfg, {"loss.mode": "supervised"})
+    if a.labels in ("points", "nuclei") and cfg.loss.mode == "supervised":
+        raise CksError(f"preset {a.preset!r} is fully supervised; use --labels masks or a CKS preset")
+    cfg = with_overrides(cfg, _cpu_defaults(a))
+    cfg = with_overrides(cfg, a.set or [])
+    note = nuclear_prior_note(a.labels, cfg)
+    if note:
+        print(note)
+    spec_scale = parse_spec(a.data)[2]
+    keep = cfg.loss.foreground_from == "masks"  # the true-foreground diagnostic keeps the masks for L_S
+    if cfg.size.normalize:
+        if a.scale is not None or spec_scale is not None:
+            raise CksError("this preset rescales every image to cells of size.diameter px (cell-size normalisation); "
+                           "drop --scale / @SCALE, give the cells' size with --diameter, or keep a fixed scale with "
+                           "--set size.normalize=false")
+        from .data.normalize import median_scale, normalize_cell_size
+
+        samples = load_dataset(a.data, scale=1.0, points="nuclei" if a.labels == "nuclei" else "auto")
+        if a.size_from == "masks" and a.labels != "masks":  # sizes from the masks before point training drops them
+            samples = normalize_cell_size(samples, cfg.size.diameter, "masks")
+        samples = _prepare_labels(a, samples, a.labels, keep)  # checks the points (jitter: px of the input images)
+        if a.size_from != "masks" or a.labels == "masks":
+            samples = normalize_cell_size(samples, cfg.size.diameter, a.size_from, a.diameter,
+                                          use_masks=a.labels == "masks")
+        scale = median_scale(samples)
+        ds = np.array([s["cell_diameter"] for s in samples])
+        print(f"train: cell size ({samples[0]['cell_diameter_source']}) median {np.median(ds):.1f} px "
+              f"(range {ds.min():.1f}-{ds.max():.1f}) -> {cfg.size.diameter:g} px; scales "
+              f"{min(s['scale'] for s in samples):.2f}-{max(s['scale'] for s in samples):.2f}")
+    else:
+        if a.diameter is not None:
+            scale = cfg.size.diameter / a.diameter
+        else:
+            scale = a.scale if a.scale is not None else (spec_scale or 1.0)
+        samples = _load_training(a, a.data, scale, a.labels, keep)
+    n_types = max(int(s.get("cell_type", 0) or 0) for s in samples) + 1
+    if cfg.collaborator.n_cell_types < n_types and len(cfg.loss.prior_d) > 1:
+        cfg = with_overrides(cfg, {"collaborator.n_cell_types": n_types})
+    val = None
+    if a.val:
+        val = load_dataset(a.val, scale=1.0, points="none")  # scored at native resolution
+        if any(v.get("label") is None for v in val):
+            raise CksError(f"{a.val}: validation needs instance masks")
+    print(f"train: {len(samples)} images ({sum(len(s['points'] if s.get('points') is not None else []) for s in samples)}"
+          f" points) at scale {scale}, preset {a.preset}, size {a.size}, mode {cfg.loss.mode}, {cfg.train.steps} steps")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process per GPU / CPU slot
+        import torch
+        import torch.distributed as dist
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale,
+              max_cpu_minutes=a.cpu_minutes)
+    vals = [h for h in r["history"] if "val_ap50" in h]
+    last = {k: v for k, v in (vals[-1] if vals else {}).items() if k.startswith("val_")}
+    score = (f"; validation at step {vals[-1]['step']}: AP50 {last['val_ap50']:.3f}, Dice {last['val_dice']:.3f}"
+             if last else "")
+    print(f"train: stopped at step {r['step']} of {cfg.train.steps}; checkpoint {Path(a.out) / 'checkpoint.pt'}{score}")
+    return {"step": r["step"], **last}
