@@ -18,7 +18,7 @@ and the ``author``, ``paper_absolute`` and ``nuclear_points`` presets switch it 
 
 A preset is a small, visible diff from :data:`BASE` (see :data:`PRESETS`); use
 :func:`get_preset` and :func:`with_overrides` (``"loss.prior_scale=0"`` style keys) to
-derive configurations.
+derive configurations. The presets are written in :mod:`cks.presets` and can be imported from either module.
 """
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ class Config:
         d = _upgrade(d)
         for f in fields(cls):
             sub = d.get(f.name, {})
-            sub_cls = type(getattr(BASE, f.name))
+            sub_cls = f.default_factory  # the section's dataclass
             known = {g.name: g for g in fields(sub_cls)}
             bad = sorted(set(sub) - set(known))
             if bad:
@@ -241,6 +241,10 @@ def with_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) ->
 
     Setting ``loss.prior_d`` (px) or ``loss.collapse_delta`` selects the paper's absolute form of that term
     (``loss.prior_d_rel = ()``, ``loss.collapse_min_area = 0``) unless the same call sets the relative field.
+
+        >>> cfg = with_overrides(Config(), ["train.steps=100", "loss.prior_d=15,10"])
+        >>> cfg.train.steps, cfg.loss.prior_d, cfg.loss.prior_d_rel
+        (100, (15.0, 10.0), ())
     """
     if not overrides:
         return cfg
@@ -344,121 +348,14 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-#: Ours, not the paper: what :data:`BASE` adds to :class:`Config`'s defaults. L_PW at weight 1 on the collaborator
-#: (issue #9). Usiigaci ``usiigaci_points_v2``, 3,600 steps, tuning split (train/set17-20), AP50 at step 3,600:
-#: 0.370 / 0.402 with it (seeds 0 / 1), 0.315 / 0.297 without; median signed boundary offset 0.78 / 0.85 px
-#: (without: 1.72 px, seed 1). At 800 steps it was within seed noise of the base. On DeepCell nuclear points it
-#: does not help (``nuclear_points`` switches it off).
-OURS: dict[str, Any] = {"loss.pairwise_weight": 1.0}
-
-BASE = with_overrides(Config(), OURS)
-
-#: Backbone/head sizes by name; "convnext_small" is the paper's, "convnext_atto" the CPU size.
-SIZES: dict[str, dict[str, Any]] = {
-    "convnext_small": {},
-    "convnext_tiny": {"backbone.name": "convnext_tiny"},
-    "convnext_atto": {
-        "backbone.name": "convnext_atto", "backbone.fpn_channels": 128,
-        "detector.channels": 128, "segmentor.channels": 128,
-    },
-    "test": {
-        "backbone.name": "test", "backbone.fpn_channels": 32, "detector.channels": 32, "detector.n_layers": 2,
-        "segmentor.channels": 32, "segmentor.n_layers": 1, "segmentor.patch_channels": 16,
-        "segmentor.encoding_hidden": 64,
-    },
-}
-
-#: The paper's size handling: one fixed scale for all images (the data spec's ``@SCALE``), prior d in px
-#: (Eq. 4) and L_MC with an absolute delta (Eq. 6), i.e. a minimum mask area in px.
-_PAPER_SIZE: dict[str, Any] = {"size.normalize": False, "loss.prior_d_rel": (), "loss.collapse_min_area": 0.0,
-                                "loss.prior_until": 1.0}
-
-#: Every preset is BASE plus this visible diff.
-PRESETS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "supervised": {"loss.mode": "supervised"},
-    # the paper's prior schedule: Eq. 4 on for the whole run. The base switches it off after half the run (issue
-    # #9): while it is on, M_p is foreground just beyond every mask's contour, the collaborator learns that slightly
-    # larger cell, and the masks grow step by step (Usiigaci tuning fields, a1, 3,600 steps: area ratio 1.59 at
-    # step 900, 1.93 at 1,800; after it is off, 1.10 at 2,700, tuning AP50 0.065 -> 0.026 -> 0.269)
-    "prior_throughout": {"loss.prior_until": 1.0},
-    # points from a nuclear stain (the paper's A431 setting): the nucleus sits at the point, and with the prior off
-    # CKS shrinks to it (Sec. IV-C-2: without the prior nothing tells a cell from an organelle). So the prior stays
-    # on at pi 1 after loss.prior_until instead of switching off. DeepCell nuclear points, 800 steps, seed 0, tune
-    # split: AP50 0.270 at the end (base 0.184, falling from 0.229 at step 250 as the masks shrank to 0.62 of the
-    # cells' area; 0.83 with it). On centroid points it is worse than the base (Usiigaci tuning, 700 steps: 0.074
-    # vs 0.157), where the prior makes masks grow; so it is not the base.
-    # L_PW (in the base, see OURS) stays off here: DeepCell, 2,400 steps, tuning AP50 at the end 0.319 / 0.295 with it
-    # (seeds 0 / 1) vs 0.328 / 0.319 without
-    "nuclear_points": {"loss.prior_scale_after": 1.0, "loss.pairwise_weight": 0.0},
-    # Table II (supervised, as in the paper): principal model design
-    "table2_single_scale_constant_encoding": {
-        "loss.mode": "supervised", "detector.strides": (4,), "segmentor.encoding": "cosine"},
-    "table2_constant_encoding": {"loss.mode": "supervised", "segmentor.encoding": "cosine"},
-    "table2_full": {"loss.mode": "supervised"},
-    # Table V: consistency loss
-    "table5_entropy_principal": {"loss.consistency_principal": "entropy"},
-    "table5_entropy_collaborator": {"loss.consistency_collaborator": "entropy"},
-    # Table VI: prior d, in the paper's absolute form (fixed scale, d in px; see _PAPER_SIZE)
-    "table6_no_prior": {**_PAPER_SIZE, "loss.prior_scale": 0.0},
-    "table6_constant_d": {**_PAPER_SIZE, "loss.prior_d": (20.0,)},
-    "table6_per_type_d": {**_PAPER_SIZE, "loss.prior_d": (20.0, 15.0, 10.0)},
-    # the paper's absolute (scale-dependent) forms of everything size-related
-    "paper_absolute": {**_PAPER_SIZE, "loss.collapse_exponent": 1.0, "loss.pairwise_weight": 0.0},
-    # Table VII: collaborator capacity
-    "table7_a2_b1": {"collaborator.foreground": (16, 32, 64, 128)},
-    "table7_a3_b1": {"collaborator.foreground": (16, 32, 64, 128, 256)},
-    "table7_a1_b2": {"collaborator.border": "unet", "collaborator.border_channels": (16, 32, 64, 128)},
-    "table7_a3_b2": {"collaborator.foreground": (16, 32, 64, 128, 256), "collaborator.border": "unet",
-                     "collaborator.border_channels": (16, 32, 64, 128)},
-    # the author's code where it differs from the paper (diff table)
-    "author": {
-        "detector.strides": (4, 8, 16), "detector.offset_loss": "huber", "detector.always_positive_own_cell": False,
-        "detector.train_match_radius": 12.0, "loss.prior_center": "window", "loss.force_point_foreground": True,
-        "loss.collapse_min_area": 1 / 3, "loss.border_loss_factor": 0.5, "train.optimizer": "adamw",
-        "train.weight_decay": 1e-4, "train.finetune_lr": 1e-3, "train.warmup_fraction": 0.1, "loss.prior_until": 1.0,
-        "loss.pairwise_weight": 0.0},
-    # (the author's absolute L_MC, delta 0.01 / exponent 0.5 at 32-px cells, is a_min = 270 px = 1/3 of a cell,
-    #  kept here in its size-relative form; the author's exponent 0.5 is the base's)
-    # issue #9 lead, not the base: a collaborator that sees texture, not cells. The a1 U-Net's receptive field
-    # (~37 px) covers a whole 32-px cell, so it learns the prior's discs around each point; one level (3x3 convs,
-    # ~7 px) can only follow texture. Usiigaci v2, 1,400 steps, 2 seeds: tuning AP50 0.167 / 0.170 (base a1 with
-    # d 0.5: 0.079, 1 seed), report AP50 0.028 / 0.050 (base: 0.023; intervals overlap). Making it the base also
-    # needs an explicit a1 in the Table VII, author and demo presets (the demo's Dice falls 0.90 -> 0.75 with it)
-    "texture_collaborator": {"collaborator.foreground": (16,)},
-    # `cks demo` (with size="test"): 600 steps on 128-px generated images whose cells all have one size, ~18 px
-    # (so one fixed scale, 1, and size.diameter 18 for the size-relative L_MC); a higher learning rate for the
-    # short run, a narrow absolute prior (8 px)
-    "demo": {"size.normalize": False, "size.diameter": 18.0,
-        "train.steps": 600, "train.crop_size": 128, "segmentor.window": 48, "train.lr": 3e-3,
-        "train.finetune_lr": 3e-3, "train.val_every": 150, "train.checkpoint_every": 100,
-        "loss.prior_d_rel": (), "loss.prior_d": (8.0,), "loss.prior_until": 1.0},
-}
+#: names that live in :mod:`cks.presets` and are still read from here (``from cks.config import get_preset``)
+_PRESET_NAMES = ("OURS", "BASE", "SIZES", "PRESETS", "get_preset", "preset_diff", "_PAPER_SIZE")
 
 
-def get_preset(name: str = "base", size: str | None = None, overrides=None) -> Config:
-    """Build a configuration: ``PRESETS[name]`` applied to :data:`BASE`, then ``SIZES[size]``, then overrides.
+def __getattr__(name: str):
+    """PEP 562: the presets are built in :mod:`cks.presets` (on top of this module) and answer here too."""
+    if name in _PRESET_NAMES:
+        from . import presets
 
-        >>> cfg = get_preset("supervised", size="test", overrides={"train.steps": 50})
-        >>> cfg.loss.mode, cfg.train.steps
-        ('supervised', 50)
-    """
-    if name not in PRESETS:
-        raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
-    cfg = with_overrides(BASE, PRESETS[name])
-    if size is not None:
-        if size not in SIZES:
-            raise CksConfigError(f"unknown model size {size!r}; choose one of: {', '.join(SIZES)}")
-        cfg = with_overrides(cfg, SIZES[size])
-    return with_overrides(cfg, overrides)
-
-
-def preset_diff(name: str) -> dict[str, Any]:
-    """The diff of preset ``name`` from the base preset (what the ablation changes).
-
-        >>> preset_diff("table7_a2_b1")
-        {'collaborator.foreground': (16, 32, 64, 128)}
-    """
-    if name not in PRESETS:
-        raise CksConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
-    return dict(PRESETS[name])
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

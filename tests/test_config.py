@@ -84,3 +84,21 @@ def test_every_preset_is_valid():
     for name in PRESETS:
         for size in SIZES:
             validate(get_preset(name, size=size))
+
+
+def test_presets_import_first_and_answer_from_config_too():
+    """cks.presets builds on cks.config; importing either first works in a fresh interpreter, and cks.config
+    hands out the presets' own objects (``from cks.config import get_preset`` still works)."""
+    import subprocess
+    import sys
+
+    for first in ("cks.presets", "cks.config"):
+        code = (f"import {first}\nfrom cks.config import PRESETS, get_preset\nimport cks.presets as p\n"
+                "assert PRESETS is p.PRESETS and get_preset is p.get_preset\nprint(get_preset('supervised').loss.mode)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "supervised"
+    import cks.config
+
+    with pytest.raises(AttributeError):
+        cks.config.NO_SUCH_NAME  # noqa: B018
