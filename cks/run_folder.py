@@ -18,6 +18,7 @@ from pathlib import Path
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .config import Config
 from .errors import CksCheckpointError, CksDataError
+from .schedule import finetune_start, prior_end
 
 #: config fields a resumed run may change: extending the step budget, and the two schedule fractions
 #: (fine-tune point, end of the prior) so that an extended run keeps the steps at which they acted
@@ -58,7 +59,6 @@ def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | No
                                  "preset/--set values or use a new --out folder")
     start = int(ck["step"])
     if changed:  # an extension is part of the run's record
-        from .train import finetune_start, prior_end  # (cks.train imports this module)
         append_row(log_to, {"step": start, "event": "extended", "changes": changed,
                             "finetune_step_before": finetune_start(old), "finetune_step_now": finetune_start(cfg),
                             "prior_off_step_before": prior_end(old), "prior_off_step_now": prior_end(cfg)})

@@ -128,7 +128,7 @@ def snapshot_files(run_dir, keep: int | None = None) -> list[Path]:
 
 def _loss_at(cfg, step: int) -> tuple:
     """(d table in px, pi, prior centre, force points, prior zero) of Eq. 4 as training used them at ``step``."""
-    from .train import loss_config_at
+    from .schedule import loss_config_at
 
     lc = loss_config_at(cfg, step)
     return lc.prior_d, lc.prior_scale, lc.prior_center, lc.force_point_foreground, lc.prior_zero

@@ -96,7 +96,7 @@ def consistency_trace(run_dir, samples: list[dict], max_snapshots: int | None = 
     from .run_maps import _collaborator, _image_tensor, snapshot_files
     from .models.principal import Principal
     from .points import centroids
-    from .train import loss_config_at
+    from .schedule import loss_config_at
 
     if not samples or any(s.get("label") is None for s in samples):
         raise CksDataError("consistency_trace: give at least one image, each with its label image (masks)")

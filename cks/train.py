@@ -17,7 +17,6 @@ DistributedDataParallel; each rank takes its share of every global batch.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ from .losses.detection import detection_loss
 from .losses.supervised import supervised_loss, window_targets
 from .models.collaborator import Collaborator
 from .models.principal import Principal
+from .schedule import (finetune_start, loss_config_at, lr_at, make_optimizer, prior_end,  # noqa: F401  (part of this API)
+                       snapshot_steps, spacing_start, warmup_steps)
 
 
 class TrainSet:
@@ -149,52 +150,6 @@ def _check_cells(samples: list[dict]) -> None:
         import warnings
         warnings.warn(f"{len(empty)} of {len(samples)} training images have no cell ({', '.join(empty[:3])}"
                       f"{', ...' if len(empty) > 3 else ''}); they only teach background", stacklevel=3)
-
-
-def make_optimizer(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "adam":
-        return torch.optim.Adam(module.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(module.parameters(), lr=t.lr, weight_decay=t.weight_decay or 1e-4)
-    raise ValueError(f"train.optimizer must be 'adam' or 'adamw', got {t.optimizer!r}")
-
-
-def warmup_steps(cfg: Config) -> int:
-    """Warm-up length: ``train.warmup_steps`` if set, else ``floor(train.warmup_fraction * train.steps)``."""
-    t = cfg.train
-    return int(t.warmup_steps) if t.warmup_steps > 0 else int(math.floor(t.warmup_fraction * t.steps))
-
-
-def spacing_start(cfg: Config) -> int:
-    """First step of ``loss.collapse_spacing`` / ``loss.prior_spacing``: ``floor(loss.spacing_from * train.steps)``."""
-    return int(math.floor(cfg.loss.spacing_from * cfg.train.steps))
-
-
-def prior_end(cfg: Config) -> int:
-    """First step at ``pi = loss.prior_scale_after`` (Eq. 4): ``ceil(loss.prior_until * train.steps)``; = steps by default."""
-    return int(math.ceil(cfg.loss.prior_until * cfg.train.steps))
-
-
-def loss_config_at(cfg: Config, step: int):
-    """The loss settings in px that training uses at ``step``: warm-up, the spacing terms, the prior's schedule."""
-    return effective_loss_config(cfg, warmup=step < warmup_steps(cfg), spacing=step >= spacing_start(cfg),
-                                 prior=step < prior_end(cfg))
-
-
-def snapshot_steps(cfg: Config) -> set[int]:
-    """Steps whose weights are kept in ``run/snapshots/`` (``train.snapshots`` evenly spaced, the last = the end)."""
-    n, steps = int(cfg.train.snapshots), int(cfg.train.steps)
-    return {max(1, round(steps * (k + 1) / n)) for k in range(n)} if n > 0 and steps > 0 else set()
-
-
-def finetune_start(cfg: Config) -> int:
-    """First step at ``train.finetune_lr``: ``floor(train.finetune_from * train.steps)``."""
-    return int(math.floor(cfg.train.finetune_from * cfg.train.steps))
-
-
-def lr_at(step: int, cfg: Config) -> float:
-    return cfg.train.finetune_lr if step >= finetune_start(cfg) else cfg.train.lr
 
 
 def _dist_info() -> tuple[int, int]:

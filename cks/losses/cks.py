@@ -109,9 +109,9 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
     ``warmup``: the author's warm-up (diff #11): prior d = 100 px for ~32 px cells (``WARMUP_D_REL`` cell
     diameters when the prior is size-relative), pi = 1, the softplus overlap term of L_S, no ``prior_spacing``.
     ``spacing_diameter`` is set to ``size.diameter`` (what ``collapse_spacing`` / ``prior_spacing`` compare with);
-    ``spacing=False`` switches both off (before ``loss.spacing_from`` of the run, :func:`cks.train.spacing_start`).
+    ``spacing=False`` switches both off (before ``loss.spacing_from`` of the run, :func:`cks.schedule.spacing_start`).
     ``prior=False``: pi = ``loss.prior_scale_after`` (default 0: no prior in M_p) after ``loss.prior_until`` of the
-    run (:func:`cks.train.prior_end`).
+    run (:func:`cks.schedule.prior_end`).
     """
     lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(), collapse_delta=effective_collapse_delta(cfg),
                  collapse_min_area=0.0, spacing_diameter=float(cfg.size.diameter))
