@@ -32,7 +32,7 @@ from .data.writers import atomic_write_text
 from . import run_folder
 from .run_folder import EXTENDABLE, config_changes, read_history  # noqa: F401  (part of this module's API)
 from .data.dataset import TrainingDataset, collate  # noqa: F401  (collate is part of this module's API)
-from .losses.cks import cks_loss_terms, effective_loss_config
+from .losses.cks import cks_loss_terms
 from .losses.detection import detection_loss
 from .losses.supervised import supervised_loss, window_targets
 from .models.collaborator import Collaborator

@@ -36,8 +36,9 @@ def test_snapshots_are_evenly_spaced_and_end_at_the_last_step():
 
 @pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
 def test_optimiser_choice(name, cls):
-    opt = make_optimizer(torch.nn.Linear(2, 2), _cfg(**{"train.optimizer": name}))
+    opt = make_optimizer(torch.nn.Linear(2, 2), _cfg(**{"train.optimizer": name, "train.weight_decay": 0.0}))
     assert type(opt) is cls and opt.param_groups[0]["lr"] == _cfg().train.lr
+    assert opt.param_groups[0]["weight_decay"] == (1e-4 if name == "adamw" else 0.0)  # AdamW without one gets 1e-4
 
 
 def test_unknown_optimiser_is_refused():
