@@ -23,8 +23,7 @@ What is computed (paper and the author's ``lacss`` code, anchor notes section 6)
   over ALL predictions (resp. GT) of the evaluated set; Dice = (sum_i w_i D_i + sum_j w_j D_j) / 2.
   The author evaluates Dice only on predictions with score >= 0.5 (``dice_min_score`` of
   :func:`evaluate`; default None = all predictions).
-* Point AP (the author's ``LoiAP``): as AP, but a prediction matches the nearest still-unmatched
-  GT point if the distance is strictly smaller than the threshold (5, 2, 1 px).
+* Point AP (the author's ``LoiAP``) is in :mod:`cks.point_metrics` (re-exported here).
 """
 from __future__ import annotations
 
@@ -32,14 +31,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import cKDTree
 
 from .errors import CksDataError
 
 DEFAULT_IOU_THRESHOLDS = np.arange(0.5, 0.96, 0.05)
 
 __all__ = ["DEFAULT_IOU_THRESHOLDS", "intersections", "iou_from_intersections", "iou_matrix", "match_at_iou",
-           "match_points", "average_precision", "instance_dice", "evaluate", "point_ap"]
+           "average_precision", "instance_dice", "evaluate"]
 
 
 # ----------------------------------------------------------------------------- input handling
@@ -215,31 +213,6 @@ def match_at_iou(iou, pred_scores, thr: float) -> np.ndarray:
     return _greedy_match(n_pred, r[keep], c[keep], v[keep], scores)
 
 
-def _check_points(a, name: str) -> np.ndarray:
-    a = np.asarray(a, np.float64)
-    if a.size == 0:
-        return a.reshape(0, 2)
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise CksDataError(f"{name} must be an array of (y, x) points [N, 2]; got shape {a.shape}.")
-    return a
-
-
-def match_points(pred_points, pred_scores, gt_points, thr: float) -> np.ndarray:
-    """Point-matching TP flags [N] (author's ``LoiAP``): nearest unmatched GT at distance < thr.
-
-    Args: pred_points [N, 2] (y, x), pred_scores [N], gt_points [M, 2] (y, x), thr in pixels.
-    """
-    pp, gp = _check_points(pred_points, "pred_points"), _check_points(gt_points, "gt_points")
-    s = np.asarray(pred_scores, np.float64).ravel()
-    if s.size != pp.shape[0]:
-        raise CksDataError(f"pred_scores has {s.size} entries but pred_points has {pp.shape[0]} points.")
-    if pp.shape[0] == 0 or gp.shape[0] == 0:
-        return np.zeros(pp.shape[0], bool)
-    pairs = cKDTree(pp).sparse_distance_matrix(cKDTree(gp), float(thr), output_type="ndarray")
-    keep = pairs["v"] < thr
-    return _greedy_match(pp.shape[0], pairs["i"][keep], pairs["j"][keep], -pairs["v"][keep], s)
-
-
 # ----------------------------------------------------------------------------- AP and Dice
 def average_precision(tp_flags_list, scores_list, n_gt_total: int) -> float:
     """Ranked AP of Eq. 9, pooled over a set of images, without smoothing.
@@ -396,27 +369,9 @@ def metrics_from_terms(terms: list[dict], index=None) -> dict:
             "ap": {round(t, 2): ap[t] for t in thrs}}
 
 
-def point_ap(pred_points_list, pred_scores_list, gt_points_list, thresholds=(5.0, 2.0, 1.0)) -> dict:
-    """Point-detection AP (author's ``LoiAP``) pooled over images: {threshold: AP}.
-
-    Args:
-        pred_points_list: list of [N_i, 2] (y, x) float arrays (or one array for one image).
-        pred_scores_list: list of [N_i] scores.
-        gt_points_list: list of [M_i, 2] (y, x) GT points.
-        thresholds: distances in pixels; a match needs distance < threshold (author: 1/d² > 1/t²).
-    Per image, predictions in descending score order take the nearest still-unmatched GT point;
-    AP as :func:`average_precision` (nan without GT points).
-    """
-    pl, sl, gl = pred_points_list, pred_scores_list, gt_points_list
-    if isinstance(pl, np.ndarray):  # one image
-        pl, sl, gl = [pl], [sl], [gl]
-    pl, sl, gl = list(pl), list(sl), list(gl)
-    if not (len(pl) == len(sl) == len(gl)):
-        raise CksDataError(f"got {len(pl)} prediction point sets, {len(sl)} score sets and "
-                           f"{len(gl)} GT point sets; give one of each per image.")
-    n_gt = sum(_check_points(g, "gt_points").shape[0] for g in gl)
-    out = {}
-    for t in thresholds:
-        tps = [match_points(p, s, g, t) for p, s, g in zip(pl, sl, gl)]
-        out[float(t)] = average_precision(tps, [np.asarray(s, np.float64).ravel() for s in sl], n_gt)
-    return out
+def __getattr__(name: str):
+    """``match_points`` and ``point_ap`` live in :mod:`cks.point_metrics`; still importable from here."""
+    if name in ("match_points", "point_ap"):
+        from . import point_metrics
+        return getattr(point_metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -253,32 +253,6 @@ def test_matching_agrees_with_pycocotools(seed, capsys):
     capsys.readouterr()  # pycocotools prints progress
 
 
-# ----------------------------------------------------------------------------- points
-def test_point_ap_by_hand():
-    gt = np.array([[10.0, 10.0], [30.0, 30.0]])
-    pred = np.array([[10.0, 11.0], [10.0, 13.0], [30.0, 34.0], [50.0, 50.0]])
-    scores = np.array([0.9, 0.8, 0.7, 0.95])
-    res = M.point_ap([pred], [scores], [gt])
-    # 5 px: T by score = [0, 1, 0, 1] -> (1/2 + 2/4) / 2; 2 px: [0, 1, 0, 0] -> (1/2) / 2;
-    # 1 px: the closest is exactly 1 px away, not < 1 -> 0
-    assert res == {5.0: 0.5, 2.0: 0.25, 1.0: 0.0}
-
-
-def test_point_greedy_nearest_unmatched():
-    gt = np.array([[0.0, 0.0], [0.0, 3.0]])
-    pred = np.array([[0.0, 1.4], [0.0, 0.2]])
-    # pred 0 (first) takes its nearest GT (0,0); pred 1's only GT in range is taken: T = [1, 0], C = 2
-    assert M.point_ap(pred, np.array([0.9, 0.8]), gt, thresholds=(2.0,)) == {2.0: 0.5}
-    # reverse ranking: pred 1 takes (0,0), pred 0 then takes (0,3) at 1.6 px: AP 1
-    assert M.point_ap(pred, np.array([0.8, 0.9]), gt, thresholds=(2.0,)) == {2.0: 1.0}
-    # a prediction exactly on a GT point (distance 0) matches at every threshold
-    assert M.point_ap(gt[:1], np.array([0.3]), gt[:1]) == {5.0: 1.0, 2.0: 1.0, 1.0: 1.0}
-    # two images, one without predictions and one without GT
-    res = M.point_ap([np.zeros((0, 2)), pred], [np.zeros(0), np.array([0.9, 0.8])],
-                     [gt, np.zeros((0, 2))], thresholds=(5.0,))
-    assert res == {5.0: 0.0}
-
-
 # ----------------------------------------------------------------------------- validation
 def test_input_validation():
     gt = np.zeros((8, 8), np.int32)
