@@ -39,16 +39,20 @@ _AUTHOR_MC = ["loss.collapse_exponent=0.5"]
 #: NIH3T3, MCF10A ~55-60 px native (d 20), BMDM ~53 px (d 15), RAW264.7 ~30 px (d 10); LIVECell lines 20.
 _PER_TYPE_D = "loss.prior_d=" + ",".join(["20"] * 9 + ["20", "20", "15", "20", "10"])
 
+_PRIOR_NOTE = ("the prior of Eq. 4 on for the first half of the run unless the preset says otherwise (loss.prior_until, "
+               "default 0.5 since session 7 of issue #9; the paper: the whole run)")
+_THRESHOLD_NOTE = "the score threshold is chosen on the tuning split (max F1 at IoU 0.5), not fixed at 0.5"
 _SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so its cells' median equivalent "
             "diameter is 32 px (from the masks for supervised runs, estimated from the points for CKS), prior d = "
             "0.7 cell diameters unless the overrides say otherwise, L_MC minimum area 0.45 of a cell (exponent 0.5); "
-            "the prior of Eq. 4 on for the first half of the run unless the preset says otherwise (loss.prior_until, "
-            "default 0.5 since session 7 of issue #9; the paper: the whole run); "
-            "predict estimates each image's cell size with the run's learned size regressor (cks.size_model, fitted on the "
-            "training images when training stops; the per-field sizes record their source), or, for runs scored before "
-            "it existed, by a scale search (the scale at which the model's top detection scores are highest); the score "
-            "threshold is chosen on the tuning split (max F1 at IoU 0.5), not fixed "
-            "at 0.5")
+            + _PRIOR_NOTE + "; predict estimates each image's cell size with the run's learned size regressor "
+            "(cks.size_model, fitted on the training images when training stops; the per-field sizes record their "
+            "source), or, for runs scored before it existed, by a scale search (the scale at which the model's top "
+            "detection scores are highest); " + _THRESHOLD_NOTE)
+#: replaces _SN_NOTE in the note of a run whose configuration turns size normalisation off (size.normalize=False)
+_FIXED_SCALE_NOTE = ("; one fixed scale for every image (size.normalize=False, as in the paper; the scale and the "
+                     "prior d in px as the preset and overrides set them, L_MC in its absolute form unless they say "
+                     "otherwise); predict shows every image at that scale; " + _PRIOR_NOTE + "; " + _THRESHOLD_NOTE)
 _USI_SN = dict(train="usiigaci_nih3t3_phase/train:set1-16", tune=_USI["tune"], report=_USI["report"])
 
 PROTOCOLS = {
@@ -56,30 +60,30 @@ PROTOCOLS = {
         **_USI_SN, labels="points", steps=4000, cpu_minutes=45, tune_threshold=True,
         sets=["train.crop_size=256", "train.val_every=500", "train.checkpoint_every=100", "train.finetune_from=0.8"],
         note="Usiigaci NIH3T3 phase (16 training fields, not LIVECell's 3,253 images), points = mask centroids "
-             "(CKS) or masks (supervised), convnext_atto from random init, one 256-px crop per step for a 45 CPU-minute "
-             "budget (paper: 90k steps, convnext_small, ImageNet init)" + _SN_NOTE),
+             "(CKS) or masks (supervised), convnext_atto from random init, {steps} steps of one 256-px crop, seed {seed} "
+             "(paper: 90k steps, convnext_small, ImageNet init)" + _SN_NOTE),
     "usiigaci_ablation_v2": dict(
         **_USI_SN, labels="points", steps=800, cpu_minutes=12, tune_threshold=True, sets=_SHORT,
         note="Usiigaci NIH3T3 phase (16 training fields), points = mask centroids, convnext_atto from random init, "
-             "800 steps of one 256-px crop (paper: 90k steps, convnext_small, ImageNet init), 1 seed" + _SN_NOTE),
+             "{steps} steps of one 256-px crop (paper: 90k steps, convnext_small, ImageNet init), seed {seed}" + _SN_NOTE),
     "deepcell_nuclei_v2": dict(
         train="deepcell2016_covertlab:" + _DC["train"], tune="deepcell2016_covertlab:" + _DC["val"],
         report="deepcell2016_covertlab:" + _DC["test"], labels="nuclei", steps=800, cpu_minutes=12,
         tune_threshold=True, sets=_SHORT, preset_sets={"table6_per_type_d": [_PER_TYPE_D]},
         note="DeepCell 2016 phase (10 training fields of 4 cell lines, not A431's 500 images); points from the "
              "nuclear channel (cks.points.points_from_nuclei), the model sees phase only; test = MCF10A + validation "
-             "HeLa/MCF10A; convnext_atto random init, 800 steps of one 256-px crop, 1 seed" + _SN_NOTE),
+             "HeLa/MCF10A; convnext_atto random init, {steps} steps of one 256-px crop, seed {seed}" + _SN_NOTE),
     "usiigaci_ablation": dict(
         **_USI, labels="points", steps=800, cpu_minutes=12,
         sets=_SHORT + _AUTHOR_MC,
         note="Usiigaci NIH3T3 phase (16 training fields at 0.5x, not LIVECell's 3,253 images), points = mask "
-             "centroids, convnext_atto from random init, 800 steps of one 256-px crop (paper: 90k steps, "
-             "convnext_small, ImageNet init), 1 seed; every row uses the author's L_MC exponent 0.5 (the "
+             "centroids, convnext_atto from random init, {steps} steps of one 256-px crop (paper: 90k steps, "
+             "convnext_small, ImageNet init), seed {seed}; every row uses the author's L_MC exponent 0.5 (the "
              "paper's exponent 1 collapses on this data, see results/usiigaci_points/cks_base.json)"),
     "usiigaci_masks": dict(
         **_USI, labels="masks", steps=800, cpu_minutes=12, sets=_SHORT,
         note="fully supervised (masks), Usiigaci NIH3T3 phase 16 fields at 0.5x instead of LIVECell; convnext_atto "
-             "from random init, 800 steps of one 256-px crop (paper: 90k steps, convnext_small), 1 seed"),
+             "from random init, {steps} steps of one 256-px crop (paper: 90k steps, convnext_small), seed {seed}"),
     "deepcell_nuclei": dict(
         train="deepcell2016_covertlab:" + _DC["train"] + "@0.5", tune="deepcell2016_covertlab:" + _DC["val"],
         report="deepcell2016_covertlab:" + _DC["test"], labels="nuclei", steps=800, cpu_minutes=12,
@@ -87,8 +91,20 @@ PROTOCOLS = {
         note="DeepCell 2016 phase (10 training fields of 4 cell lines at 0.5x, not A431's 500 images); points "
              "from the nuclear channel by cks.points.points_from_nuclei (default LoG parameters), the model sees "
              "phase only; test = MCF10A + validation HeLa/MCF10A (cell lines/fields not trained on); "
-             "convnext_atto random init, 800 steps of one 256-px crop, 1 seed, author's L_MC exponent 0.5"),
+             "convnext_atto random init, {steps} steps of one 256-px crop, seed {seed}, author's L_MC exponent 0.5"),
 }
+
+
+def run_note(template: str, run_dir: Path) -> str:
+    """The protocol's note for one run: its own budget and seed (``{steps}``, ``{seed}``, read from the run's
+    ``config.json``), and the fixed-scale text instead of the size-normalisation one when the run turned it off."""
+    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    train = cfg.get("train", {})
+    note = template.replace("{steps}", f"{int(train['steps']):,}" if "steps" in train else "?")
+    note = note.replace("{seed}", str(train.get("seed", "?")))
+    if not cfg.get("size", {}).get("normalize", True):
+        note = note.replace(_SN_NOTE, _FIXED_SCALE_NOTE)
+    return note
 
 
 def run_train(proto: dict, a, run_dir: Path) -> None:
@@ -259,7 +275,7 @@ def main(argv=None) -> Path:
     hist = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     cpu_min = max((h.get("cpu_s", 0.0) for h in hist), default=0.0) / 60
     wall_s = max((h.get("time_s", 0.0) for h in hist), default=0.0)
-    note = proto["note"] + (f"; extra overrides {a.set}" if a.set else "") + (
+    note = run_note(proto["note"], run_dir) + (f"; extra overrides {a.set}" if a.set else "") + (
         f"; each image's cell size at prediction measured at its {size_points if size_points == 'nuclei' else 'centroid'}"
         f" points (predict(points=...)), not estimated by the model" if size_points else "") + (
         "; each image's cell size at prediction: the learned regressor's estimate refined at the model's own "

@@ -105,3 +105,23 @@ def test_predict_all_passes_the_size_method_on(protocol):
     _, _, refined = protocol._predict_all(model, samples, 0.5, size_from="refined")
     assert "refined" not in plain[0]["source"]
     assert refined[0]["source"].endswith("refined at its detections)")
+
+
+def test_run_note_states_the_runs_own_budget_seed_and_scale(protocol, tmp_path):
+    """The recorded note says what the run did: its steps and seed, and a fixed scale where it turned normalisation off."""
+    import json
+
+    template = protocol.PROTOCOLS["deepcell_nuclei_v2"]["note"]
+    assert "{steps}" in template and "{seed}" in template and protocol._SN_NOTE in template
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"steps": 4800, "seed": 1}, "size": {"normalize": True}}))
+    note = protocol.run_note(template, tmp_path)
+    assert "4,800 steps of one 256-px crop, seed 1" in note and "{" not in note
+    assert "cell-size normalised" in note and "size.normalize=False" not in note
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"steps": 800, "seed": 0}, "size": {"normalize": False}}))
+    note = protocol.run_note(template, tmp_path)
+    assert "800 steps of one 256-px crop, seed 0" in note
+    assert "cell-size normalised" not in note and "size.normalize=False" in note
+    assert note.endswith(protocol._THRESHOLD_NOTE)  # what still holds at a fixed scale is kept
+    for name, p in protocol.PROTOCOLS.items():  # every template is filled: no placeholder is left in any note
+        assert "{" not in protocol.run_note(p["note"], tmp_path), name
+        assert "1 seed" not in p["note"] and "800 steps" not in p["note"], name
