@@ -48,7 +48,7 @@ def _portable(spec) -> str:
 
 
 def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None, score_threshold: float = 0.5,
-                 progress: bool = True, true_size: bool = False) -> dict:
+                 progress: bool = True, true_size: bool = False, history: bool = True) -> dict:
     """Shape diagnostics, collaborator foreground fraction and training maps of a run on a data set with masks.
 
     Predicts every image of ``data_spec`` with :func:`cks.predict.predict` (the model's training scale),
@@ -58,7 +58,10 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     for a CKS run, ``consistency_trace.png`` (:mod:`cks.trace`: masks and ``M_c`` on the true cells per snapshot)
     into ``out_dir`` (default ``run_dir/diagnose``) and returns the JSON summary. ``true_size``: predict each image at its true cell size
     (median equivalent diameter of its masks) instead of the model's own size estimate, so the figures show
-    the shape of the masks alone.
+    the shape of the masks alone; the collaborator's foreground is then measured at the same per-image scale. A
+    fixed-scale run (``size.normalize`` False) is always shown at its one training scale, as in training and in
+    :func:`cks.evaluation.evaluate_model` with ``size="true"``. ``history`` False skips the per-snapshot shape and
+    the consistency trace (the final weights only; several times faster).
     """
     from tqdm.auto import tqdm
 
@@ -79,8 +82,14 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
         raise CksDataError(f"{_portable(data_spec)}: diagnose needs images with masks (label images)")
     from .size import median_diameter
 
+    normalised = bool(getattr(getattr(model, "cfg", None), "size", None) and model.cfg.size.normalize)
+    # each image's scale for the model: a size-normalised model at the image's true cell size (``true_size``), a
+    # fixed-scale model always at the one scale it was trained at (as cks.evaluation's size="true")
+    true_scales = [float(model.cfg.size.diameter) / median_diameter(s["label"]) if normalised and true_size
+                   else scale for s in samples]
     preds = [predict(model, s["image"], score_threshold=score_threshold,
-                     diameter=median_diameter(s["label"]) if true_size else None)[0]
+                     **({"diameter": median_diameter(s["label"])} if normalised and true_size
+                        else {} if normalised else {"scale": scale}))[0]
              for s in tqdm(samples, desc="diagnose", disable=not progress, dynamic_ncols=True)]
     res = shape_diagnostics(preds, [s["label"] for s in samples], scale=scale)
     images = [s["image"] for s in samples]
@@ -89,18 +98,20 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "predicted": boundary_profile(images, preds, scale)["mean"]}
     ckpt = load_checkpoint(run)
     collab = _collaborator(ckpt)
-    fraction = None if collab is None else collaborator_foreground_fraction(collab, samples, scale)
+    fraction = None if collab is None else collaborator_foreground_fraction(collab, samples, true_scales)
     first = rescale_sample(samples[0], scale) if scale != 1.0 else samples[0]
     maps = training_maps(run, first)
-    over = shape_over_training(run, samples, score_threshold) if len(snapshot_files(run)) > 1 else []
+    over = shape_over_training(run, samples, score_threshold) if history and len(snapshot_files(run)) > 1 else []
     from .trace import consistency_trace, plot_consistency_trace
 
     # masks on their own / the neighbours' cells and M_c on the cells, per snapshot (collapse or spread?)
-    trace = [] if collab is None else consistency_trace(
+    trace = [] if collab is None or not history else consistency_trace(
         run, samples if model.cfg.size.normalize or scale == 1.0 else [rescale_sample(s, scale) for s in samples])
     summary = {"run": run.name if run.is_dir() else f"{run.parent.name}/{run.name}", "data": _portable(data_spec),
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
-               "size": "true cell size (from the masks)" if true_size else "the model's own estimate",
+               "size": ("its one training scale (a fixed-scale run)" if not normalised
+                        else "true cell size (from the masks)" if true_size else "the model's own estimate"),
+               "collaborator_scales": [round(v, 4) for v in true_scales],
                "n_images": len(samples), "shape": summarise(res), "collaborator_foreground": fraction,
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
                                  "fg_fraction": [r["fg_fraction"] for r in maps["rows"]],
@@ -140,13 +151,17 @@ def add_parser(subparsers):
     p.add_argument("--score-threshold", type=float, default=0.5,
                    help="detection score threshold for the predictions that are diagnosed (default 0.5)")
     p.add_argument("--true-size", action="store_true",
-                   help="predict each image at its true cell size (from its masks) instead of the automatic estimate")
+                   help="predict each image at its true cell size (from its masks) instead of the automatic estimate "
+                        "(a size-normalised run; a fixed-scale run always predicts at its training scale)")
+    p.add_argument("--no-history", action="store_true",
+                   help="the final weights only: skip the per-snapshot shape and consistency trace (several times faster)")
     return p
 
 
 def run_cli(args) -> dict:
     s = diagnose_run(args.run, args.data, out_dir=args.out, max_images=args.max_images,
-                     score_threshold=args.score_threshold, true_size=args.true_size)
+                     score_threshold=args.score_threshold, true_size=args.true_size,
+                     history=not getattr(args, "no_history", False))
     print("| bin (px) | GT | matched | IoU>=0.5 | offset px | offset/diam | area ratio | IoU | disk IoU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in s["shape"]["bins"] + [dict(s["shape"]["overall"], bin="all")]:

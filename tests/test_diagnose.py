@@ -173,3 +173,48 @@ def test_resized_tuning_markdown_rows_and_mean():
     lines = resized_tuning_markdown({"runs": {"runA": rows}}).splitlines()
     assert lines[0] == "| | x0.5, own size | x1, own size | x0.5, true size | mean, own size |"
     assert lines[2] == "| runA | 0.100 | 0.300 | 0.250 | 0.200 |"
+
+
+def test_diagnose_true_size_follows_how_the_run_was_trained(tiny_run, tmp_path, monkeypatch):
+    """--true-size: a size-normalised run sees each image at its true cell size (predictions and collaborator);
+    a fixed-scale run always at its one training scale, as training and cks.evaluation's size="true" do."""
+    import importlib
+    from dataclasses import replace
+
+    from cks.diagnose import diagnose_run
+    from cks.size import median_diameter
+
+    root, _, run = tiny_run
+    predict_module, checkpoint = importlib.import_module("cks.predict"), importlib.import_module("cks.checkpoint")
+    calls, real_predict = [], predict_module.predict
+
+    def spy(model, image, **kw):
+        calls.append(kw)
+        return real_predict(model, image, **kw)
+
+    monkeypatch.setattr(predict_module, "predict", spy)
+    d = diagnose_run(run, str(root), out_dir=tmp_path / "norm", max_images=2, score_threshold=0.0, progress=False,
+                     true_size=True, history=False)
+    model = checkpoint.load_model(run)
+    from cks.data.spec import load_dataset
+
+    labels = [s["label"] for s in load_dataset(str(root), scale=1.0, points="none")[:2]]
+    assert [c["diameter"] for c in calls] == pytest.approx([median_diameter(lab) for lab in labels])
+    assert d["collaborator_scales"] == pytest.approx(
+        [model.cfg.size.diameter / median_diameter(lab) for lab in labels], abs=1e-4)
+    assert d["shape_over_training"] == [] and d["consistency_trace"] == []  # history=False: final weights only
+
+    real_load = checkpoint.load_model
+
+    def fixed(run_dir, *a, **kw):  # the same weights, as a fixed-scale run
+        m = real_load(run_dir, *a, **kw)
+        m.cfg = replace(m.cfg, size=replace(m.cfg.size, normalize=False))
+        return m
+
+    monkeypatch.setattr(checkpoint, "load_model", fixed)
+    calls.clear()
+    d = diagnose_run(run, str(root), out_dir=tmp_path / "fixed", max_images=2, score_threshold=0.0, progress=False,
+                     true_size=True, history=False)
+    assert all("diameter" not in c and c["scale"] == pytest.approx(model.scale) for c in calls) and len(calls) == 2
+    assert d["collaborator_scales"] == pytest.approx([model.scale] * 2, abs=1e-4)
+    assert d["size"].startswith("its one training scale")
