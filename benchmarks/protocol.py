@@ -95,16 +95,28 @@ PROTOCOLS = {
 }
 
 
-def run_note(template: str, run_dir: Path) -> str:
-    """The protocol's note for one run: its own budget and seed (``{steps}``, ``{seed}``, read from the run's
-    ``config.json``), and the fixed-scale text instead of the size-normalisation one when the run turned it off."""
-    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+def note_for_config(template: str, cfg: dict, steps_reached: int | None = None) -> str:
+    """The protocol's note for one run's configuration (``config.json`` as a dict): its budget and seed fill
+    ``{steps}`` and ``{seed}`` ("N steps", or "N of M planned steps" for a run stopped by its CPU budget), and the
+    fixed-scale text replaces the size-normalisation one where the run turned normalisation off."""
     train = cfg.get("train", {})
-    note = template.replace("{steps}", f"{int(train['steps']):,}" if "steps" in train else "?")
-    note = note.replace("{seed}", str(train.get("seed", "?")))
+    planned = int(train["steps"]) if "steps" in train else None
+    if planned is None:
+        steps = f"{steps_reached:,}" if steps_reached else "?"
+    elif steps_reached is not None and steps_reached < planned:
+        steps = f"{steps_reached:,} of {planned:,} planned"
+    else:
+        steps = f"{planned:,}"
+    note = template.replace("{steps}", steps).replace("{seed}", str(train.get("seed", "?")))
     if not cfg.get("size", {}).get("normalize", True):
         note = note.replace(_SN_NOTE, _FIXED_SCALE_NOTE)
     return note
+
+
+def run_note(template: str, run_dir: Path, steps_reached: int | None = None) -> str:
+    """:func:`note_for_config` for a run folder (its ``config.json``; "?" where it has none)."""
+    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    return note_for_config(template, cfg, steps_reached)
 
 
 def run_train(proto: dict, a, run_dir: Path) -> None:
@@ -258,6 +270,9 @@ def main(argv=None) -> Path:
     proto = PROTOCOLS[a.protocol]
     run_dir = Path(a.runs_dir) / a.protocol / a.model
     t0 = time.time()
+    from cks.provenance import git_commit
+
+    commit_at_start = git_commit()  # the code this process runs, not HEAD when it finishes
     if not a.eval_only:
         run_train(proto, a, run_dir)
     elif not (run_dir / "checkpoint.pt").exists():
@@ -275,7 +290,8 @@ def main(argv=None) -> Path:
     hist = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     cpu_min = max((h.get("cpu_s", 0.0) for h in hist), default=0.0) / 60
     wall_s = max((h.get("time_s", 0.0) for h in hist), default=0.0)
-    note = run_note(proto["note"], run_dir) + (f"; extra overrides {a.set}" if a.set else "") + (
+    steps_reached = max((int(h.get("step", 0)) for h in hist), default=0)
+    note = run_note(proto["note"], run_dir, steps_reached) + (f"; extra overrides {a.set}" if a.set else "") + (
         f"; each image's cell size at prediction measured at its {size_points if size_points == 'nuclei' else 'centroid'}"
         f" points (predict(points=...)), not estimated by the model" if size_points else "") + (
         "; each image's cell size at prediction: the learned regressor's estimate refined at the model's own "
@@ -286,7 +302,7 @@ def main(argv=None) -> Path:
 
     out = record(["--protocol", a.protocol, "--model", a.result_name or a.model, "--run", str(run_dir), "--eval", str(eval_path),
                   "--note", note, "--reported-on", proto["report"], "--tuned-on", proto["tune"],
-                  "--cpu-minutes", f"{cpu_min:.2f}", "--wall-s", f"{wall_s:.1f}",
+                  "--cpu-minutes", f"{cpu_min:.2f}", "--wall-s", f"{wall_s:.1f}", "--commit", commit_at_start,
                   "--command", "python benchmarks/protocol.py " + " ".join(argv if argv is not None else sys.argv[1:])])
     print(f"{a.protocol}/{a.model}: AP50 {res['ap50']:.3f} {res['ci95']['ap50']} Dice {res['dice']:.3f} "
           f"({res['n_gt']} cells, {cpu_min:.1f} CPU-min, total {time.time() - t0:.0f} s) -> {out}")

@@ -300,11 +300,13 @@ def notes_markdown(recs: list[dict | None]) -> str:
                 by_proto[r["protocol"]].append(r["note"])
     out = ""
     for proto, notes in by_proto.items():
-        common = os.path.commonprefix(notes) if len(notes) > 1 else notes[0]
-        common = common[: common.rfind(";") + 1] if len(notes) > 1 and ";" in common else common
-        extra = [n[len(common):].strip(" ;") for n in notes if n[len(common):].strip(" ;")]
-        out += f"\n\n*What differs from the paper ({proto}):* {common.rstrip(' ;')}"
-        out += "".join(f"\n\n  - *one run adds:* {e}" for e in extra)
+        # a note is "; "-separated clauses; the clauses every note of the protocol has are said once, in the
+        # first note's order, then each note's own clauses (its budget and seed, its overrides, its reason)
+        clauses = [[c.strip() for c in n.split(";") if c.strip()] for n in notes]
+        shared = [c for c in clauses[0] if all(c in other for other in clauses[1:])]
+        extra = ["; ".join(c for c in cl if c not in shared) for cl in clauses]
+        out += f"\n\n*What differs from the paper ({proto}):* {'; '.join(shared)}"
+        out += "".join(f"\n\n  - *one run adds:* {e}" for e in extra if e)
     with_pw = [r for r in recs if r and float(((r.get("config") or {}).get("loss") or {}).get("pairwise_weight") or 0) > 0]
     if with_pw:  # read from each result's own configuration, so it holds for results written before the note said it
         names = ", ".join(f"{r['protocol']} / {r['model']} ({r['config']['loss']['pairwise_weight']:g})" for r in with_pw)

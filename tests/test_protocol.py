@@ -125,3 +125,11 @@ def test_run_note_states_the_runs_own_budget_seed_and_scale(protocol, tmp_path):
     for name, p in protocol.PROTOCOLS.items():  # every template is filled: no placeholder is left in any note
         assert "{" not in protocol.run_note(p["note"], tmp_path), name
         assert "1 seed" not in p["note"] and "800 steps" not in p["note"], name
+
+
+def test_note_for_a_run_stopped_by_its_cpu_budget_says_how_far_it_got(protocol):
+    template = protocol.PROTOCOLS["usiigaci_points_v2"]["note"]
+    cfg = {"train": {"steps": 3600, "seed": 0}, "size": {"normalize": True}}
+    assert "2,667 of 3,600 planned steps of one 256-px crop, seed 0" in protocol.note_for_config(template, cfg, 2667)
+    assert "3,600 steps of one 256-px crop, seed 0" in protocol.note_for_config(template, cfg, 3600)
+    assert "1,000 steps" in protocol.note_for_config(template, {}, 1000) and "seed ?" in protocol.note_for_config(template, {})

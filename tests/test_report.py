@@ -246,3 +246,20 @@ def test_table_protocols_prefer_a_complete_protocol():
     assert table_protocols(full, "V")[0] == "usiigaci_ablation_v2"
     table = comparison_markdown("V", full).split("<details>")[0]
     assert "usiigaci_ablation_v2" in table and "0.123" not in table
+
+
+def test_notes_share_clauses_even_when_a_middle_clause_differs():
+    """A note is "; "-separated clauses: each run's budget clause differs in the middle of otherwise equal notes,
+    and the shared text after it is still said once, not repeated for every run."""
+    from cks.report import notes_markdown
+
+    a, b = _rec("deepcell_nuclei_v2", "r0", ap50=0.5), _rec("deepcell_nuclei_v2", "r1", ap50=0.6)
+    a["note"] = "DeepCell phase; convnext_atto, 800 steps, seed 0; cell-size normalised; threshold tuned; why r0"
+    b["note"] = "DeepCell phase; convnext_atto, 4,800 steps, seed 1; cell-size normalised; threshold tuned"
+    md = notes_markdown([a, b])
+    assert md.count("cell-size normalised") == 1 and md.count("threshold tuned") == 1 and md.count("DeepCell phase") == 1
+    assert "DeepCell phase; cell-size normalised; threshold tuned" in md
+    assert "*one run adds:* convnext_atto, 800 steps, seed 0; why r0" in md
+    assert "*one run adds:* convnext_atto, 4,800 steps, seed 1" in md
+    one = notes_markdown([a])  # a single note is said whole, nothing "added"
+    assert "one run adds" not in one and "why r0" in one and "800 steps, seed 0" in one
