@@ -50,9 +50,8 @@ _SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so 
             "source), or, for runs scored before it existed, by a scale search (the scale at which the model's top "
             "detection scores are highest); " + _THRESHOLD_NOTE)
 #: replaces _SN_NOTE in the note of a run whose configuration turns size normalisation off (size.normalize=False)
-_FIXED_SCALE_NOTE = ("; one fixed scale for every image (size.normalize=False, as in the paper; the scale and the "
-                     "prior d in px as the preset and overrides set them, L_MC in its absolute form unless they say "
-                     "otherwise); predict shows every image at that scale; " + _PRIOR_NOTE + "; " + _THRESHOLD_NOTE)
+_FIXED_SCALE_NOTE = ("; one fixed scale for every image, 0.5x (size.normalize=False, as in the paper; the prior d in "
+                     "px as the preset and overrides set it, L_MC in its absolute form unless they say otherwise); predict shows every image at that scale; " + _PRIOR_NOTE + "; " + _THRESHOLD_NOTE)
 _USI_SN = dict(train="usiigaci_nih3t3_phase/train:set1-16", tune=_USI["tune"], report=_USI["report"])
 
 PROTOCOLS = {

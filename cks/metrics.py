@@ -37,7 +37,8 @@ from .errors import CksDataError
 DEFAULT_IOU_THRESHOLDS = np.arange(0.5, 0.96, 0.05)
 
 __all__ = ["DEFAULT_IOU_THRESHOLDS", "intersections", "iou_from_intersections", "iou_matrix", "match_at_iou",
-           "average_precision", "instance_dice", "evaluate"]
+           "average_precision", "instance_dice", "evaluate",
+           "match_points", "point_ap"]  # the last two from cks.point_metrics (module __getattr__)
 
 
 # ----------------------------------------------------------------------------- input handling

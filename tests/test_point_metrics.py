@@ -50,3 +50,9 @@ def test_point_input_validation():
     # distances are strict: a point exactly at the threshold does not match
     assert not P.match_points(np.array([[0.0, 2.0]]), np.ones(1), gt, 2.0).any()
     assert P.match_points(np.array([[0.0, 1.999]]), np.ones(1), gt, 2.0).all()
+
+
+def test_star_import_of_metrics_still_gives_the_point_functions():
+    ns = {}
+    exec("from cks.metrics import *", ns)
+    assert ns["point_ap"] is P.point_ap and ns["match_points"] is P.match_points and "evaluate" in ns
