@@ -51,7 +51,8 @@ _SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so 
             "detection scores are highest); " + _THRESHOLD_NOTE)
 #: replaces _SN_NOTE in the note of a run whose configuration turns size normalisation off (size.normalize=False)
 _FIXED_SCALE_NOTE = ("; one fixed scale for every image, 0.5x (size.normalize=False, as in the paper; the prior d in "
-                     "px as the preset and overrides set it, L_MC in its absolute form unless they say otherwise); predict shows every image at that scale; " + _PRIOR_NOTE + "; " + _THRESHOLD_NOTE)
+                     "px as the preset and overrides set it, L_MC in its absolute form unless they say otherwise); "
+                     "predict shows every image at that scale; " + _PRIOR_NOTE + "; " + _THRESHOLD_NOTE)
 _USI_SN = dict(train="usiigaci_nih3t3_phase/train:set1-16", tune=_USI["tune"], report=_USI["report"])
 
 PROTOCOLS = {
@@ -59,12 +60,13 @@ PROTOCOLS = {
         **_USI_SN, labels="points", steps=4000, cpu_minutes=45, tune_threshold=True,
         sets=["train.crop_size=256", "train.val_every=500", "train.checkpoint_every=100", "train.finetune_from=0.8"],
         note="Usiigaci NIH3T3 phase (16 training fields, not LIVECell's 3,253 images), points = mask centroids "
-             "(CKS) or masks (supervised), convnext_atto from random init, {steps} steps of one 256-px crop, seed {seed} "
-             "(paper: 90k steps, convnext_small, ImageNet init)" + _SN_NOTE),
+             "(CKS) or masks (supervised), convnext_atto from random init, {steps} steps of one 256-px crop, "
+             "seed {seed} (paper: 90k steps, convnext_small, ImageNet init)" + _SN_NOTE),
     "usiigaci_ablation_v2": dict(
         **_USI_SN, labels="points", steps=800, cpu_minutes=12, tune_threshold=True, sets=_SHORT,
         note="Usiigaci NIH3T3 phase (16 training fields), points = mask centroids, convnext_atto from random init, "
-             "{steps} steps of one 256-px crop (paper: 90k steps, convnext_small, ImageNet init), seed {seed}" + _SN_NOTE),
+             "{steps} steps of one 256-px crop (paper: 90k steps, convnext_small, ImageNet init), seed {seed}"
+             + _SN_NOTE),
     "deepcell_nuclei_v2": dict(
         train="deepcell2016_covertlab:" + _DC["train"], tune="deepcell2016_covertlab:" + _DC["val"],
         report="deepcell2016_covertlab:" + _DC["test"], labels="nuclei", steps=800, cpu_minutes=12,

@@ -82,15 +82,16 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
         raise CksDataError(f"{_portable(data_spec)}: diagnose needs images with masks (label images)")
     from .size import median_diameter
 
+    from .evaluation import _size_kwargs
+
     normalised = bool(getattr(getattr(model, "cfg", None), "size", None) and model.cfg.size.normalize)
-    # each image's scale for the model: a size-normalised model at the image's true cell size (``true_size``), a
-    # fixed-scale model always at the one scale it was trained at (as cks.evaluation's size="true")
-    true_scales = [float(model.cfg.size.diameter) / median_diameter(s["label"]) if normalised and true_size
-                   else scale for s in samples]
-    preds = [predict(model, s["image"], score_threshold=score_threshold,
-                     **({"diameter": median_diameter(s["label"])} if normalised and true_size
-                        else {} if normalised else {"scale": scale}))[0]
-             for s in tqdm(samples, desc="diagnose", disable=not progress, dynamic_ncols=True)]
+    # as cks.evaluation's size="true": a size-normalised model at each image's true cell size, a fixed-scale
+    # model at the one scale it was trained at; the collaborator is measured at the same per-image scale
+    kws = [_size_kwargs(model, s, "true" if true_size else "auto") for s in samples]
+    true_scales = [kw["scale"] if "scale" in kw else float(model.cfg.size.diameter) / kw["diameter"]
+                   if "diameter" in kw else scale for kw in kws]
+    preds = [predict(model, s["image"], score_threshold=score_threshold, **kw)[0]
+             for s, kw in tqdm(list(zip(samples, kws)), desc="diagnose", disable=not progress, dynamic_ncols=True)]
     res = shape_diagnostics(preds, [s["label"] for s in samples], scale=scale)
     images = [s["image"] for s in samples]
     true_profile = boundary_profile(images, [s["label"] for s in samples], scale)
@@ -154,7 +155,8 @@ def add_parser(subparsers):
                    help="predict each image at its true cell size (from its masks) instead of the automatic estimate "
                         "(a size-normalised run; a fixed-scale run always predicts at its training scale)")
     p.add_argument("--no-history", action="store_true",
-                   help="the final weights only: skip the per-snapshot shape and consistency trace (several times faster)")
+                   help="the final weights only: skip the per-snapshot shape and consistency trace "
+                        "(several times faster)")
     return p
 
 
