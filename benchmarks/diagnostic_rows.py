@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from cks.provenance import git_commit  # noqa: E402
 
-from benchmarks.record import command_line, portable  # noqa: E402,F401  (portable: part of this module's API)
+from benchmarks.record import command_line, portable  # noqa: E402
 
 
 def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
@@ -75,14 +75,24 @@ def setting(result: dict | None) -> str:
     return f"{preset} + {' '.join(extra)}, {seed}" if extra else f"{preset}, {seed}"
 
 
+def diagnose_command(diag: dict, run: str, protocol: str, data: str, out_dir: Path, runs_dir: Path) -> str:
+    """The ``cks diagnose`` call that wrote ``diag``: its ``--true-size`` / ``--no-history`` as recorded in the file
+    (files written before these were recorded: ``--true-size``, as every such row was made, and ``--no-history``
+    when the file holds neither a per-snapshot shape nor a consistency trace) and its ``--out`` folder."""
+    true_size = diag.get("true_size", True)
+    history = diag.get("history", bool(diag.get("shape_over_training") or diag.get("consistency_trace")))
+    return " ".join([f"cks diagnose $CKS_RUNS_DIR/{protocol}/{run} --data {data}"]
+                    + ["--true-size"] * bool(true_size) + [f"--score-threshold {diag['score_threshold']}"]
+                    + ["--no-history"] * (not history) + [f"--out {portable(str(out_dir.resolve()), runs_dir)}"])
+
+
 def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir: Path, data: str) -> dict:
     diag = json.loads((diagnose_dir / run / "diagnostics.json").read_text())
     res_path = results_dir / protocol / f"{run}.json"
     result = json.loads(res_path.read_text()) if res_path.exists() else None
     shape = diag["shape"]
     return {"run": run, "config": setting(result), "step": str(diag["step"]),
-            "command": (f"cks diagnose $CKS_RUNS_DIR/{protocol}/{run} --data {data} --true-size "
-                        f"--score-threshold {diag['score_threshold']}"),
+            "command": diagnose_command(diag, run, protocol, data, diagnose_dir / run, runs_dir),
             "trained_with": (result or {}).get("command", ""),
             "overall": shape["overall"], "bins": shape["bins"], "count_ratio": shape.get("count_ratio"),
             "collaborator_foreground": diag.get("collaborator_foreground"),

@@ -112,6 +112,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
                "size": ("its one training scale (a fixed-scale run)" if not normalised
                         else "true cell size (from the masks)" if true_size else "the model's own estimate"),
+               "true_size": bool(true_size), "history": bool(history),
                "collaborator_scales": [round(v, 4) for v in true_scales],
                "n_images": len(samples), "shape": summarise(res), "collaborator_foreground": fraction,
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],

@@ -203,6 +203,7 @@ def test_diagnose_true_size_follows_how_the_run_was_trained(tiny_run, tmp_path, 
     assert d["collaborator_scales"] == pytest.approx(
         [model.cfg.size.diameter / median_diameter(lab) for lab in labels], abs=1e-4)
     assert d["shape_over_training"] == [] and d["consistency_trace"] == []  # history=False: final weights only
+    assert d["true_size"] is True and d["history"] is False  # recorded, so a rows file can give the exact call
 
     real_load = checkpoint.load_model
 

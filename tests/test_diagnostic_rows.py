@@ -52,6 +52,9 @@ def test_rows_from_diagnose_outputs(tmp_path, monkeypatch):
     assert base["config"] == "base, seed 1" and pw["config"] == "texture_collaborator + loss.pairwise_weight=1, seed 1"
     assert pw["report_ap50"] == 0.07 and pw["step"] == "800" and pw["overall"]["size_slope"] == 0.46
     assert "$CKS_RUNS_DIR/usiigaci_ablation_v2/pw_x" in pw["command"]
+    # the exact call: the fake files record neither flag, so the pre-session-25 reading (--true-size; no
+    # snapshots and no trace in the file -> --no-history) applies, and --out names the folder the file was read from
+    assert pw["command"].endswith("--true-size --score-threshold 0.6 --no-history --out $CKS_RUNS_DIR/diagnose/pw_x")
     assert str(tmp_path) not in json.dumps(rec)  # no path of this machine
     assert rec["stopped"] == [{"run": "dead_x", "config": "base + loss.pairwise_weight=5 loss.pairwise_on=principal",
                                "stopped_at_step": 380, "tuning_ap50_by_step": {"250": 0.0},
@@ -68,3 +71,17 @@ def test_preset_and_overrides_reads_both_command_kinds():
     train_cmd = "python -m cks train --steps 800 --set train.seed=0 train.crop_size=256 loss.pairwise_weight=1"
     assert preset_and_overrides(train_cmd, train_keys=False) == ("base", ["loss.pairwise_weight=1"])
     assert preset_and_overrides("python -m cks train --preset") == ("base", [])
+
+
+def test_diagnose_command_follows_the_recorded_flags(tmp_path):
+    runs = tmp_path / "runs"
+    out = runs / "diag_a" / "r"
+    base = {"score_threshold": 0.5, "shape_over_training": [], "consistency_trace": []}
+    cmd = diagnostic_rows.diagnose_command({**base, "true_size": False, "history": True}, "r", "p", "d", out, runs)
+    assert cmd == "cks diagnose $CKS_RUNS_DIR/p/r --data d --score-threshold 0.5 --out $CKS_RUNS_DIR/diag_a/r"
+    cmd = diagnostic_rows.diagnose_command({**base, "true_size": True, "history": False}, "r", "p", "d", out, runs)
+    assert cmd == ("cks diagnose $CKS_RUNS_DIR/p/r --data d --true-size --score-threshold 0.5 --no-history "
+                   "--out $CKS_RUNS_DIR/diag_a/r")
+    # an old file with a trace was made with the history (no flag written)
+    old = {"score_threshold": 0.5, "shape_over_training": [{"step": 1}], "consistency_trace": []}
+    assert "--no-history" not in diagnostic_rows.diagnose_command(old, "r", "p", "d", out, runs)
