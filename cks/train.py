@@ -321,7 +321,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         bar = tqdm(total=t_cfg.steps, initial=start, desc=f"train[{cfg.loss.mode}]", dynamic_ncols=True)
 
     snap_at = snapshot_steps(cfg)
-    val_scale = None if cfg.size.normalize else scale  # None: predict estimates each image's cell size
+    val_scale = None if cfg.size.normalize else scale  # None: validate() predicts each image at its true cell size
 
     def save(step: int):
         if out is not None and rank == 0:
