@@ -80,8 +80,6 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     samples = load_dataset(data_spec, scale=1.0, points="none")[:max_images]
     if not samples or any(s.get("label") is None for s in samples):
         raise CksDataError(f"{_portable(data_spec)}: diagnose needs images with masks (label images)")
-    from .size import median_diameter
-
     from .evaluation import _size_kwargs
 
     normalised = bool(getattr(getattr(model, "cfg", None), "size", None) and model.cfg.size.normalize)
