@@ -90,6 +90,8 @@ def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir
     diag = json.loads((diagnose_dir / run / "diagnostics.json").read_text())
     res_path = results_dir / protocol / f"{run}.json"
     result = json.loads(res_path.read_text()) if res_path.exists() else None
+    if result and "metrics" not in result and isinstance(result.get("run"), dict):
+        result = result["run"]  # a diagnostic run (e.g. loss.foreground_from=masks): its protocol record is nested
     shape = diag["shape"]
     return {"run": run, "config": setting(result), "step": str(diag["step"]),
             "command": diagnose_command(diag, run, protocol, data, diagnose_dir / run, runs_dir),

@@ -85,3 +85,18 @@ def test_diagnose_command_follows_the_recorded_flags(tmp_path):
     # an old file with a trace was made with the history (no flag written)
     old = {"score_threshold": 0.5, "shape_over_training": [{"step": 1}], "consistency_trace": []}
     assert "--no-history" not in diagnostic_rows.diagnose_command(old, "r", "p", "d", out, runs)
+
+
+def test_nested_diagnostic_record_is_read(tmp_path, monkeypatch):
+    """A diagnostic run keeps its protocol record under "run" (so the result tables skip it); its row still
+    carries the setting, the training command and the report AP50 from that nested record."""
+    runs = _fake_run(tmp_path, "oracle_x", "loss.foreground_from=masks")
+    res = tmp_path / "results" / "usiigaci_ablation_v2" / "oracle_x.json"
+    res.write_text(json.dumps({"what": "diagnostic, not a result", "run": json.loads(res.read_text())}))
+    monkeypatch.setenv("CKS_RUNS_DIR", str(runs))
+    out = tmp_path / "rows.json"
+    diagnostic_rows.main(["--protocol", "usiigaci_ablation_v2", "--out", str(out), "--results-dir",
+                          str(tmp_path / "results"), "oracle_x"])
+    (r,) = json.loads(out.read_text())["rows"]
+    assert r["config"] == "texture_collaborator + loss.foreground_from=masks, seed 1"
+    assert r["report_ap50"] == 0.07 and "--model oracle_x" in r["trained_with"]
