@@ -29,9 +29,15 @@ Over 3,600 steps (``usiigaci_points_v2``, 2 seeds) weight 1 ends above both seed
 (``cks.config.OURS``). It is not a fix for shape: the image's edges do not teach these models the cells' outlines
 (solidity stays ~0.95).
 
+With ``loss.pairwise_on=both`` the same term also acts on every window of the principal
+(:func:`window_pairwise_loss`). Over 8,000 steps (``usiigaci_points_v2``, 2 seeds, session 27 of issue #9) it gives
+a working model sooner (tuning AP50 0.38 at step 4,000 against the base's 0.03) but ends below the base (0.488 vs
+0.507), with masks as convex as before (solidity 0.93); so the base keeps L_PW on the collaborator only
+(``results/usiigaci_points_v2/pairwise_both_8000_*.json``, chapter 09).
+
 ``-log P_ij`` is computed from the logits (log-sum-exp of log-sigmoids), so it is finite for saturated maps. The
-image only weights the pairs (no gradient to the image). ``L_PW`` trains the collaborator only; the principal
-sees its effect through ``L_S`` (Eq. 8), which reads ``M_c``.
+image only weights the pairs (no gradient to the image). With ``pairwise_on="collaborator"`` (the default)
+``L_PW`` trains the collaborator only; the principal sees its effect through ``L_S`` (Eq. 8), which reads ``M_c``.
 """
 from __future__ import annotations
 
