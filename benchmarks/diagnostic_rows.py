@@ -104,7 +104,7 @@ def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir
 
 def main(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run names (folders under $CKS_RUNS_DIR/<protocol>)")
+    p.add_argument("runs", nargs="*", help="run names (folders under $CKS_RUNS_DIR/<protocol>)")
     p.add_argument("--protocol", required=True)
     p.add_argument("--diagnose-dir", default=None,
                    help="folder with one `cks diagnose --out` folder per run (default $CKS_RUNS_DIR/diagnose)")
@@ -115,6 +115,8 @@ def main(argv=None) -> Path:
                    help="runs stopped early, without diagnostics: folders under $CKS_RUNS_DIR/stopped")
     p.add_argument("--results-dir", default=str(ROOT / "results"), help="where the runs' protocol results are")
     a = p.parse_args(argv)
+    if not a.runs and not a.stopped:
+        p.error("name at least one run (diagnosed) or one --stopped run")
     runs_dir = Path(os.environ.get("CKS_RUNS_DIR", "runs"))
     diagnose_dir = Path(a.diagnose_dir) if a.diagnose_dir else runs_dir / "diagnose"
     rows = [row(r, a.protocol, diagnose_dir, runs_dir, Path(a.results_dir), a.data) for r in a.runs]

@@ -100,3 +100,23 @@ def test_nested_diagnostic_record_is_read(tmp_path, monkeypatch):
     (r,) = json.loads(out.read_text())["rows"]
     assert r["config"] == "texture_collaborator + loss.foreground_from=masks, seed 1"
     assert r["report_ap50"] == 0.07 and "--model oracle_x" in r["trained_with"]
+
+
+def test_stopped_runs_alone(tmp_path, monkeypatch):
+    """A file of stopped runs only (a setting that collapsed early): no diagnosed run needed; neither is refused."""
+    import pytest
+
+    runs = tmp_path / "runs"
+    stopped = runs / "stopped" / "floor_x"
+    stopped.mkdir(parents=True)
+    (stopped / "command.txt").write_text("python -m cks train --preset base --set train.seed=0 loss.collapse_min_area=0.3")
+    (stopped / "metrics.jsonl").write_text(json.dumps({"step": 2000, "val_ap50": 0.0, "val_dice": 0.0004}) + "\n"
+                                           + json.dumps({"step": 2090, "L_S": 0.02}) + "\n")
+    monkeypatch.setenv("CKS_RUNS_DIR", str(runs))
+    out = tmp_path / "stopped.json"
+    diagnostic_rows.main(["--protocol", "p", "--out", str(out), "--stopped", "floor_x"])
+    rec = json.loads(out.read_text())
+    assert rec["rows"] == [] and rec["stopped"][0]["stopped_at_step"] == 2090
+    assert rec["stopped"][0]["config"] == "base + loss.collapse_min_area=0.3"
+    with pytest.raises(SystemExit):
+        diagnostic_rows.main(["--protocol", "p", "--out", str(tmp_path / "none.json")])
