@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from cks.provenance import git_commit  # noqa: E402
 
-from benchmarks.record import command_line, portable  # noqa: E402
+from benchmarks.record import command_line, portable, protocol_record  # noqa: E402
 
 
 def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
@@ -89,9 +89,7 @@ def diagnose_command(diag: dict, run: str, protocol: str, data: str, out_dir: Pa
 def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir: Path, data: str) -> dict:
     diag = json.loads((diagnose_dir / run / "diagnostics.json").read_text())
     res_path = results_dir / protocol / f"{run}.json"
-    result = json.loads(res_path.read_text()) if res_path.exists() else None
-    if result and "metrics" not in result and isinstance(result.get("run"), dict):
-        result = result["run"]  # a diagnostic run (e.g. loss.foreground_from=masks): its protocol record is nested
+    result = protocol_record(json.loads(res_path.read_text())) if res_path.exists() else None
     shape = diag["shape"]
     return {"run": run, "config": setting(result), "step": str(diag["step"]),
             "command": diagnose_command(diag, run, protocol, data, diagnose_dir / run, runs_dir),

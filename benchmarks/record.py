@@ -104,5 +104,14 @@ def main(argv=None) -> Path:
     return out
 
 
+def protocol_record(rec):
+    """The protocol record in a result file's JSON: the file itself, or, for a diagnostic kept out of the result
+    tables (e.g. ``loss.foreground_from=masks``), the record nested under ``run``; None when neither has metrics."""
+    for r in (rec, rec.get("run") if isinstance(rec, dict) else None):
+        if isinstance(r, dict) and isinstance(r.get("metrics"), dict):
+            return r
+    return None
+
+
 if __name__ == "__main__":
     main()

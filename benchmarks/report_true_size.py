@@ -35,6 +35,7 @@ def tuned_threshold(results_dir: Path, model: str) -> float:
 
     Read from ``results_dir/<model>.json`` (``metrics.score_threshold``) or, for a record kept out of the result
     tables, from the file whose ``run.model`` is ``model`` (e.g. a diagnostic nested under ``run``)."""
+    from benchmarks.record import protocol_record
     from cks.errors import CksConfigError
 
     direct = results_dir / f"{model}.json"
@@ -44,9 +45,9 @@ def tuned_threshold(results_dir: Path, model: str) -> float:
             rec = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        for r in (rec, rec.get("run") if isinstance(rec, dict) else None):
-            if isinstance(r, dict) and r.get("model") == model and "score_threshold" in r.get("metrics", {}):
-                return float(r["metrics"]["score_threshold"])
+        r = protocol_record(rec)
+        if r is not None and r.get("model") == model and "score_threshold" in r["metrics"]:
+            return float(r["metrics"]["score_threshold"])
     raise CksConfigError(f"no result with a tuned score threshold for {model!r} in {results_dir}: score the run with "
                          "benchmarks/protocol.py first (it chooses the threshold on the tuning split)")
 
