@@ -85,7 +85,8 @@ def default_results_dir() -> Path:
     return Path(env).expanduser() if env else repo_root() / "results"
 
 
-def _table_key(table) -> str:
+def table_key(table) -> str:
+    """A table name as the keys of :data:`ROW_PRESETS` spell it: "Table V", "table v", "V" -> "V"."""
     return str(table).upper().removeprefix("TABLE").strip()
 
 
@@ -136,7 +137,7 @@ def table_protocols(records: list[dict], key: str) -> tuple[str, ...]:
     """The protocol preference of an ablation table: :data:`TABLE_PROTOCOLS` order, but a protocol that has a
     result for EVERY row of the table comes first, so one table does not mix budgets while a newer protocol
     (``*_v2``) is only partly run."""
-    key = _table_key(key)
+    key = table_key(key)
     order = TABLE_PROTOCOLS.get(key, ())
     presets = list(ROW_PRESETS[key].values())
 
@@ -148,7 +149,7 @@ def table_protocols(records: list[dict], key: str) -> tuple[str, ...]:
 def table_records(records: list[dict], key: str) -> list[dict]:
     """Our results that belong to one of the free-form tables: supervised models (I), results of
     centroid-point protocols (III: protocol without "nuclei"), nuclear-point protocols (VIII)."""
-    key = _table_key(key)
+    key = table_key(key)
     if key == "I":
         return [r for r in records if "supervised" in r["model"] or r["model"] == "table2_full"
                 or r["model"].startswith("cellpose")]
@@ -218,7 +219,7 @@ def comparison_markdown(key: str, records: list[dict], columns: list[str] | None
     Columns: our row and protocol, then for each metric the paper's value and ours; our provenance is folded
     below the table. A row we have not measured shows "not yet measured".
     """
-    key = _table_key(key)
+    key = table_key(key)
     t = paper_table(key)
     cols = columns or [c for c in t["columns"] if c in METRIC_KEYS]
     rows = {}
@@ -254,7 +255,7 @@ def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",))
     their per-seed AP50 and their range per metric, then where every other row of the same protocol falls against
     the base row's AP50 range (below, inside or overlapping, above). Empty when no row has seeds."""
     seeded = {}
-    for name, preset in ROW_PRESETS[_table_key(key)].items():
+    for name, preset in ROW_PRESETS[table_key(key)].items():
         rec = find_result(records, preset, order)
         seeds = ROW_SEEDS.get(rec["protocol"], {}).get(preset) if rec else None
         ranges = {c: seed_range(records, rec["protocol"], seeds, METRIC_KEYS[c]) for c in cols} if seeds else {}
@@ -276,7 +277,7 @@ def seed_range_markdown(records: list[dict], key: str, order=(), cols=("AP50",))
         return out
     lo, hi = min(ref["ap50"]), max(ref["ap50"])
     where = {"below": [], "inside or overlapping": [], "above": []}
-    for name, preset in ROW_PRESETS[_table_key(key)].items():
+    for name, preset in ROW_PRESETS[table_key(key)].items():
         r = find_result(records, preset, order)
         if name == base or not r or r["protocol"] != ref["rec"]["protocol"] or r["metrics"].get("ap50") is None:
             continue

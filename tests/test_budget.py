@@ -1,0 +1,68 @@
+"""cks.budget: ablation rows at the budget where the base works."""
+import json
+
+import pytest
+
+from cks.budget import BUDGET_PROTOCOL, budget_markdown, budget_records, budget_row, budget_rows, tuning_ap50_end
+from cks.report import NOT_MEASURED, ROW_PRESETS, load_results, repo_root
+
+
+def _rec(model, ap50, tune, protocol=BUDGET_PROTOCOL, steps=8000, ci=None, dice=0.6, count=0.9, thr=0.65):
+    metrics = {"ap50": ap50, "dice": dice, "count_ratio": count, "score_threshold": thr}
+    if ci:
+        metrics["ci95"] = {"ap50": list(ci)}
+    curve = [{"step": steps // 2, "val_ap50": 0.01}, {"step": steps, "val_ap50": tune}, {"step": steps, "loss": 1.0}]
+    return {"protocol": protocol, "model": model, "steps": steps, "metrics": metrics, "validation_curve": curve}
+
+
+def test_records_match_preset_budget_and_protocol_sorted_by_seed():
+    recs = [_rec("base_8000_seed10", 0.3, 0.5), _rec("base_8000_seed2", 0.2, 0.4), _rec("base_8000_seed0", 0.1, 0.3),
+            _rec("base_4000_seed0", 0.9, 0.9), _rec("base_8000_seed1", 0.9, 0.9, protocol="other"),
+            _rec("base_8000_seed3", 0.9, 0.9, steps=6000),  # stopped before its budget: left out
+            _rec("pairwise_base_8000_seed0", 0.9, 0.9), _rec("base_8000_seed0_extra", 0.9, 0.9)]
+    got = [r["model"] for r in budget_records(recs, "base")]
+    assert got == ["base_8000_seed0", "base_8000_seed2", "base_8000_seed10"]
+
+
+def test_tuning_ap50_end_is_the_last_validation():
+    assert tuning_ap50_end(_rec("m", 0.1, 0.42)) == pytest.approx(0.42)
+    assert tuning_ap50_end({"validation_curve": [{"step": 5, "loss": 1}]}) is None
+    assert tuning_ap50_end({}) is None
+
+
+def test_row_means_and_lists():
+    row = budget_row([_rec("a", 0.2, 0.5, ci=(0.1, 0.3), dice=0.6, count=0.8),
+                      _rec("b", 0.4, 0.3, dice=0.7, count=1.0)])
+    assert row["n"] == 2
+    assert row["report"] == [0.2, 0.4] and row["tune"] == [0.5, 0.3]
+    assert row["report_mean"] == pytest.approx(0.3) and row["tune_mean"] == pytest.approx(0.4)
+    assert row["dice_mean"] == pytest.approx(0.65) and row["count_mean"] == pytest.approx(0.9)
+    assert row["ci"] == [(0.1, 0.3), None]
+    empty = budget_row([])
+    assert empty["n"] == 0 and empty["report_mean"] is None
+
+
+def test_markdown_shows_difference_from_base_and_unmeasured_rows():
+    recs = [_rec("base_8000_seed0", 0.25, 0.5, ci=(0.2, 0.3)), _rec("base_8000_seed1", 0.35, 0.5),
+            _rec("table5_entropy_principal_8000_seed0", 0.10, 0.2, ci=(0.05, 0.15))]
+    rows = budget_rows("V", recs)
+    assert list(rows) == list(ROW_PRESETS["V"])
+    assert rows["principal linear, collaborator entropy"]["n"] == 0
+    md = budget_markdown("Table V", recs)
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert "-0.200" in lines["principal entropy, collaborator linear"]  # 0.10 - mean(0.25, 0.35)
+    assert "0.100 [0.050, 0.150]" in lines["principal entropy, collaborator linear"]
+    assert NOT_MEASURED in lines["principal linear, collaborator entropy"]
+    assert "(mean 0.500)" in lines["principal linear, collaborator linear"]
+
+
+def test_committed_base_row_matches_its_files():
+    """The base row at 8,000 steps read through load_results equals the committed files read directly."""
+    folder = repo_root() / "results" / BUDGET_PROTOCOL
+    files = sorted(folder.glob("base_8000_seed*.json"))
+    if not files:
+        pytest.skip("no committed base_8000 results")
+    direct = [json.loads(p.read_text())["metrics"]["ap50"] for p in files]
+    row = budget_rows("VII", load_results())["a1 / b1"]
+    assert row["n"] == len(files)
+    assert row["report_mean"] == pytest.approx(sum(direct) / len(direct))
