@@ -58,10 +58,13 @@ def _mean(vals: list[float]) -> float | None:
 
 def budget_row(recs: list[dict]) -> dict:
     """Per-seed and mean numbers of one row's runs: ``n``, ``tune`` / ``report`` / ``dice`` / ``count`` (lists,
-    seed order) and their means ``tune_mean`` ... ``count_mean``, ``ci`` (report AP50 intervals), ``threshold``."""
-    out = {"n": len(recs), "tune": [], "report": [], "dice": [], "count": [], "ci": [], "threshold": []}
+    seed order) and their means ``tune_mean`` ... ``count_mean``, ``ci`` (report AP50 intervals), ``threshold``,
+    ``curves`` (per seed, the tuning split's ``(step, AP50)`` at every validation)."""
+    out = {"n": len(recs), "tune": [], "report": [], "dice": [], "count": [], "ci": [], "threshold": [], "curves": []}
     for rec in recs:
         m = rec.get("metrics") or {}
+        out["curves"].append([(int(v["step"]), float(v["val_ap50"])) for v in rec.get("validation_curve") or []
+                              if v.get("val_ap50") is not None and v.get("step") is not None])
         t = tuning_ap50_end(rec)
         if t is not None:
             out["tune"].append(t)

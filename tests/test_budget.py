@@ -38,6 +38,7 @@ def test_row_means_and_lists():
     assert row["report_mean"] == pytest.approx(0.3) and row["tune_mean"] == pytest.approx(0.4)
     assert row["dice_mean"] == pytest.approx(0.65) and row["count_mean"] == pytest.approx(0.9)
     assert row["ci"] == [(0.1, 0.3), None]
+    assert row["curves"][0] == [(4000, 0.01), (8000, 0.5)]  # the loss-only row has no AP50
     empty = budget_row([])
     assert empty["n"] == 0 and empty["report_mean"] is None
 
