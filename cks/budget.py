@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .report import NOT_MEASURED, ROW_PRESETS, table_key
+from .report import NOT_MEASURED, ROW_PRESETS, metrics_from_history, table_key
 from .viz import markdown_table
 
 #: The protocol and step budget of the re-run ablation rows.
@@ -44,12 +44,9 @@ def budget_records(records: list[dict], preset: str, protocol: str = BUDGET_PROT
 
 
 def tuning_ap50_end(rec: dict) -> float | None:
-    """The tuning-split AP50 of the last validation of a run (``validation_curve[-1]["val_ap50"]``), or None."""
-    curve = rec.get("validation_curve") or []
-    for row in reversed(curve):
-        if row.get("val_ap50") is not None:
-            return float(row["val_ap50"])
-    return None
+    """The tuning-split AP50 of the last validation of a run (``validation_curve``), or None."""
+    ap50 = metrics_from_history(rec.get("validation_curve") or []).get("ap50")
+    return float(ap50) if ap50 is not None else None
 
 
 def _mean(vals: list[float]) -> float | None:
