@@ -7,7 +7,10 @@ tuning AP50 0.03 at step 4,000, 0.51 at step 8,000), so the ablation rows are re
 protocol, data, seeds and flags, only with the row's preset:
 
     python benchmarks/protocol.py --protocol usiigaci_points_v2 --model PRESET_8000_seedS --preset PRESET \\
-        --seed S --steps 8000 --cpu-minutes 120 --set train.val_every=2000
+        --seed S --steps 8000 --cpu-minutes 150 --set train.val_every=2000
+
+(``--cpu-minutes`` is only a safety cap: 8,000 steps take 75-150 CPU-minutes depending on the CPU and the row's
+collaborator; a run the cap stops is resumed by running the same command with a larger cap.)
 
 A row's results are the files ``results/<protocol>/<preset>_<steps>_seed<S>.json`` (the base row: ``base_...``).
 :func:`budget_rows` collects, per row of a paper table (:data:`cks.report.ROW_PRESETS`), the tuning-split AP50
