@@ -142,7 +142,8 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
 
     Columns: the run's setting, the step, median signed boundary offset (px, + = outside), median area ratio
     (all cells and the ``small_bin`` size bin), median IoU of matched cells next to the Voronoi disks', and the
-    collaborator's foreground over the true one (range over images; 0 = a collaborator that marks nothing), the
+    collaborator's foreground over the true one and its IoU with the true one (ranges over images; ratio 0 = a
+    collaborator that marks nothing; the IoU is how *correct* M_c is, the paper's Fig. 7 question), the
     size slope (:func:`cks.diagnose.size_slope`; "-" for rows diagnosed before it existed), and the
     run's tuning AP50 at that step where the row has it (``tuning_ap50_by_step``).
     """
@@ -153,6 +154,7 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
         o = r["overall"]
         small = next((b for b in r.get("bins", []) if b["bin"] == small_bin), {})
         fg = (r.get("collaborator_foreground") or {}).get("ratio") or []
+        fg_iou = (r.get("collaborator_foreground") or {}).get("iou") or []
         table[r["run"]] = {
             "setting": r.get("config", ""), "step": r.get("step"),
             "offset px": o.get("offset_median"), "area ratio": o.get("area_ratio_median"),
@@ -160,6 +162,7 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
             "IoU / disk IoU": f"{o.get('iou_median', float('nan')):.3f} / {o.get('disk_iou_median', float('nan')):.3f}",
             "size slope": "-" if o.get("size_slope") is None else o["size_slope"],
             "M_c / true fg": f"{min(fg):.2f}-{max(fg):.2f}" if fg else "-",
+            "M_c IoU": f"{min(fg_iou):.2f}-{max(fg_iou):.2f}" if fg_iou else "-",
             "tuning AP50": (r.get("tuning_ap50_by_step") or {}).get(str(r.get("step")), "-")}
     return markdown_table(table, digits=2)
 

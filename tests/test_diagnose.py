@@ -62,6 +62,12 @@ def test_diagnostics_markdown_reads_summarised_rows():
     assert s["overall"]["size_slope"] is None  # one cell: no slope -> "-"
     sloped = diagnostics_markdown([{"run": "s", "overall": dict(s["overall"], size_slope=0.25)}]).splitlines()[2]
     assert "| 0.25 |" in sloped
+    # M_c's IoU with the true foreground: its range over images in its own column, next to the area ratio's
+    header = [c.strip() for c in lines[0].split("|")]
+    ioued = diagnostics_markdown([dict(row, collaborator_foreground={"ratio": [0.5, 1.25], "iou": [0.61, 0.4]})])
+    cells = [c.strip() for c in ioued.splitlines()[2].split("|")]
+    assert cells[header.index("M_c IoU")] == "0.40-0.61" and cells[header.index("M_c / true fg")] == "0.50-1.25"
+    assert [c.strip() for c in lines[2].split("|")][header.index("M_c IoU")] == "-"  # a row without IoUs
 
 
 def test_size_estimate_markdown_rows_and_values():
