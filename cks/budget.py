@@ -79,6 +79,18 @@ def budget_row(recs: list[dict]) -> dict:
     return out
 
 
+def quoted_numbers(row: dict, steps: tuple[int, ...] = (2000, 4000, 6000), digits: int = 3) -> dict[str, float]:
+    """The numbers a chapter quotes for one :func:`budget_row`: ``tune``, ``report``, ``dice``, ``count`` (means over
+    seeds) and ``at2k``, ``at4k``, ... (the tuning AP50 at those steps, mean over the seeds that validated there),
+    rounded to ``digits``; 0.0 where the row has no such number (glue values must be numbers)."""
+    out = {key: round(row[f"{key}_mean"], digits) if row.get(f"{key}_mean") is not None else 0.0
+           for key in ("tune", "report", "dice", "count")}
+    for step in steps:
+        at = [ap for curve in row["curves"] for s, ap in curve if s == step]
+        out[f"at{step // 1000}k"] = round(sum(at) / len(at), digits) if at else 0.0
+    return out
+
+
 def budget_rows(key: str, records: list[dict], protocol: str = BUDGET_PROTOCOL,
                 steps: int = BUDGET_STEPS) -> dict[str, dict]:
     """Paper row name -> ``{"preset": ..., **budget_row(...)}`` for every row of ablation table ``key``

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from cks.budget import BUDGET_PROTOCOL, budget_markdown, budget_records, budget_row, budget_rows, tuning_ap50_end
+from cks.budget import (BUDGET_PROTOCOL, budget_markdown, budget_records, budget_row, budget_rows, quoted_numbers,
+                        tuning_ap50_end)
 from cks.report import NOT_MEASURED, ROW_PRESETS, load_results, repo_root
 
 
@@ -41,6 +42,10 @@ def test_row_means_and_lists():
     assert row["curves"][0] == [(4000, 0.01), (8000, 0.5)]  # the loss-only row has no AP50
     empty = budget_row([])
     assert empty["n"] == 0 and empty["report_mean"] is None
+    # what the chapters quote: means, and the curve at a step averaged over the seeds validated there (0.0 if none)
+    q = quoted_numbers(row, steps=(4000, 8000, 6000))
+    assert q == {"tune": 0.4, "report": 0.3, "dice": 0.65, "count": 0.9, "at4k": 0.01, "at8k": 0.4, "at6k": 0.0}
+    assert set(quoted_numbers(empty).values()) == {0.0}
 
 
 def test_markdown_shows_difference_from_base_and_unmeasured_rows():
