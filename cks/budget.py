@@ -91,6 +91,16 @@ def quoted_numbers(row: dict, steps: tuple[int, ...] = (2000, 4000, 6000), digit
     return out
 
 
+def row_of_model(key: str, model: str, steps: int = BUDGET_STEPS) -> str | None:
+    """The row of ablation table ``key`` whose preset ran as ``model`` at this budget (``<preset>_<steps>_seed<S>``,
+    the names :func:`budget_records` reads), e.g. ``row_of_model("VII", "base_8000_seed1") == "a1 / b1"``; None
+    for a model of no row (another table's preset, another budget, a name of another form)."""
+    for name, preset in ROW_PRESETS[table_key(key)].items():
+        if re.fullmatch(rf"{re.escape(preset)}_{int(steps)}_seed\d+", str(model)):
+            return name
+    return None
+
+
 def budget_rows(key: str, records: list[dict], protocol: str = BUDGET_PROTOCOL,
                 steps: int = BUDGET_STEPS) -> dict[str, dict]:
     """Paper row name -> ``{"preset": ..., **budget_row(...)}`` for every row of ablation table ``key``

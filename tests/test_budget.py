@@ -4,7 +4,7 @@ import json
 import pytest
 
 from cks.budget import (BUDGET_PROTOCOL, budget_markdown, budget_records, budget_row, budget_rows, quoted_numbers,
-                        tuning_ap50_end)
+                        row_of_model, tuning_ap50_end)
 from cks.report import NOT_MEASURED, ROW_PRESETS, load_results, repo_root
 
 
@@ -72,3 +72,18 @@ def test_committed_base_row_matches_its_files():
     row = budget_rows("VII", load_results())["a1 / b1"]
     assert row["n"] == len(files)
     assert row["report_mean"] == pytest.approx(sum(direct) / len(direct))
+
+
+def test_row_of_model_inverts_the_run_names_of_every_row():
+    """Every row's preset run at the budget maps back to that row; other budgets, tables and forms do not."""
+    for key, rows in ROW_PRESETS.items():
+        for name, preset in rows.items():
+            assert row_of_model(key, f"{preset}_8000_seed0") == name
+            assert row_of_model(key, f"{preset}_8000_seed12") == name
+            assert row_of_model(key, f"{preset}_16000_seed0") is None  # another budget
+            assert row_of_model(key, f"{preset}_8000") is None  # no seed
+            assert row_of_model(key, preset) is None
+    assert row_of_model("Table VII", "base_8000_seed1") == "a1 / b1"
+    assert row_of_model("VII", "table5_entropy_principal_8000_seed0") is None  # a row of another table
+    assert row_of_model("VII", "table7_a3_b1_8000_seed0") == "a3 / b1"
+    assert row_of_model("VII", "xtable7_a3_b1_8000_seed0") is None
