@@ -49,7 +49,8 @@ PER_IMAGE, SIDE, U_RANGE = 24, 384, 1.25
 PREDICT_SIDE = 1024
 
 
-def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, int, int] | None = None,
+                  contrast: float = 1.0, brightness: float = 0.0) -> np.ndarray:
     """The "style vector" of one image at one scale.
 
     Args:
@@ -57,6 +58,8 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
         image: ``[C, H, W]`` raw intensities (normalised here, as :func:`cks.predict.predict` does).
         scale: resize factor applied to the (cropped) image before the model.
         box: optional native-pixel crop ``(y0, x0, h, w)`` taken before resizing.
+        contrast / brightness: the normalised image becomes ``x * contrast + brightness`` (its mean is 0), the
+            intensity jitter of training (:func:`cks.data.augment.jitter_intensity`); 1 / 0 at prediction.
     Returns:
         ``[F]`` float64: per-channel mean and standard deviation of every encoder stage, then of every FPN
         level (F = 2 x (sum of encoder channels + 4 x fpn_channels)).
@@ -68,6 +71,8 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
     from .models.backbone import match_channels, pad_to_multiple
 
     x = torch.from_numpy(normalize_image(np.asarray(image, np.float32)))
+    if contrast != 1.0 or brightness != 0.0:
+        x = x * float(contrast) + float(brightness)
     if box is not None:
         y0, x0, h, w = box
         x = x[:, y0:y0 + h, x0:x0 + w]

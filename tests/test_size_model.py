@@ -79,6 +79,20 @@ def test_features_shape_and_scale_dependence(fitted):
     assert np.isfinite(f1).all() and not np.allclose(f1, f2)
 
 
+def test_contrast_scales_the_standardised_image(fitted, monkeypatch):
+    """contrast c / brightness b give the features of the standardised image times c plus b."""
+    import cks.data.io
+
+    model, _ = fitted
+    img = synthetic_sample((128, 128), n_cells=12, radius=(6, 10), seed=3)["image"]
+    np.testing.assert_array_equal(size_features(model, img, 1.0, contrast=1.0), size_features(model, img, 1.0))
+    got = size_features(model, img, 1.0, contrast=1.5, brightness=0.25)
+    assert not np.allclose(got, size_features(model, img, 1.0))
+    standardise = cks.data.io.normalize_image
+    monkeypatch.setattr(cks.data.io, "normalize_image", lambda x: standardise(x) * 1.5 + 0.25)
+    np.testing.assert_allclose(got, size_features(model, img, 1.0), rtol=1e-5, atol=1e-6)
+
+
 def test_regressor_recovers_the_size_of_unseen_cells(fitted):
     """Held-out field at 1x and 2x (exact sizes by pixel repetition), measured from the training scale."""
     model, sm = fitted

@@ -1,0 +1,128 @@
+"""What moves the learned cell-size estimate? Two probes on a protocol's tuning fields (issue #9).
+
+    python benchmarks/size_probe.py --protocol usiigaci_points_v2 --models table7_a2_b1_8000_seed0
+
+Every Usiigaci run over-estimates the cell size of three of the five report fields by 1.2-1.6x (the ``sizes`` of
+each result JSON in ``results/usiigaci_points_v2``) while it is within 20 % on the four tuning fields. Those report
+fields are sparse (labelled cells cover 6-10 % of the field against 12-26 % on the training fields), and per-image
+standardisation (:func:`cks.data.io.normalize_image`) divides a sparse field by a smaller standard deviation, so
+its cells come out with more contrast. Both can be probed on the tuning split alone, without choosing anything on
+the report split:
+
+1. *Contrast*: each tuning field's estimate (:func:`cks.size_model.pass_scales`, the passes of
+   :data:`cks.predict.REGRESSOR_PASSES`) with the standardised image multiplied by each ``--contrast`` factor
+   (:func:`cks.size_model.size_features`' ``contrast``): does more contrast read as larger cells?
+2. *Density*: the estimate on each quadrant of each tuning field, shown as an image of its own (standardised on
+   its own, as a small image would be), against the quadrant's labelled foreground fraction and its true median
+   diameter; the Spearman rank correlation of the estimate's error with the foreground fraction.
+
+Writes ``results/size_estimate/probe_<protocol>_tune.json`` (``--out`` to change). A probe: it chose nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def estimate(model, image, contrast: float = 1.0) -> float:
+    """The regressor's diameter (px of ``image``) after the passes ``predict`` uses, at a contrast factor."""
+    from cks import size_model as sm
+    from cks.predict import REGRESSOR_PASSES
+
+    feats = sm.size_features
+
+    def scaled(m, im, sc, box=None, **kw):
+        return feats(m, im, sc, box, contrast=contrast)
+
+    sm.size_features = scaled  # pass_scales looks the function up in its module at call time
+    try:
+        scale = sm.pass_scales(model, model.size_model, image, passes=REGRESSOR_PASSES)[-1]
+    finally:
+        sm.size_features = feats
+    return model.size_model.target / scale
+
+
+def probe(run_dir: Path, spec: str, contrasts) -> dict:
+    import numpy as np
+
+    from cks.checkpoint import load_model
+    from cks.data.spec import load_dataset
+    from cks.size import median_diameter
+
+    model = load_model(run_dir)
+    if model.size_model is None:
+        raise SystemExit(f"{run_dir}: no size_model.json; run its `cks train ... --resume` (command.txt) to fit one")
+    fields, quads = [], []
+    for s in load_dataset(spec, scale=1.0, points="none"):
+        lab, img = np.asarray(s["label"]), np.asarray(s["image"])
+        true = median_diameter(lab)
+        ratios = {f"{c:g}": round(estimate(model, img, c) / true, 3) for c in contrasts}
+        fields.append({"field": s["name"], "true": round(true, 2), "ratio_at_contrast": ratios})
+        print(run_dir.name, s["name"], "contrast", " ".join(f"x{c}: {r:.2f}" for c, r in ratios.items()), flush=True)
+        h, w = lab.shape
+        for y, x in ((0, 0), (0, w // 2), (h // 2, 0), (h // 2, w // 2)):
+            q_lab, q_img = lab[y:y + h // 2, x:x + w // 2], img[..., y:y + h // 2, x:x + w // 2]
+            n = len(np.unique(q_lab[q_lab > 0]))
+            if n < 5:  # too few cells for a median size
+                continue
+            q_true = median_diameter(q_lab)
+            quads.append({"field": s["name"], "y": y, "x": x, "cells": n, "foreground": round(float((q_lab > 0).mean()), 3),
+                          "true": round(q_true, 2), "ratio": round(estimate(model, q_img) / q_true, 3)})
+            print(run_dir.name, s["name"], f"quadrant ({y}, {x})", f"fg {quads[-1]['foreground']:.2f}",
+                  f"ratio {quads[-1]['ratio']:.2f}", flush=True)
+    summary = {"median_ratio_at_contrast": {c: round(float(np.median([f["ratio_at_contrast"][c] for f in fields])), 3)
+                                            for c in fields[0]["ratio_at_contrast"]} if fields else {},
+               "quadrants": len(quads),
+               "spearman_foreground_vs_ratio": round(spearman([q["foreground"] for q in quads],
+                                                              [q["ratio"] for q in quads]), 3) if len(quads) > 2 else None}
+    return {"summary": summary, "fields": fields, "quadrants": quads}
+
+
+def main(argv=None):
+    from benchmarks.protocol import PROTOCOLS
+    from benchmarks.record import write_benchmark
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--contrast", nargs="+", type=float, default=[0.7, 1.0, 1.25, 1.5], metavar="C",
+                   help="factors on the standardised image (default 0.7 1 1.25 1.5)")
+    p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
+    p.add_argument("--out", help="default results/size_estimate/probe_<protocol>_tune.json")
+    a = p.parse_args(argv)
+    if any(not c > 0 for c in a.contrast):
+        p.error(f"--contrast factors must be > 0, got {a.contrast}")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    t0 = time.time()
+    spec = PROTOCOLS[a.protocol]["tune"]
+    runs = {m: probe(Path(a.runs_dir) / a.protocol / m, spec, a.contrast) for m in a.models}
+    res = {"what": "learned cell-size estimate / true median diameter on the tuning fields: at contrast factors on "
+                   "the standardised image, and per quadrant against its foreground fraction",
+           "protocol": a.protocol, "split": "tune", "spec": spec, "contrast": a.contrast, "per_run": runs}
+    out = Path(a.out or ROOT / "results" / "size_estimate" / f"probe_{a.protocol}_tune.json")
+    write_benchmark(out, res, "size_probe.py", argv, t0, a.runs_dir)
+    for m, r in runs.items():
+        print(m, r["summary"])
+    return out
+
+
+if __name__ == "__main__":
+    main()
