@@ -51,6 +51,19 @@ def command_line(script: str, argv=None, runs_dir=None) -> str:
     return " ".join(["python", f"benchmarks/{script}"] + [quote(portable(str(x), runs_dir)) for x in args])
 
 
+def one_thread() -> float:
+    """The start of a benchmark's work: torch on ``$OMP_NUM_THREADS`` threads (default 1, so two benchmarks side by
+    side use a 2-core machine best) and the wall-clock time now, the ``t0`` of :func:`write_benchmark`."""
+    import os
+    import time
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    return time.time()
+
+
 def write_benchmark(out, rec: dict, script: str, argv=None, t0: float | None = None, runs_dir=None) -> Path:
     """Write a benchmark's result ``rec`` to ``out`` (JSON, atomically) with its provenance: the command
     (:func:`command_line`), ``wall_s`` since ``t0``, the git commit and the hardware. Prints and returns the path."""

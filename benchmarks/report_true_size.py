@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +63,7 @@ def score_report(run_dir: Path, spec: str, threshold: float) -> dict:
 
 def main(argv=None) -> Path:
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import command_line, git_commit, write_benchmark
+    from benchmarks.record import command_line, git_commit, one_thread, write_benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -73,11 +72,7 @@ def main(argv=None) -> Path:
     p.add_argument("--results", help="the protocol's results folder (default results/<protocol>)")
     p.add_argument("--out", help="default results/<protocol>/report_true_size.json")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     proto = PROTOCOLS[a.protocol]
     results_dir = Path(a.results or ROOT / "results" / a.protocol)
     out = Path(a.out or results_dir / "report_true_size.json")

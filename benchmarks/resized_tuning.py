@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +66,7 @@ def _size_source(text: str) -> str:
 
 
 def main(argv=None):
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
     from benchmarks.protocol import PROTOCOLS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -84,11 +83,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if any(not f > 0 for f in a.rescale):
         p.error(f"--rescale factors must be > 0, got {a.rescale}")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     spec = PROTOCOLS[a.protocol]["tune"]
     runs = {m: score_run(Path(a.runs_dir) / a.protocol / m, spec, a.rescale, a.size, a.score_threshold)
             for m in a.models}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +86,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv=None):
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -98,11 +97,7 @@ def main(argv=None):
                    help="also measure every field resized by these factors (default: 1, as it is)")
     p.add_argument("--out", help="default results/size_estimate/prediction_<protocol>_<split>[_resized].json")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     spec = PROTOCOLS[a.protocol][a.split]
     if any(not f > 0 for f in a.rescale):
         p.error(f"--rescale factors must be > 0, got {a.rescale}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +40,10 @@ def spearman(x, y) -> float:
 
 def estimate(model, image, contrast: float = 1.0) -> float:
     """The regressor's diameter (px of ``image``) after the passes ``predict`` uses, at a contrast factor."""
-    from cks import size_model as sm
     from cks.predict import REGRESSOR_PASSES
+    from cks.size_model import pass_scales
 
-    feats = sm.size_features
-
-    def scaled(m, im, sc, box=None, **kw):
-        return feats(m, im, sc, box, contrast=contrast)
-
-    sm.size_features = scaled  # pass_scales looks the function up in its module at call time
-    try:
-        scale = sm.pass_scales(model, model.size_model, image, passes=REGRESSOR_PASSES)[-1]
-    finally:
-        sm.size_features = feats
+    scale = pass_scales(model, model.size_model, image, passes=REGRESSOR_PASSES, contrast=contrast)[-1]
     return model.size_model.target / scale
 
 
@@ -95,7 +85,7 @@ def probe(run_dir: Path, spec: str, contrasts) -> dict:
 
 def main(argv=None):
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -107,11 +97,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if any(not c > 0 for c in a.contrast):
         p.error(f"--contrast factors must be > 0, got {a.contrast}")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     spec = PROTOCOLS[a.protocol]["tune"]
     runs = {m: probe(Path(a.runs_dir) / a.protocol / m, spec, a.contrast) for m in a.models}
     res = {"what": "learned cell-size estimate / true median diameter on the tuning fields: at contrast factors on "

@@ -102,11 +102,13 @@ def row_of_model(key: str, model: str, steps: int = BUDGET_STEPS) -> str | None:
 
 
 def budget_rows(key: str, records: list[dict], protocol: str = BUDGET_PROTOCOL,
-                steps: int = BUDGET_STEPS) -> dict[str, dict]:
+                steps: int = BUDGET_STEPS, extra: dict[str, str] | None = None) -> dict[str, dict]:
     """Paper row name -> ``{"preset": ..., **budget_row(...)}`` for every row of ablation table ``key``
-    (II, V, VI, VII), in the paper's order; a row without runs has ``n == 0``."""
+    (II, V, VI, VII), in the paper's order, then the ``extra`` rows (name -> preset: e.g. our base next to a table
+    that has no base row, Table VI); a row without runs has ``n == 0``."""
+    rows = {**ROW_PRESETS[table_key(key)], **(extra or {})}
     return {name: {"preset": preset, **budget_row(budget_records(records, preset, protocol, steps))}
-            for name, preset in ROW_PRESETS[table_key(key)].items()}
+            for name, preset in rows.items()}
 
 
 def _fmt(vals: list[float], digits: int = 3) -> str:
@@ -114,16 +116,21 @@ def _fmt(vals: list[float], digits: int = 3) -> str:
 
 
 def budget_markdown(key: str, records: list[dict], protocol: str = BUDGET_PROTOCOL,
-                    steps: int = BUDGET_STEPS) -> str:
+                    steps: int = BUDGET_STEPS, extra: dict[str, str] | None = None,
+                    not_run: dict[str, str] | None = None) -> str:
     """Table ``key``'s rows at ``steps`` steps of ``protocol``: per row its preset, seeds, tuning AP50 at the end
     (per seed, then the mean, the column that chooses), report AP50 per seed with its 95 % interval, report mean,
-    its difference from the base row's mean, Dice, count ratio and score threshold. Unrun rows: "not yet
-    measured"."""
-    rows = budget_rows(key, records, protocol, steps)
+    its difference from the base row's mean, Dice, count ratio and score threshold. ``extra``: rows added after
+    the paper's (see :func:`budget_rows`); ``not_run``: row name -> why that row is not run on this data (shown
+    instead of numbers). Other unrun rows: "not yet measured"."""
+    rows = budget_rows(key, records, protocol, steps, extra)
     base = next((r for r in rows.values() if r["preset"] == "base"), None)
     base_mean = base["report_mean"] if base and base["n"] else None
     table = {}
     for name, r in rows.items():
+        if name in (not_run or {}) and not r["n"]:
+            table[name] = {"preset": r["preset"], "seeds": 0, "tuning AP50 (end)": f"not run: {not_run[name]}"}
+            continue
         if not r["n"]:
             table[name] = {"preset": r["preset"], "seeds": 0, "tuning AP50 (end)": NOT_MEASURED}
             continue

@@ -216,8 +216,11 @@ def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int =
     return size_model.target / scale, scale
 
 
-def pass_scales(model, size_model: SizeModel, image, passes: int = 2) -> list[float]:
-    """The scale after each pass of :func:`estimate_diameter_learned` (``passes`` floats, the last one its answer)."""
+def pass_scales(model, size_model: SizeModel, image, passes: int = 2, contrast: float = 1.0) -> list[float]:
+    """The scale after each pass of :func:`estimate_diameter_learned` (``passes`` floats, the last one its answer).
+
+    ``contrast`` multiplies the standardised image before the features are read (:func:`size_features`; 1 = as
+    ``predict`` sees it): a probe of what the regressor reads as size (``benchmarks/size_probe.py``)."""
     img = np.asarray(image)
     img = img[None] if img.ndim == 2 else img
     if img.ndim != 3 or min(img.shape[-2:]) < 2:
@@ -232,7 +235,7 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2) -> list[fl
     for _ in range(max(1, int(passes))):
         n = int(min(PREDICT_SIDE / scale, h, w))
         box = ((h - min(n, h)) // 2, (w - min(n, w)) // 2, min(n, h), min(n, w))
-        u = size_model.log2_factor(size_features(model, img, scale, box))
+        u = size_model.log2_factor(size_features(model, img, scale, box, contrast=contrast))
         if not math.isfinite(u):
             raise CksDataError("estimate_diameter_learned: the size regressor gave no finite answer (NaN or inf "
                                "pixels in the image?); fix the image or give the cell diameter")

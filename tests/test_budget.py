@@ -87,3 +87,19 @@ def test_row_of_model_inverts_the_run_names_of_every_row():
     assert row_of_model("VII", "table5_entropy_principal_8000_seed0") is None  # a row of another table
     assert row_of_model("VII", "table7_a3_b1_8000_seed0") == "a3 / b1"
     assert row_of_model("VII", "xtable7_a3_b1_8000_seed0") is None
+
+
+def test_extra_rows_and_rows_not_run_on_this_data():
+    """Table VI has no base row: ours is added after the paper's rows and the other rows are compared with it; a
+    row that does not apply to the data says why instead of "not yet measured"."""
+    recs = [_rec("base_8000_seed0", 0.30, 0.5), _rec("table6_constant_d_8000_seed0", 0.20, 0.4, ci=(0.1, 0.3))]
+    rows = budget_rows("VI", recs, extra={"ours (base)": "base"})
+    assert list(rows) == [*ROW_PRESETS["VI"], "ours (base)"]
+    assert rows["ours (base)"]["n"] == 1 and rows["ours (base)"]["report"] == [0.30]
+    md = budget_markdown("VI", recs, extra={"ours (base)": "base"}, not_run={"per-cell-line d": "one cell line"})
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert "-0.100" in lines["constant d (20)"]  # 0.20 - 0.30, against the extra base row
+    assert "not run: one cell line" in lines["per-cell-line d"] and NOT_MEASURED not in lines["per-cell-line d"]
+    assert NOT_MEASURED in lines["not used (pi = 0)"]  # no reason given: still to be measured
+    plain = budget_markdown("VI", recs)  # without the base row nothing is compared
+    assert "ours (base)" not in plain and "-0.100" not in plain

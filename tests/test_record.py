@@ -38,3 +38,20 @@ def test_write_benchmark_adds_provenance(tmp_path, capsys):
     assert rec["wall_s"] >= 2.0 and "git_commit" in rec and "cores" in rec["hardware"]
     assert [p.name for p in out.parent.iterdir()] == ["res.json"]  # nothing half-written left beside it
     assert str(out) in capsys.readouterr().out
+
+
+def test_one_thread_sets_torch_threads_from_the_environment_and_returns_now(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        t = time.time()
+        t0 = record.one_thread()
+        assert t <= t0 <= time.time()  # the start time write_benchmark's wall_s counts from
+        assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == 1  # default: one thread
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        record.one_thread()
+        assert torch.get_num_threads() == 2  # a thread count the caller set is kept
+    finally:
+        torch.set_num_threads(before)

@@ -13,22 +13,28 @@ def test_spearman_equals_scipy_with_ties():
     assert size_probe.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
 
 
-def test_estimate_passes_the_contrast_and_restores_the_features(monkeypatch):
+def test_estimate_passes_the_contrast_to_the_features(monkeypatch):
     import cks.size_model as sm
 
     seen = []
-    recorder = lambda model, image, scale, box=None, contrast=1.0, brightness=0.0: seen.append(contrast)  # noqa: E731
+
+    def recorder(model, image, scale, box=None, contrast=1.0, brightness=0.0):
+        seen.append(contrast)
+        return np.zeros(3)
+
     monkeypatch.setattr(sm, "size_features", recorder)
+    monkeypatch.setattr(sm, "PREDICT_SIDE", 64)
+    # a regressor that always answers "cells are 2x the target": each pass halves the scale
+    size_model = type("S", (), {"target": 32.0, "scale_range": (), "u_range": 3.0,
+                                "log2_factor": lambda self, f: 1.0})()
+    model = type("M", (), {"size_model": size_model, "scale": 1.0})()
+    from cks.predict import REGRESSOR_PASSES
 
-    def fake_passes(model, size_model, image, passes):
-        sm.size_features(model, image, 1.0)  # as pass_scales does, through the module
-        return [4.0, 2.0]
-
-    monkeypatch.setattr(sm, "pass_scales", fake_passes)
-    model = type("M", (), {"size_model": type("S", (), {"target": 32.0})()})()
-    assert size_probe.estimate(model, np.zeros((1, 8, 8)), contrast=1.5) == pytest.approx(16.0)  # target / last scale
-    assert seen == [1.5]
-    assert sm.size_features is recorder
+    got = size_probe.estimate(model, np.zeros((1, 8, 8)), contrast=1.5)
+    assert got == pytest.approx(32.0 * 2.0 ** REGRESSOR_PASSES)  # target / last scale, scale halved each pass
+    assert seen == [1.5] * REGRESSOR_PASSES  # the contrast reaches every pass's features
+    assert sm.pass_scales(model, size_model, np.zeros((8, 8)), passes=2) == [0.5, 0.25]
+    assert seen[-2:] == [1.0, 1.0]  # default: the image as predict sees it
 
 
 def _field():
