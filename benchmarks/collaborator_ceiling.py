@@ -149,17 +149,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--runs", nargs="*", default=[], help="instead: score these run folders (collaborator and principal)")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import numpy as np
-    import torch
 
+    from benchmarks.record import one_thread
     from cks.checkpoint import load_checkpoint
     from cks.config import Config, get_preset
     from cks.data.spec import load_dataset
     from cks.run_maps import _collaborator, collaborator_foreground_fraction, foreground_iou
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     tune = load_dataset(TUNE, scale=1.0, points="none")
 
     def score(col, target):  # mean over the tuning fields of the per-field foreground IoU

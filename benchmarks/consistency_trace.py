@@ -16,9 +16,7 @@ convnext_atto from random init, 800 CPU steps (each run's config); a diagnostic,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,18 +29,14 @@ def main(argv=None):
     p.add_argument("--runs", nargs="+", required=True, help="run folders with snapshots")
     p.add_argument("--protocol", default="usiigaci_ablation_v2", help="whose tuning split (benchmarks/protocol.py)")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
     from cks.config import Config
     from cks.checkpoint import load_checkpoint
     from cks.data.spec import load_dataset
     from cks.trace import consistency_trace
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     spec = PROTOCOLS[a.protocol]["tune"]
     tune = load_dataset(spec, scale=1.0, points="none")
     runs = {}

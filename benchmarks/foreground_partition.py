@@ -26,9 +26,7 @@ random init, a few thousand CPU steps (see each run's config); a diagnostic, not
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,15 +122,11 @@ def main(argv=None):
     p.add_argument("--runs", nargs="+", required=True, help="run folders (CKS runs; supervised ones have no M_c)")
     p.add_argument("--protocol", default="usiigaci_points_v2", help="whose tuning split and points (benchmarks/protocol.py)")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
     from benchmarks.protocol import PROTOCOLS
     from cks.data.spec import load_dataset
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    t0 = time.time()
+    t0 = one_thread()
     proto = PROTOCOLS[a.protocol]
     spec = proto["tune"]
     points = "nuclei" if proto["labels"] == "nuclei" else "centroids"

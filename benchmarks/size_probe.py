@@ -2,7 +2,7 @@
 
     python benchmarks/size_probe.py --protocol usiigaci_points_v2 --models table7_a2_b1_8000_seed0
 
-Every Usiigaci run over-estimates the cell size of three of the five report fields by 1.2-1.6x (the ``sizes`` of
+Most Usiigaci runs over-estimate the cell size of at least three of the five report fields by 1.2-1.6x (the ``sizes`` of
 each result JSON in ``results/usiigaci_points_v2``) while it is within 20 % on the four tuning fields. Those report
 fields are sparse (labelled cells cover 6-10 % of the field against 12-26 % on the training fields), and per-image
 standardisation (:func:`cks.data.io.normalize_image`) divides a sparse field by a smaller standard deviation, so

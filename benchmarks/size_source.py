@@ -60,15 +60,12 @@ def main(argv=None) -> Path:
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
     p.add_argument("--out", help="output JSON (default results/size_estimate/size_source_<protocol>_tune.json)")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
     from benchmarks.protocol import PROTOCOLS
-    from benchmarks.record import write_benchmark
+    from benchmarks.record import one_thread, write_benchmark
     from cks.checkpoint import load_model
     from cks.data.spec import load_dataset
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    one_thread()
     proto = PROTOCOLS[a.protocol]
     points = "nuclei" if proto["labels"] == "nuclei" else "auto"
     samples = load_dataset(proto["tune"], scale=1.0, points=points)

@@ -30,11 +30,16 @@ BUDGET_PROTOCOL = "usiigaci_points_v2"
 BUDGET_STEPS = 8000
 
 
+def _run_name(preset: str, steps: int) -> re.Pattern:
+    """The name of a budget run of ``preset``: ``<preset>_<steps>_seed<S>`` (the seed is group 1)."""
+    return re.compile(rf"{re.escape(preset)}_{int(steps)}_seed(\d+)")
+
+
 def budget_records(records: list[dict], preset: str, protocol: str = BUDGET_PROTOCOL,
                    steps: int = BUDGET_STEPS) -> list[dict]:
     """The results of ``preset`` run for ``steps`` steps in ``protocol`` (models ``<preset>_<steps>_seed<S>``),
     sorted by seed; a run that stopped before its budget (``steps`` recorded below ``steps``) is left out."""
-    pattern = re.compile(rf"{re.escape(preset)}_{int(steps)}_seed(\d+)")
+    pattern = _run_name(preset, steps)
     hits = []
     for rec in records:
         m = pattern.fullmatch(str(rec.get("model", "")))
@@ -96,7 +101,7 @@ def row_of_model(key: str, model: str, steps: int = BUDGET_STEPS) -> str | None:
     the names :func:`budget_records` reads), e.g. ``row_of_model("VII", "base_8000_seed1") == "a1 / b1"``; None
     for a model of no row (another table's preset, another budget, a name of another form)."""
     for name, preset in ROW_PRESETS[table_key(key)].items():
-        if re.fullmatch(rf"{re.escape(preset)}_{int(steps)}_seed\d+", str(model)):
+        if _run_name(preset, steps).fullmatch(str(model)):
             return name
     return None
 
