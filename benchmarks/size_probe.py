@@ -16,7 +16,14 @@ the report split:
    its own, as a small image would be), against the quadrant's labelled foreground fraction and its true median
    diameter; the Spearman rank correlation of the estimate's error with the foreground fraction.
 
-Writes ``results/size_estimate/probe_<protocol>_tune.json`` (``--out`` to change). A probe: it chose nothing.
+``--pooling image|detections`` probes a regressor re-fitted in memory as training fits it (same images, sizes,
+crops and seed; :func:`cks.size_model.refit`) with that pooling of the features, instead of the run's saved one
+(``saved``, the default); ``detections`` weights the style vector by where the detector sees cells, so a sparse
+field's background does not dominate it. The quadrants' spread (median ``|log2 ratio|``) and their correlation with
+the foreground fraction are what may choose a pooling: tuning fields only.
+
+Writes ``results/size_estimate/probe_<protocol>_tune[_<pooling>].json`` (``--out`` to change). A probe: it chose
+nothing by itself.
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ def estimate(model, image, contrast: float = 1.0) -> float:
     return model.size_model.target / scale
 
 
-def probe(run_dir: Path, spec: str, contrasts) -> dict:
+def probe(run_dir: Path, spec: str, contrasts, size_model=None) -> dict:
+    """The two probes on the fields of ``spec`` with the run's saved regressor, or with ``size_model``."""
     import numpy as np
 
     from cks.checkpoint import load_model
@@ -55,6 +63,7 @@ def probe(run_dir: Path, spec: str, contrasts) -> dict:
     from cks.size import median_diameter
 
     model = load_model(run_dir)
+    model.size_model = size_model or model.size_model
     if model.size_model is None:
         raise SystemExit(f"{run_dir}: no size_model.json; run its `cks train ... --resume` (command.txt) to fit one")
     fields, quads = [], []
@@ -78,9 +87,29 @@ def probe(run_dir: Path, spec: str, contrasts) -> dict:
     summary = {"median_ratio_at_contrast": {c: round(float(np.median([f["ratio_at_contrast"][c] for f in fields])), 3)
                                             for c in fields[0]["ratio_at_contrast"]} if fields else {},
                "quadrants": len(quads),
+               "fields_within_20pct": sum(abs(f["ratio_at_contrast"].get("1", 1.0) - 1) <= 0.2 for f in fields),
+               "quadrant_median_abs_log2": round(float(np.median([abs(np.log2(q["ratio"])) for q in quads])), 3)
+               if quads else None,
                "spearman_foreground_vs_ratio": round(spearman([q["foreground"] for q in quads],
                                                               [q["ratio"] for q in quads]), 3) if len(quads) > 2 else None}
     return {"summary": summary, "fields": fields, "quadrants": quads}
+
+
+def fitted(runs_dir, protocol: str, model: str, pooling: str):
+    """None for ``pooling="saved"``; else the run's regressor re-fitted with ``pooling`` as training fits it."""
+    if pooling == "saved":
+        return None
+    import json
+
+    from benchmarks.protocol import PROTOCOLS
+    from cks.size_model import refit
+
+    run = Path(runs_dir) / protocol / model
+    supervised = json.loads((run / "config.json").read_text()).get("loss", {}).get("mode") == "supervised"
+    sm = refit(run, PROTOCOLS[protocol]["train"], "masks" if supervised else PROTOCOLS[protocol]["labels"],
+               pooling=pooling)
+    print(model, f"{pooling} pooling: leave-one-image-out error x{2 ** sm.cv_log2_error:.3f} per crop", flush=True)
+    return sm
 
 
 def main(argv=None):
@@ -93,17 +122,22 @@ def main(argv=None):
     p.add_argument("--contrast", nargs="+", type=float, default=[0.7, 1.0, 1.25, 1.5], metavar="C",
                    help="factors on the standardised image (default 0.7 1 1.25 1.5)")
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
-    p.add_argument("--out", help="default results/size_estimate/probe_<protocol>_tune.json")
+    p.add_argument("--pooling", choices=["saved", "image", "detections"], default="saved",
+                   help="the run's saved regressor (default), or one re-fitted in memory with this pooling")
+    p.add_argument("--out", help="default results/size_estimate/probe_<protocol>_tune[_<pooling>].json")
     a = p.parse_args(argv)
     if any(not c > 0 for c in a.contrast):
         p.error(f"--contrast factors must be > 0, got {a.contrast}")
     t0 = one_thread()
     spec = PROTOCOLS[a.protocol]["tune"]
-    runs = {m: probe(Path(a.runs_dir) / a.protocol / m, spec, a.contrast) for m in a.models}
+    runs = {m: probe(Path(a.runs_dir) / a.protocol / m, spec, a.contrast, fitted(a.runs_dir, a.protocol, m, a.pooling))
+            for m in a.models}
     res = {"what": "learned cell-size estimate / true median diameter on the tuning fields: at contrast factors on "
                    "the standardised image, and per quadrant against its foreground fraction",
-           "protocol": a.protocol, "split": "tune", "spec": spec, "contrast": a.contrast, "per_run": runs}
-    out = Path(a.out or ROOT / "results" / "size_estimate" / f"probe_{a.protocol}_tune.json")
+           "protocol": a.protocol, "split": "tune", "spec": spec, "contrast": a.contrast, "pooling": a.pooling,
+           "per_run": runs}
+    tail = "" if a.pooling == "saved" else f"_{a.pooling}"
+    out = Path(a.out or ROOT / "results" / "size_estimate" / f"probe_{a.protocol}_tune{tail}.json")
     write_benchmark(out, res, "size_probe.py", argv, t0, a.runs_dir)
     for m, r in runs.items():
         print(m, r["summary"])

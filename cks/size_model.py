@@ -13,7 +13,9 @@ tuning fields, worse on the Usiigaci report fields, whose smaller cells it over-
    ``size.diameter / D_i * 2^u``, ``u ~ U(-u_range, u_range)``, as a random crop of ``side`` px; its
    cells then look ``2^u`` times the size the model was trained on.
 2. *Features.* :func:`size_features`: the per-channel mean and standard deviation of every encoder stage
-   and every FPN level of the principal model (a "style vector", as in Cellpose) -> ``[F]``.
+   and every FPN level of the principal model (a "style vector", as in Cellpose) -> ``[F]``. Pooled over the
+   whole image (``pooling="image"``, the default), or weighted by where the model's detector sees cells
+   (``"detections"``), so that the empty background of a sparse field does not dominate the vector.
 3. *Regression.* Ridge regression of ``u`` on the standardised features (solved in its dual form, the
    samples being fewer than the features), the penalty ``lambda`` chosen by leave-one-image-out
    cross-validation among ``LAMBDAS``.
@@ -36,8 +38,8 @@ import numpy as np
 
 from .errors import CksDataError
 
-__all__ = ["SizeModel", "size_features", "fit_size_model", "estimate_diameter_learned", "pass_scales",
-           "find_size_model", "FILE_NAME"]
+__all__ = ["SizeModel", "size_features", "detection_weights", "fit_size_model", "estimate_diameter_learned",
+           "pass_scales", "find_size_model", "refit", "FILE_NAME", "POOLINGS"]
 
 #: file name of a fitted regressor inside a run folder
 FILE_NAME = "size_model.json"
@@ -47,10 +49,12 @@ LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 PER_IMAGE, SIDE, U_RANGE = 24, 384, 1.25
 #: at prediction the image is measured on a central crop of at most this many px (model resolution)
 PREDICT_SIDE = 1024
+#: how :func:`size_features` pools each feature map
+POOLINGS = ("image", "detections")
 
 
 def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, int, int] | None = None,
-                  contrast: float = 1.0, brightness: float = 0.0) -> np.ndarray:
+                  contrast: float = 1.0, brightness: float = 0.0, pooling: str = "image") -> np.ndarray:
     """The "style vector" of one image at one scale.
 
     Args:
@@ -60,10 +64,15 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
         box: optional native-pixel crop ``(y0, x0, h, w)`` taken before resizing.
         contrast / brightness: the normalised image becomes ``x * contrast + brightness`` (its mean is 0), the
             intensity jitter of training (:func:`cks.data.augment.jitter_intensity`); 1 / 0 at prediction.
+        pooling: ``"image"``: every pixel of a map counts alike. ``"detections"``: pixel weights
+            :func:`detection_weights` (the detector's cell probability, spread over a cell's width), resized to
+            each map; a map with no detection at all is pooled as ``"image"``.
     Returns:
-        ``[F]`` float64: per-channel mean and standard deviation of every encoder stage, then of every FPN
-        level (F = 2 x (sum of encoder channels + 4 x fpn_channels)).
+        ``[F]`` float64: per-channel (weighted) mean and standard deviation of every encoder stage, then of every
+        FPN level (F = 2 x (sum of encoder channels + 4 x fpn_channels)).
     """
+    if pooling not in POOLINGS:
+        raise CksDataError(f"size_features: pooling must be one of {POOLINGS}, got {pooling!r}")
     import torch
     import torch.nn.functional as F
 
@@ -82,12 +91,55 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
     with torch.no_grad():
         x = pad_to_multiple(match_channels(x.to(device), model.cfg.backbone.in_channels), 32)
         enc = model.backbone.forward_encoder(x)
-        maps = list(enc) + list(model.backbone.fpn(enc))
+        fpn = list(model.backbone.fpn(enc))
+        weight = detection_weights(model, fpn) if pooling == "detections" else None
     parts = []
-    for m in maps:
-        m = m[0].flatten(1).double()
-        parts += [m.mean(1), m.std(1)]
+    for m in list(enc) + fpn:
+        m = m[0].double()  # [C, h, w]
+        if weight is None:
+            parts += [m.flatten(1).mean(1), m.flatten(1).std(1)]
+        else:
+            parts += _weighted_moments(m, weight)
     return torch.cat(parts).cpu().numpy()
+
+
+def detection_weights(model, fpn: list):
+    """Pixel weights for ``pooling="detections"``: where the model's detector sees cells.
+
+    Args:
+        model: a :class:`cks.models.Principal`.
+        fpn: its FPN maps, one ``[1, C, H/s, W/s]`` per backbone stride ``s`` (finest first).
+    Returns:
+        ``[h, w]`` float tensor at the finest detector level: the highest detection probability over the levels
+        (each upsampled to the finest), spread by a max filter one trained cell diameter wide
+        (``model.cfg.size.diameter`` px) so that a cell's whole body, not only its centre, is weighted; plus
+        1e-6, so an image with no detection is pooled almost uniformly.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        logits, _ = model.detector(dict(zip(model.backbone.strides, fpn)))
+        finest = min(logits)
+        size = tuple(logits[finest].shape[-2:])
+        prob = torch.stack([F.interpolate(torch.sigmoid(v.float()), size=size, mode="bilinear", align_corners=False)
+                            for v in logits.values()]).amax(0)  # [1, 1, h, w]
+        k = max(1, int(round(float(model.cfg.size.diameter) / finest))) // 2 * 2 + 1  # odd, one diameter
+        prob = F.max_pool2d(prob, k, stride=1, padding=k // 2)
+    return prob[0, 0] + 1e-6
+
+
+def _weighted_moments(m, weight) -> list:
+    """Per-channel mean and standard deviation of ``m`` ``[C, h, w]`` under ``weight`` ``[H, W]`` (area-resized
+    to ``h x w``, normalised to sum 1): ``[mean [C], std [C]]``."""
+    import torch.nn.functional as F
+
+    w = F.interpolate(weight[None, None].double(), size=tuple(m.shape[-2:]), mode="area")[0, 0].flatten()
+    w = w / w.sum()
+    flat = m.flatten(1)
+    mean = flat @ w
+    var = ((flat - mean[:, None]) ** 2) @ w
+    return [mean, var.clamp_min(0).sqrt()]
 
 
 @dataclass
@@ -108,6 +160,8 @@ class SizeModel:
     #: scales (model px per native px) the fitting crops were shown at, ``[lowest, highest]``; None in files
     #: written before it was recorded (then the clip is ``2^(2 u_range)`` around the training scale)
     scale_range: list | None = None
+    #: how the features were pooled (:func:`size_features`); files written before it was recorded: "image"
+    pooling: str = "image"
 
     def log2_factor(self, features: np.ndarray) -> float:
         """Predicted ``u``: the image's cells look ``2^u`` x ``target`` px at the scale the features were taken."""
@@ -142,7 +196,8 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: int = SIDE,
-                   u_range: float = U_RANGE, seed: int = 0, progress: bool = False) -> SizeModel:
+                   u_range: float = U_RANGE, seed: int = 0, progress: bool = False,
+                   pooling: str = "image") -> SizeModel:
     """Fit the size regressor (module docstring, steps 1-3).
 
     Args:
@@ -150,6 +205,7 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
         images: ``N >= 2`` arrays ``[C, H, W]`` or ``[H, W]`` at native resolution.
         diameters: ``N`` cell sizes (median equivalent diameter, px of each image).
         per_image / side / u_range / seed: sampling (module docstring, step 1).
+        pooling: of the features (:func:`size_features`), recorded in the model and used at prediction.
     Returns:
         a :class:`SizeModel` (not saved; see :meth:`SizeModel.save`).
     Raises:
@@ -177,7 +233,7 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
             sc = target / di * 2.0 ** ui
             n = int(max(8, min(side / sc, h, w)))
             y0, x0 = int(rng.integers(0, h - min(n, h) + 1)), int(rng.integers(0, w - min(n, w) + 1))
-            feats.append(size_features(model, im, sc, (y0, x0, n, n)))
+            feats.append(size_features(model, im, sc, (y0, x0, n, n), pooling=pooling))
             u.append(ui)
             group.append(g)
             if bar is not None:
@@ -199,7 +255,7 @@ def fit_size_model(model, images, diameters, per_image: int = PER_IMAGE, side: i
     scale_range = [target / float(d.max()) * 2.0 ** -u_range, target / float(d.min()) * 2.0 ** u_range]
     return SizeModel(mean=mu.tolist(), std=sd.tolist(), weights=w.tolist(), bias=float(y.mean()), lam=best[1],
                      target=target, cv_log2_error=best[0], n_images=len(images), n_samples=len(y), u_range=u_range,
-                     scale_range=scale_range)
+                     scale_range=scale_range, pooling=pooling)
 
 
 def estimate_diameter_learned(model, size_model: SizeModel, image, passes: int = 2) -> tuple[float, float]:
@@ -235,7 +291,9 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2, contrast: 
     for _ in range(max(1, int(passes))):
         n = int(min(PREDICT_SIDE / scale, h, w))
         box = ((h - min(n, h)) // 2, (w - min(n, w)) // 2, min(n, h), min(n, w))
-        u = size_model.log2_factor(size_features(model, img, scale, box, contrast=contrast))
+        feats = size_features(model, img, scale, box, contrast=contrast,
+                              pooling=getattr(size_model, "pooling", "image"))
+        u = size_model.log2_factor(feats)
         if not math.isfinite(u):
             raise CksDataError("estimate_diameter_learned: the size regressor gave no finite answer (NaN or inf "
                                "pixels in the image?); fix the image or give the cell diameter")
@@ -270,31 +328,41 @@ def add_parser(subparsers):
                         "points (mask centroids or the spec's point files) or from nuclei (default points)")
     p.add_argument("--diameter", type=float, help="the training images' cell size in px (instead of measuring it)")
     p.add_argument("--crops", type=int, help=f"crops per image (default: the run's size.regressor_crops, else {PER_IMAGE})")
+    p.add_argument("--pooling", choices=POOLINGS, default="image",
+                   help="pool the features over the whole image (default) or where the detector sees cells")
     return p
 
 
-def run_cli(args) -> dict:
+def refit(run, data: str, labels: str = "points", diameter: float | None = None, crops: int | None = None,
+          pooling: str = "image", progress: bool = False) -> SizeModel:
+    """Fit a run's size regressor as ``cks train`` does at its end (same images, cell sizes, crops and seed), with
+    ``pooling``; not saved. ``data``: the run's training spec; ``labels``: where its cell sizes come from."""
     from .checkpoint import load_checkpoint, load_model
     from .data.normalize import normalize_cell_size
     from .data.spec import load_dataset
     from .errors import CksError
 
-    run = Path(args.run)
+    run = Path(run)
     if not run.is_dir():
         raise CksError(f"{run}: not a run folder; pass the folder `cks train --out` wrote")
     model = load_model(run)
     if not model.cfg.size.normalize:
         raise CksError(f"{run}: a fixed-scale model (size.normalize = false) predicts at its training scale; "
                        "it has no use for a size regressor")
-    samples = load_dataset(args.data, scale=1.0, points="nuclei" if args.labels == "nuclei" else "auto")
-    source = "given" if args.diameter is not None else "masks" if args.labels == "masks" else "points"
-    samples = normalize_cell_size(samples, model.cfg.size.diameter, source, args.diameter,
-                                  use_masks=args.labels == "masks")
-    crops = args.crops or model.cfg.size.regressor_crops or PER_IMAGE
+    samples = load_dataset(data, scale=1.0, points="nuclei" if labels == "nuclei" else "auto")
+    source = "given" if diameter is not None else "masks" if labels == "masks" else "points"
+    samples = normalize_cell_size(samples, model.cfg.size.diameter, source, diameter, use_masks=labels == "masks")
     sm = fit_size_model(model, [s["native_image"] for s in samples], [s["cell_diameter"] for s in samples],
-                        per_image=crops, seed=model.cfg.train.seed, progress=True)
+                        per_image=crops or model.cfg.size.regressor_crops or PER_IMAGE, seed=model.cfg.train.seed,
+                        progress=progress, pooling=pooling)
     sm.step = int(load_checkpoint(run).get("step", -1))
+    return sm
+
+
+def run_cli(args) -> dict:
+    run = Path(args.run)
+    sm = refit(run, args.data, args.labels, args.diameter, args.crops, args.pooling, progress=True)
     sm.save(run / FILE_NAME)
     print(f"size model: {sm.n_samples} crops of {sm.n_images} images, lambda {sm.lam:g}, leave-one-image-out error "
-          f"x{2 ** sm.cv_log2_error:.2f} per crop -> {run / FILE_NAME}")
+          f"x{2 ** sm.cv_log2_error:.2f} per crop, {sm.pooling} pooling -> {run / FILE_NAME}")
     return {"lam": sm.lam, "cv_log2_error": sm.cv_log2_error}

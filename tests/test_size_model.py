@@ -93,6 +93,101 @@ def test_contrast_scales_the_standardised_image(fitted, monkeypatch):
     np.testing.assert_allclose(got, size_features(model, img, 1.0), rtol=1e-5, atol=1e-6)
 
 
+def test_weighted_moments_closed_forms():
+    """Uniform weights give the population mean / std; an indicator weight gives the moments of its region."""
+    from cks.size_model import _weighted_moments
+
+    rng = np.random.default_rng(0)
+    m = torch.from_numpy(rng.normal(size=(3, 8, 8)))
+    mean, std = _weighted_moments(m, torch.ones(8, 8))
+    np.testing.assert_allclose(mean.numpy(), m.numpy().reshape(3, -1).mean(1))
+    np.testing.assert_allclose(std.numpy(), m.numpy().reshape(3, -1).std(1))  # ddof 0
+    w = torch.zeros(16, 16)
+    w[:8, 8:] = 1.0  # the top-right quarter; area-resized to the 8 x 8 map: its top-right 4 x 4
+    mean, std = _weighted_moments(m, w)
+    region = m.numpy()[:, :4, 4:].reshape(3, -1)
+    np.testing.assert_allclose(mean.numpy(), region.mean(1))
+    np.testing.assert_allclose(std.numpy(), region.std(1))
+
+
+def test_detection_weights_spread_one_diameter_around_a_detection(fitted):
+    """A detector sure of one cell at the finest level: weight ~1 within half a diameter of it, ~0 beyond."""
+    from cks.size_model import detection_weights
+
+    model, _ = fitted
+    fpn = [torch.zeros(1, model.cfg.backbone.fpn_channels, 64 // s, 64 // s) for s in model.backbone.strides]
+    finest = min(model.cfg.detector.strides)
+
+    def detector(levels):
+        out = {}
+        for s in model.cfg.detector.strides:
+            z = torch.full((1, 1, 64 // s, 64 // s), -30.0)
+            if s == finest:
+                z[0, 0, 5, 7] = 30.0
+            out[s] = z
+        return out, {}
+
+    fake = type("M", (), {"detector": staticmethod(detector), "backbone": model.backbone, "cfg": model.cfg})()
+    w = detection_weights(fake, fpn)
+    assert tuple(w.shape) == (64 // finest, 64 // finest)
+    k = max(1, round(TARGET / finest)) // 2 * 2 + 1  # the max filter's width, one diameter at that level
+    inside = np.zeros(tuple(w.shape), bool)
+    inside[max(0, 5 - k // 2):5 + k // 2 + 1, max(0, 7 - k // 2):7 + k // 2 + 1] = True
+    assert (w.numpy()[inside] > 0.99).all() and (w.numpy()[~inside] < 1e-3).all()
+
+
+def test_detection_pooling_reads_the_detected_region(fitted, monkeypatch):
+    """size_features(pooling="detections") = the moments of every map over the detector's region; it is recorded
+    by the fit, survives save / load, and reaches the features at prediction."""
+    import cks.size_model as sm_mod
+
+    model, _ = fitted
+    img = synthetic_sample((128, 128), n_cells=12, radius=(6, 10), seed=3)["image"]
+    region = torch.zeros(32, 32)
+    region[8:24, 0:16] = 1.0  # stride-4 px; multiples of 8, so every map down to stride 32 holds it exactly
+    monkeypatch.setattr(sm_mod, "detection_weights", lambda m, fpn: region)
+    got = size_features(model, img, 1.0, pooling="detections")
+    assert not np.allclose(got, size_features(model, img, 1.0))
+    # independently: the maps of the 128-px image, each cropped to the region
+    from cks.data.io import normalize_image
+    from cks.models.backbone import match_channels
+
+    x = match_channels(torch.from_numpy(normalize_image(np.asarray(img, np.float32)))[None],
+                       model.cfg.backbone.in_channels)  # 128 px: no padding to a multiple of 32
+    with torch.no_grad():
+        enc = model.backbone.forward_encoder(x)
+        maps = list(enc) + list(model.backbone.fpn(enc))
+    want = []
+    for m in maps:
+        f = 128 // m.shape[-1]  # stride of this map; the region is in stride-4 px
+        sub = m[0, :, 8 * 4 // f:24 * 4 // f, 0:16 * 4 // f].double().flatten(1)
+        want += [sub.mean(1), sub.std(1, unbiased=False)]
+    np.testing.assert_allclose(got, torch.cat(want).numpy(), rtol=1e-6, atol=1e-8)
+    with pytest.raises(CksDataError, match="pooling"):
+        size_features(model, img, 1.0, pooling="cells")
+
+
+def test_pooling_is_recorded_and_used_at_prediction(fitted, tmp_path, monkeypatch):
+    import cks.size_model as sm_mod
+
+    model, sm = fitted
+    assert sm.pooling == "image"
+    d = json.loads(sm.save(tmp_path / FILE_NAME).read_text())
+    d.pop("pooling")  # a file written before pooling was recorded
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert SizeModel.load(tmp_path / "old.json").pooling == "image"
+    train_set = [synthetic_sample((96, 96), n_cells=8, radius=(6, 10), seed=i) for i in range(2)]
+    det = fit_size_model(model, [s["image"] for s in train_set], [median_diameter(s["label"]) for s in train_set],
+                         per_image=2, side=64, pooling="detections")
+    assert det.pooling == "detections" and SizeModel.load(det.save(tmp_path / "det.json")).pooling == "detections"
+    seen = []
+    features = sm_mod.size_features
+    monkeypatch.setattr(sm_mod, "size_features", lambda *a, **k: seen.append(k["pooling"]) or features(*a, **k))
+    model.scale = 1.0
+    estimate_diameter_learned(model, det, train_set[0]["image"], passes=2)
+    assert seen == ["detections", "detections"]
+
+
 def test_regressor_recovers_the_size_of_unseen_cells(fitted):
     """Held-out field at 1x and 2x (exact sizes by pixel repetition), measured from the training scale."""
     model, sm = fitted

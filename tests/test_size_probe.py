@@ -18,7 +18,7 @@ def test_estimate_passes_the_contrast_to_the_features(monkeypatch):
 
     seen = []
 
-    def recorder(model, image, scale, box=None, contrast=1.0, brightness=0.0):
+    def recorder(model, image, scale, box=None, contrast=1.0, brightness=0.0, pooling="image"):
         seen.append(contrast)
         return np.zeros(3)
 
@@ -72,3 +72,31 @@ def test_probe_rows_and_summary(monkeypatch, tmp_path):
     assert out["quadrants"][0]["foreground"] == pytest.approx(6 * 16 / 400, abs=1e-3)
     assert out["quadrants"][1]["true"] == pytest.approx(median_diameter(f["label"][:20, 20:]), abs=0.01)
     assert out["summary"]["quadrants"] == 2 and out["summary"]["spearman_foreground_vs_ratio"] is None
+    ratios = [q["ratio"] for q in out["quadrants"]]
+    assert out["summary"]["quadrant_median_abs_log2"] == pytest.approx(np.median(np.abs(np.log2(ratios))), abs=1e-3)
+    assert out["summary"]["fields_within_20pct"] == int(abs(row["ratio_at_contrast"]["1"] - 1) <= 0.2)
+    # a regressor given to the probe replaces the run's saved one
+    mine = object()
+    monkeypatch.setattr(size_probe, "estimate", lambda m, img, contrast=1.0: 1.0 if m.size_model is mine else 9.0)
+    assert size_probe.probe(tmp_path, "spec", [1.0], size_model=mine)["fields"][0]["ratio_at_contrast"]["1"] == \
+        pytest.approx(1.0 / true, abs=1e-3)
+
+
+def test_fitted_refits_as_training_did(monkeypatch, tmp_path):
+    """--pooling re-fits with the protocol's training data and the run's labels (masks for a supervised run)."""
+    import json
+
+    import cks.size_model
+    from benchmarks.protocol import PROTOCOLS
+
+    calls = []
+    monkeypatch.setattr(cks.size_model, "refit", lambda run, data, labels, pooling: calls.append(
+        (run.name, data, labels, pooling)) or type("S", (), {"cv_log2_error": 0.1})())
+    for name, mode in (("cks", "cks"), ("sup", "supervised")):
+        (tmp_path / "usiigaci_points_v2" / name).mkdir(parents=True)
+        (tmp_path / "usiigaci_points_v2" / name / "config.json").write_text(json.dumps({"loss": {"mode": mode}}))
+    assert size_probe.fitted(tmp_path, "usiigaci_points_v2", "cks", "saved") is None and calls == []
+    size_probe.fitted(tmp_path, "usiigaci_points_v2", "cks", "detections")
+    size_probe.fitted(tmp_path, "usiigaci_points_v2", "sup", "image")
+    train = PROTOCOLS["usiigaci_points_v2"]["train"]
+    assert calls == [("cks", train, "points", "detections"), ("sup", train, "masks", "image")]
