@@ -22,8 +22,10 @@ crops and seed; :func:`cks.size_model.refit`) with that pooling of the features,
 field's background does not dominate it. The quadrants' spread (median ``|log2 ratio|``) and their correlation with
 the foreground fraction are what may choose a pooling: tuning fields only.
 
-Writes ``results/size_estimate/probe_<protocol>_tune[_<pooling>].json`` (``--out`` to change). A probe: it chose
-nothing by itself.
+``--split report`` measures the same on the report fields, once, after a choice made on the tuning fields.
+
+Writes ``results/size_estimate/probe_<protocol>_<split>[_<pooling>].json`` (``--out`` to change). A probe: it
+chose nothing by itself.
 """
 from __future__ import annotations
 
@@ -124,20 +126,22 @@ def main(argv=None):
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
     p.add_argument("--pooling", choices=["saved", "image", "detections"], default="saved",
                    help="the run's saved regressor (default), or one re-fitted in memory with this pooling")
-    p.add_argument("--out", help="default results/size_estimate/probe_<protocol>_tune[_<pooling>].json")
+    p.add_argument("--split", choices=["tune", "report"], default="tune",
+                   help="the protocol's tuning fields (default) or, once a choice is made, its report fields")
+    p.add_argument("--out", help="default results/size_estimate/probe_<protocol>_<split>[_<pooling>].json")
     a = p.parse_args(argv)
     if any(not c > 0 for c in a.contrast):
         p.error(f"--contrast factors must be > 0, got {a.contrast}")
     t0 = one_thread()
-    spec = PROTOCOLS[a.protocol]["tune"]
+    spec = PROTOCOLS[a.protocol][a.split]
     runs = {m: probe(Path(a.runs_dir) / a.protocol / m, spec, a.contrast, fitted(a.runs_dir, a.protocol, m, a.pooling))
             for m in a.models}
-    res = {"what": "learned cell-size estimate / true median diameter on the tuning fields: at contrast factors on "
+    res = {"what": f"learned cell-size estimate / true median diameter on the {a.split} fields: at contrast factors on "
                    "the standardised image, and per quadrant against its foreground fraction",
-           "protocol": a.protocol, "split": "tune", "spec": spec, "contrast": a.contrast, "pooling": a.pooling,
+           "protocol": a.protocol, "split": a.split, "spec": spec, "contrast": a.contrast, "pooling": a.pooling,
            "per_run": runs}
     tail = "" if a.pooling == "saved" else f"_{a.pooling}"
-    out = Path(a.out or ROOT / "results" / "size_estimate" / f"probe_{a.protocol}_tune{tail}.json")
+    out = Path(a.out or ROOT / "results" / "size_estimate" / f"probe_{a.protocol}_{a.split}{tail}.json")
     write_benchmark(out, res, "size_probe.py", argv, t0, a.runs_dir)
     for m, r in runs.items():
         print(m, r["summary"])

@@ -131,11 +131,11 @@ def test_size_model_refits_a_run(data, run, tmp_path, capsys):
     assert rc == 0, err
     saved = json.loads((copy / "size_model.json").read_text())
     assert saved["n_samples"] == 3 * 2 and saved["step"] == 3 and "size_model.json" in out
-    assert saved["pooling"] == "image"  # the default
+    assert saved["pooling"] == "detections"  # the default
     rc, out, err = run_cli(capsys, "size-model", copy, "--data", root, "--labels", "masks", "--crops", "2",
-                           "--pooling", "detections")
+                           "--pooling", "image")
     assert rc == 0, err
-    assert json.loads((copy / "size_model.json").read_text())["pooling"] == "detections" and "detections" in out
+    assert json.loads((copy / "size_model.json").read_text())["pooling"] == "image" and "image pooling" in out
     rc, out, err = run_cli(capsys, "size-model", copy / "checkpoint.pt", "--data", root)
     assert_user_error(rc, err, "not a run folder")
 

@@ -171,21 +171,22 @@ def test_pooling_is_recorded_and_used_at_prediction(fitted, tmp_path, monkeypatc
     import cks.size_model as sm_mod
 
     model, sm = fitted
-    assert sm.pooling == "image"
+    assert sm.pooling == "detections"  # the default
     d = json.loads(sm.save(tmp_path / FILE_NAME).read_text())
     d.pop("pooling")  # a file written before pooling was recorded
     (tmp_path / "old.json").write_text(json.dumps(d))
     assert SizeModel.load(tmp_path / "old.json").pooling == "image"
     train_set = [synthetic_sample((96, 96), n_cells=8, radius=(6, 10), seed=i) for i in range(2)]
-    det = fit_size_model(model, [s["image"] for s in train_set], [median_diameter(s["label"]) for s in train_set],
-                         per_image=2, side=64, pooling="detections")
-    assert det.pooling == "detections" and SizeModel.load(det.save(tmp_path / "det.json")).pooling == "detections"
+    img_pooled = fit_size_model(model, [s["image"] for s in train_set],
+                                [median_diameter(s["label"]) for s in train_set], per_image=2, side=64, pooling="image")
+    assert img_pooled.pooling == "image" and SizeModel.load(img_pooled.save(tmp_path / "img.json")).pooling == "image"
     seen = []
     features = sm_mod.size_features
     monkeypatch.setattr(sm_mod, "size_features", lambda *a, **k: seen.append(k["pooling"]) or features(*a, **k))
     model.scale = 1.0
-    estimate_diameter_learned(model, det, train_set[0]["image"], passes=2)
-    assert seen == ["detections", "detections"]
+    estimate_diameter_learned(model, img_pooled, train_set[0]["image"], passes=2)
+    estimate_diameter_learned(model, sm, train_set[0]["image"], passes=1)
+    assert seen == ["image", "image", "detections"]  # each regressor's own pooling
 
 
 def test_regressor_recovers_the_size_of_unseen_cells(fitted):
