@@ -107,7 +107,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             own features trained on the training images shown at random scales (Cellpose's size model). Within
             20 % of the true size on 28/28 Usiigaci and 5/10 DeepCell tuning field-runs (scale search 19/28,
             2/10), but on only 13/35 Usiigaci report field-runs (scale search 20/35): it over-estimated their
-            smaller cells (``results/size_estimate/prediction_*.json``).
+            smaller cells (``results/size_estimate/prediction_*.json``). Regressors fitted since issue #9 session
+            31 pool the features at the model's detections: 9/15 report field-runs within 20 % against 6/15 for
+            the same three runs pooled over the whole image (``results/size_estimate/probe_*_report_*.json``).
             ``"score"``: a scale search. A detector is most confident about cells shown at the
             size it was trained on, so the image (a central crop of it) is predicted at
             ``SEARCH_STEPS`` scales ``model.scale * 2^(k/3)`` and the one whose top detection scores are
