@@ -89,7 +89,8 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
     if box is not None:
         y0, x0, h, w = box
         x = x[:, y0:y0 + h, x0:x0 + w]
-    hs, ws = max(32, round(x.shape[-2] * scale)), max(32, round(x.shape[-1] * scale))
+    least = 64 if pooling == "detections" else 32  # the detector's GroupNorm needs >= 2 px at stride 32
+    hs, ws = max(least, round(x.shape[-2] * scale)), max(least, round(x.shape[-1] * scale))
     x = F.interpolate(x[None], size=(hs, ws), mode="bilinear", align_corners=False, antialias=True)
     device = next(model.parameters()).device
     with torch.no_grad():
