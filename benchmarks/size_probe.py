@@ -117,6 +117,7 @@ def fitted(runs_dir, protocol: str, model: str, pooling: str):
 def main(argv=None):
     from benchmarks.protocol import PROTOCOLS
     from benchmarks.record import one_thread, write_benchmark
+    from cks.size_model import POOLINGS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
@@ -124,7 +125,7 @@ def main(argv=None):
     p.add_argument("--contrast", nargs="+", type=float, default=[0.7, 1.0, 1.25, 1.5], metavar="C",
                    help="factors on the standardised image (default 0.7 1 1.25 1.5)")
     p.add_argument("--runs-dir", default=os.environ.get("CKS_RUNS_DIR", str(ROOT / "runs")))
-    p.add_argument("--pooling", choices=["saved", "image", "detections"], default="saved",
+    p.add_argument("--pooling", choices=["saved", *POOLINGS], default="saved",
                    help="the run's saved regressor (default), or one re-fitted in memory with this pooling")
     p.add_argument("--split", choices=["tune", "report"], default="tune",
                    help="the protocol's tuning fields (default) or, once a choice is made, its report fields")

@@ -70,7 +70,7 @@ def size_features(model, image: np.ndarray, scale: float, box: tuple[int, int, i
             intensity jitter of training (:func:`cks.data.augment.jitter_intensity`); 1 / 0 at prediction.
         pooling: ``"image"``: every pixel of a map counts alike. ``"detections"``: pixel weights
             :func:`detection_weights` (the detector's cell probability, spread over a cell's width), resized to
-            each map; a map with no detection at all is pooled as ``"image"``.
+            each map; an image with no detection at all is pooled almost as with ``"image"``.
     Returns:
         ``[F]`` float64: per-channel (weighted) mean and standard deviation of every encoder stage, then of every
         FPN level (F = 2 x (sum of encoder channels + 4 x fpn_channels)).
