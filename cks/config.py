@@ -109,6 +109,7 @@ class LossConfig:
     collapse_delta: float = 0.01  # delta in Eq. 6 (L_MC); used when collapse_min_area is 0
     collapse_exponent: float = 0.5  # paper: (mean m_i)^-1; author: 0.5 (diff #8), measured to work here (issue #9)
     collapse_min_area: float = 0.45  # >0: delta is set so L_MC outweighs L_S only below this fraction of the target cell area
+    collapse_min_area_after: float = 0.0  # >0 (ours, issue #9): that floor drops to this fraction after loss.prior_until of the run (with the prior); 0 = unchanged
     collapse_form: str = "power"  # L_MC: "power" = Eq. 6, delta (mean m_i)^-e; "hinge" (ours): collapse_hinge_weight * max(0, floor - mean m_i), the same minimum area, no push above it
     collapse_hinge_weight: float = 2.0  # "hinge": the push below the floor, in units of L_S's largest pull
     collapse_spacing: float = 0.0  # >0: each cell's L_MC minimum area shrinks with r^2, r = min(1, this * nearest-point distance / size.diameter)
@@ -312,6 +313,7 @@ RULES: dict[str, Any] = {
     "loss.consistency_principal": _choice("linear", "entropy", "geodesic"), "loss.geodesic_reach": _positive, "loss.foreground_from": _choice("collaborator", "masks"),
     "loss.consistency_collaborator": _choice("linear", "entropy", "soft_entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
+    "loss.collapse_min_area_after": _fraction,
     "loss.collapse_form": _choice("power", "hinge"), "loss.collapse_hinge_weight": _positive,
     "loss.collapse_spacing": _non_negative, "loss.prior_spacing": _non_negative,
     "loss.pairwise_weight": _non_negative, "loss.pairwise_theta": _positive, "loss.pairwise_dilation": _positive,

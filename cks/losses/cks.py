@@ -83,7 +83,7 @@ def effective_prior_d(cfg) -> tuple[float, ...]:
     return tuple(float(d) for d in lc.prior_d)
 
 
-def effective_collapse_delta(cfg) -> float:
+def effective_collapse_delta(cfg, late: bool = False) -> float:
     """delta of Eq. 6 (L_MC) for a full config; with ``loss.collapse_min_area = f > 0`` it follows the cell size.
 
     Per window pixel, L_S pulls ``m_i`` down (where ``M_c = 0``) with gradient ``1 / (S^2 n)`` and L_MC pushes
@@ -93,12 +93,14 @@ def effective_collapse_delta(cfg) -> float:
     ``delta = (a_min / S^2)^(e+1) / e``: the collapse guard acts on masks below f of a cell whatever the
     scale, and a cell-sized mask feels ``f^(e+1)`` of the L_S pull (1/9 at f = 1/3, e = 1). With f = 0 the
     paper's absolute ``collapse_delta`` is used (a_min = 920 px at e = 1, 270 px at e = 0.5, S = 96).
+    ``late=True`` (after ``loss.prior_until`` of the run): f = ``loss.collapse_min_area_after`` where that is > 0.
     """
     lc = cfg.loss
     if lc.collapse_min_area <= 0:
         return float(lc.collapse_delta)
+    f = lc.collapse_min_area_after if late and lc.collapse_min_area_after > 0 else lc.collapse_min_area
     s2 = float(cfg.segmentor.window) ** 2
-    a_min = float(lc.collapse_min_area) * math.pi * float(cfg.size.diameter) ** 2 / 4.0
+    a_min = float(f) * math.pi * float(cfg.size.diameter) ** 2 / 4.0
     e = float(lc.collapse_exponent)
     return (a_min / s2) ** (e + 1.0) / e
 
@@ -111,10 +113,11 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
     ``spacing_diameter`` is set to ``size.diameter`` (what ``collapse_spacing`` / ``prior_spacing`` compare with);
     ``spacing=False`` switches both off (before ``loss.spacing_from`` of the run, :func:`cks.schedule.spacing_start`).
     ``prior=False``: pi = ``loss.prior_scale_after`` (default 0: no prior in M_p) after ``loss.prior_until`` of the
-    run (:func:`cks.schedule.prior_end`).
+    run (:func:`cks.schedule.prior_end`), and the L_MC floor ``loss.collapse_min_area_after`` where that is set.
     """
-    lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(), collapse_delta=effective_collapse_delta(cfg),
-                 collapse_min_area=0.0, spacing_diameter=float(cfg.size.diameter))
+    lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(),
+                 collapse_delta=effective_collapse_delta(cfg, late=not prior),
+                 collapse_min_area=0.0, collapse_min_area_after=0.0, spacing_diameter=float(cfg.size.diameter))
     if not spacing:
         lc = replace(lc, collapse_spacing=0.0, prior_spacing=0.0)
     if not prior:

@@ -199,3 +199,26 @@ def test_prior_until_switches_the_prior_off():
     assert prior_end(full) == 700 and loss_config_at(full, 699).prior_scale == 2.0  # the paper: the whole run
     weaker = with_overrides(cfg, {"loss.prior_scale_after": 0.75})
     assert loss_config_at(weaker, 350).prior_scale == 2.0 and loss_config_at(weaker, 351).prior_scale == 0.75
+
+
+def test_late_floor_moves_the_balance_point_after_the_prior_ends():
+    """loss.collapse_min_area_after: from ceil(prior_until * steps) on, L_MC's push equals L_S's pull at the late floor
+    f' * pi D^2 / 4 (autograd, as above); before that step, and with the key at 0, the floor is collapse_min_area."""
+    from cks.schedule import loss_config_at, prior_end
+
+    cfg = with_overrides(get_preset("base"), {"loss.collapse_min_area_after": 0.2, "train.steps": 100})
+    end = prior_end(cfg)
+    early, late = loss_config_at(cfg, end - 1), loss_config_at(cfg, end)
+    assert early.collapse_delta == pytest.approx(effective_collapse_delta(get_preset("base")))
+    assert loss_config_at(get_preset("base"), end).collapse_delta == early.collapse_delta  # 0 = unchanged
+    s, e, d = cfg.segmentor.window, cfg.loss.collapse_exponent, cfg.size.diameter
+    p = 0.2 * math.pi * d ** 2 / 4 / s ** 2  # a mask whose area is the late floor
+    logits = torch.full((1, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
+    batch, origin, shape = torch.tensor([0]), torch.tensor([[0, 0]]), (1, s, s)
+    g_mc = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, late.collapse_delta, e), logits)[0]
+    g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, torch.zeros(1, s, s, dtype=torch.float64),
+                                                        shape), logits)[0]
+    assert float(g_mc[0, 0, 0]) == pytest.approx(-float(g_s[0, 0, 0]), rel=1e-6)
+    # the early delta pushes harder than L_S pulls at that area (its floor, 0.45, is above it)
+    g_early = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, early.collapse_delta, e), logits)[0]
+    assert -float(g_early[0, 0, 0]) > float(g_s[0, 0, 0]) * 2
