@@ -23,6 +23,16 @@ def test_prior_d_follows_the_target_diameter():
     assert effective_prior_d(get_preset("table6_per_type_d")) == (20.0, 15.0, 10.0)
 
 
+def _window_grads(p: float, s: int, delta: float, exponent: float) -> tuple[float, float]:
+    """d/dlogit of L_MC and of L_S (M_c = 0) at one pixel of a single S x S window of uniform probability p."""
+    logits = torch.full((1, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
+    batch, origin, shape = torch.tensor([0]), torch.tensor([[0, 0]]), (1, s, s)
+    g_mc = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, delta, exponent), logits)[0]
+    m_c = torch.zeros(1, s, s, dtype=torch.float64)
+    g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, m_c, shape), logits)[0]
+    return float(g_mc[0, 0, 0]), float(g_s[0, 0, 0])
+
+
 @pytest.mark.parametrize("exponent", [1.0, 0.5])
 @pytest.mark.parametrize("diameter", [20.0, 32.0, 48.0])
 def test_collapse_push_equals_ls_pull_at_the_minimum_area(exponent, diameter):
@@ -34,19 +44,12 @@ def test_collapse_push_equals_ls_pull_at_the_minimum_area(exponent, diameter):
     a_min = cfg.loss.collapse_min_area * math.pi * diameter ** 2 / 4
     # a window whose probabilities sum to a_min: uniform value p = a_min / S^2 (interior, no overlap partner)
     p = a_min / s ** 2
-    logits = torch.full((1, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
-    batch, origin, shape = torch.tensor([0]), torch.tensor([[0, 0]]), (1, s, s)
-    g_mc = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, delta, exponent), logits)[0]
-    m_c = torch.zeros(1, s, s, dtype=torch.float64)
-    g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, m_c, shape), logits)[0]
+    g_mc, g_s = _window_grads(p, s, delta, exponent)
     # both gradients are w.r.t. logits: the sigmoid' factor is common, so compare them directly
-    assert float(g_mc[0, 0, 0]) == pytest.approx(-float(g_s[0, 0, 0]), rel=1e-6)
+    assert g_mc == pytest.approx(-g_s, rel=1e-6)
     # a mask 3x the minimum: L_S wins by the factor 3^(e+1)
-    p2 = 3 * p
-    l2 = torch.full((1, s, s), math.log(p2 / (1 - p2)), dtype=torch.float64, requires_grad=True)
-    g2 = torch.autograd.grad(collapse_loss(l2, batch, origin, shape, delta, exponent), l2)[0]
-    g2s = torch.autograd.grad(instance_consistency_loss(l2, batch, origin, m_c, shape), l2)[0]
-    assert -float(g2[0, 0, 0]) / float(g2s[0, 0, 0]) == pytest.approx(3.0 ** -(exponent + 1), rel=1e-6)
+    g2, g2s = _window_grads(3 * p, s, delta, exponent)
+    assert -g2 / g2s == pytest.approx(3.0 ** -(exponent + 1), rel=1e-6)
 
 
 def test_absolute_delta_when_min_area_is_zero():
@@ -213,12 +216,8 @@ def test_late_floor_moves_the_balance_point_after_the_prior_ends():
     assert loss_config_at(get_preset("base"), end).collapse_delta == early.collapse_delta  # 0 = unchanged
     s, e, d = cfg.segmentor.window, cfg.loss.collapse_exponent, cfg.size.diameter
     p = 0.2 * math.pi * d ** 2 / 4 / s ** 2  # a mask whose area is the late floor
-    logits = torch.full((1, s, s), math.log(p / (1 - p)), dtype=torch.float64, requires_grad=True)
-    batch, origin, shape = torch.tensor([0]), torch.tensor([[0, 0]]), (1, s, s)
-    g_mc = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, late.collapse_delta, e), logits)[0]
-    g_s = torch.autograd.grad(instance_consistency_loss(logits, batch, origin, torch.zeros(1, s, s, dtype=torch.float64),
-                                                        shape), logits)[0]
-    assert float(g_mc[0, 0, 0]) == pytest.approx(-float(g_s[0, 0, 0]), rel=1e-6)
+    g_mc, g_s = _window_grads(p, s, late.collapse_delta, e)
+    assert g_mc == pytest.approx(-g_s, rel=1e-6)
     # the early delta pushes harder than L_S pulls at that area (its floor, 0.45, is above it)
-    g_early = torch.autograd.grad(collapse_loss(logits, batch, origin, shape, early.collapse_delta, e), logits)[0]
-    assert -float(g_early[0, 0, 0]) > float(g_s[0, 0, 0]) * 2
+    g_early, _ = _window_grads(p, s, early.collapse_delta, e)
+    assert -g_early > g_s * 2
