@@ -206,6 +206,21 @@ def test_nuclear_points_hint_only_where_the_prior_switches_off():
         assert effective_loss_config(cfg).prior_scale == 2.0
 
 
+def test_per_type_d_brings_per_type_heads_and_says_so():
+    """Table VI's per-type row: one d per cell type gives the collaborator one head per type found in the data,
+    announced (a comparison with a one-d run differs in both); one d, or enough heads already, changes nothing."""
+    from cks.cli_train import per_type_heads
+    from cks.config import get_preset, with_overrides
+
+    samples = [{"cell_type": t} for t in (0, 3, 1)]
+    cfg, note = per_type_heads(get_preset("table6_per_type_d"), samples)
+    assert cfg.collaborator.n_cell_types == 4 and "4" in note and "collaborator.n_cell_types" in note
+    for preset, extra in (("table6_constant_d", {}), ("table6_per_type_d", {"collaborator.n_cell_types": 4})):
+        before = with_overrides(get_preset(preset), extra)
+        after, note = per_type_heads(before, samples)
+        assert note is None and after == before
+
+
 def test_python_m_cks_presets_and_help():
     r = subprocess.run([sys.executable, "-m", "cks", "presets"], cwd=REPO, env=ENV, capture_output=True, text=True,
                        timeout=120)
