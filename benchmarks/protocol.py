@@ -126,7 +126,7 @@ def run_train(proto: dict, a, run_dir: Path) -> None:
     sets = list(proto["sets"]) + list(proto.get("preset_sets", {}).get(preset, [])) + list(a.set or [])
     from cks.config import get_preset, with_overrides
 
-    train_spec = proto["train"]
+    train_spec = os.path.expandvars(a.train) if a.train else proto["train"]  # recorded as given ($VARS kept)
     if "@" not in train_spec and not with_overrides(get_preset(preset), [x for x in sets if x.startswith("size.")]).size.normalize:
         train_spec += "@0.5"  # a preset with the paper's fixed scale (Table VI): the v1 protocols' 0.5x
     cmd = [sys.executable, "-m", "cks", "train", "--data", train_spec, "--val", proto["tune"],
@@ -253,6 +253,8 @@ def main(argv=None) -> Path:
     p.add_argument("--size", default="convnext_atto")
     p.add_argument("--steps", type=int)
     p.add_argument("--cpu-minutes", type=float)
+    p.add_argument("--train", help="training data spec instead of the protocol's (e.g. a folder of self-training "
+                   "labels, benchmarks/pseudo_labels.py); $VARS are expanded, the result records it as given")
     p.add_argument("--jitter", type=float, default=0.0, help="point jitter sigma (px at training scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", help="extra overrides (stated in the note)")
@@ -298,6 +300,7 @@ def main(argv=None) -> Path:
         "; each image's cell size at prediction: the learned regressor's estimate refined at the model's own "
         "confident detections (predict(size_from='refined'))" if a.size_from == "refined" else "") + (
         f"; points jittered with sigma {a.jitter} px (training scale)" if a.jitter else "") + (
+        f"; trained on {a.train} instead of the protocol's training spec" if a.train else "") + (
         f"; {a.note}" if a.note else "")
     from benchmarks.record import main as record
 

@@ -136,6 +136,18 @@ def _budget_text(seconds: float, done: int, left: int, max_minutes, max_cpu_minu
     return text
 
 
+def _expanded(path: str) -> str:
+    """``path`` with ``$VARS`` and ``~`` expanded (a config may name ``$CKS_RUNS_DIR/...`` so that it records no
+    machine path); CksConfigError if a variable is not set."""
+    from .errors import CksConfigError
+
+    out = os.path.expanduser(os.path.expandvars(str(path)))
+    if "$" in out:
+        raise CksConfigError(f"train.init_principal={path}: an environment variable in it is not set; set it or "
+                             "give the checkpoint's path")
+    return out
+
+
 def _check_cells(samples: list[dict]) -> None:
     """No cell in any training image is an error (every loss would be 0); images without cells get a warning."""
     if not samples:
@@ -295,7 +307,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     module = CKSModule(cfg, scale)  # the training scale: predict's first pass of a size-normalised model
     if t_cfg.init_principal:
-        module.principal.load_state_dict(load_checkpoint(t_cfg.init_principal)["principal"])
+        module.principal.load_state_dict(load_checkpoint(_expanded(t_cfg.init_principal))["principal"])
     module.to(device)
     opt = make_optimizer(module, cfg)
     start, history = 0, []

@@ -198,6 +198,24 @@ def test_init_principal_from_checkpoint(tmp_path):
         assert torch.equal(v, start.state_dict()[k]), k
 
 
+def test_init_principal_path_may_name_an_environment_variable(tmp_path, monkeypatch):
+    """A config that names ``$VAR/...`` (so results record no machine path) loads the checkpoint under $VAR; an
+    unset variable is a config error that says so."""
+    from cks.errors import CksConfigError
+
+    data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=4)
+    sup = get_preset("supervised", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 1})
+    pre = train(sup, data, out_dir=tmp_path / "pre", progress=False)["model"]
+    monkeypatch.setenv("CKS_TEST_RUNS", str(tmp_path))
+    cfg = get_preset("base", size="test", overrides={**SMALL, "train.crop_size": 96, "train.steps": 0,
+                                                      "train.init_principal": "$CKS_TEST_RUNS/pre"})
+    start = train(cfg, data, progress=False)["model"]
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in pre.state_dict().items())
+    monkeypatch.delenv("CKS_TEST_RUNS")
+    with pytest.raises(CksConfigError, match="not set"):
+        train(cfg, data, progress=False)
+
+
 def test_no_cells_is_an_error_and_empty_images_warn(tmp_path):
     from cks.errors import CksDataError
 
