@@ -96,15 +96,22 @@ def test_estimate_scales_with_the_image():
 
 
 def test_estimate_is_fast_on_a_large_image():
+    """2,000 points on a 1024^2 image cost at most ~30 Gaussian filters of the same image, timed in the same run
+    (a ratio, so a loaded machine does not fail it; about 8-13 here, a Python loop over cells would be far more)."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(0)
     img = rng.normal(size=(1024, 1024)).astype(np.float32)
     pts = rng.uniform(0, 1023, size=(2000, 2))
-    best = math.inf
-    for _ in range(2):
+    best, base = math.inf, math.inf
+    for _ in range(3):
         t = time.perf_counter()
         assert estimate_diameter(img, pts) > 0
         best = min(best, time.perf_counter() - t)
-    assert best < 1.0
+        t = time.perf_counter()
+        ndimage.gaussian_filter(img, 2.0)
+        base = min(base, time.perf_counter() - t)
+    assert best < 30 * base, (best, base)
 
 
 @pytest.mark.parametrize("image, points, match", [
