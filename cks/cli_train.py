@@ -86,16 +86,17 @@ def nuclear_prior_note(labels: str, cfg) -> str | None:
             "the end (DeepCell tuning AP50 0.27 vs 0.18 with the base preset, issue #9)")
 
 
-def per_type_heads(cfg, samples) -> tuple:
+def per_type_heads(cfg, samples, explicit: bool = False) -> tuple:
     """``(cfg, note)``: with one prior width per cell type (``loss.prior_d`` of more than one entry, Table VI's
     per-type row) the collaborator gets one output head per cell type found in ``samples`` (the author's
     practice, diff #10 of the anchor notes), and ``note`` says so (None when nothing changes). A run compared with
     a single-d run then differs in the heads as well as in d; ``--set collaborator.n_cell_types=N`` on the
-    single-d run is the control."""
+    single-d run is the control. ``explicit``: the user set ``collaborator.n_cell_types`` (e.g. 1, per-type d with
+    one head); it is kept."""
     from .config import with_overrides
 
     n_types = max((int(s.get("cell_type", 0) or 0) for s in samples), default=0) + 1
-    if cfg.collaborator.n_cell_types >= n_types or len(cfg.loss.prior_d) <= 1:
+    if explicit or cfg.collaborator.n_cell_types >= n_types or len(cfg.loss.prior_d) <= 1:
         return cfg, None
     note = (f"train: note: loss.prior_d gives one d per cell type, so the collaborator gets one head per cell type "
             f"({n_types}, collaborator.n_cell_types; was {cfg.collaborator.n_cell_types})")
@@ -144,7 +145,8 @@ def cmd_train(a) -> dict:
         else:
             scale = a.scale if a.scale is not None else (spec_scale or 1.0)
         samples = _load_training(a, a.data, scale, a.labels, keep)
-    cfg, note = per_type_heads(cfg, samples)
+    given = {str(x).split("=", 1)[0].strip() for x in (a.set or [])}
+    cfg, note = per_type_heads(cfg, samples, explicit="collaborator.n_cell_types" in given)
     if note:
         print(note)
     val = None

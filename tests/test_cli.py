@@ -219,6 +219,8 @@ def test_per_type_d_brings_per_type_heads_and_says_so():
         before = with_overrides(get_preset(preset), extra)
         after, note = per_type_heads(before, samples)
         assert note is None and after == before
+    one = get_preset("table6_per_type_d")  # per-type d with one head, asked for explicitly: kept
+    assert per_type_heads(one, samples, explicit=True) == (one, None)
 
 
 def test_python_m_cks_presets_and_help():
