@@ -96,6 +96,15 @@ def quoted_numbers(row: dict, steps: tuple[int, ...] = (2000, 4000, 6000), digit
     return out
 
 
+def report_columns(row: dict, seed: int = 0) -> dict:
+    """One seed of a :func:`budget_row` as a results table's report columns: ``report AP50``, ``95 % CI``
+    (text), ``report Dice``, ``count ratio`` and ``score threshold`` (what the chapters' one-run tables show)."""
+    ci = row["ci"][seed] or (float("nan"),) * 2
+    return {"report AP50": row["report"][seed], "95 % CI": f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+            "report Dice": row["dice"][seed], "count ratio": row["count"][seed],
+            "score threshold": row["threshold"][seed]}
+
+
 def row_of_model(key: str, model: str, steps: int = BUDGET_STEPS) -> str | None:
     """The row of ablation table ``key`` whose preset ran as ``model`` at this budget (``<preset>_<steps>_seed<S>``,
     the names :func:`budget_records` reads), e.g. ``row_of_model("VII", "base_8000_seed1") == "a1 / b1"``; None

@@ -103,3 +103,13 @@ def test_extra_rows_and_rows_not_run_on_this_data():
     assert NOT_MEASURED in lines["not used (pi = 0)"]  # no reason given: still to be measured
     plain = budget_markdown("VI", recs)  # without the base row nothing is compared
     assert "ours (base)" not in plain and "-0.100" not in plain
+
+
+def test_report_columns_of_one_seed():
+    from cks.budget import report_columns
+
+    row = {"report": [0.3, 0.2], "dice": [0.6, 0.5], "count": [0.9, 1.1], "threshold": [0.65, 0.7],
+           "ci": [(0.21, 0.41), None]}
+    assert report_columns(row) == {"report AP50": 0.3, "95 % CI": "[0.210, 0.410]", "report Dice": 0.6,
+                                   "count ratio": 0.9, "score threshold": 0.65}
+    assert report_columns(row, 1)["95 % CI"] == "[nan, nan]" and report_columns(row, 1)["report AP50"] == 0.2
