@@ -7,9 +7,10 @@ tuning AP50 0.03 at step 4,000, 0.51 at step 8,000), so the ablation rows are re
 protocol, data, seeds and flags, only with the row's preset:
 
     python benchmarks/protocol.py --protocol usiigaci_points_v2 --model PRESET_8000_seedS --preset PRESET \\
-        --seed S --steps 8000 --cpu-minutes 150 --set train.val_every=2000
+        --seed S --steps 8000 --cpu-minutes 400 --set train.val_every=2000
 
-(``--cpu-minutes`` is only a safety cap: 8,000 steps take 75-150 CPU-minutes depending on the CPU and the row's
+(``--cpu-minutes`` is only a safety cap: 8,000 steps took 75-150 CPU-minutes on the CPUs of
+sessions 18-27 of issue #9 and ~230 on one that needs 1.7 s per step, depending also on the row's
 collaborator; a run the cap stops is resumed by running the same command with a larger cap.)
 
 A row's results are the files ``results/<protocol>/<preset>_<steps>_seed<S>.json`` (the base row: ``base_...``).

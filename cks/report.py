@@ -244,6 +244,18 @@ def seed_values(records: list[dict], protocol: str, models, metric: str = "ap50"
     return [float(by_model[m]["metrics"][metric]) for m in models if m in by_model]
 
 
+def cpu_minutes_range(records: list[dict], named) -> tuple[float, float, int] | None:
+    """(min, max, n) of the CPU-minutes recorded in the provenance of the named results; None if none records it.
+
+    Args:
+        records: :func:`load_results`.
+        named: ``(protocol, model)`` pairs; a missing result, or one without ``cpu_minutes``, is left out.
+    """
+    vals = [float(r["cpu_minutes"]) for r in (find_result(records, m, (p,)) for p, m in named)
+            if r is not None and r.get("cpu_minutes") is not None]
+    return (min(vals), max(vals), len(vals)) if vals else None
+
+
 def seed_range(records: list[dict], protocol: str, models, metric: str = "ap50") -> tuple[float, float, int] | None:
     """(min, max, n) of ``metric`` over the results of ``models`` in ``protocol``; None if fewer than two exist."""
     vals = seed_values(records, protocol, models, metric)
@@ -366,7 +378,7 @@ def diff_markdown(diffs: dict[str, dict]) -> str:
 
 
 __all__ = ["METRIC_KEYS", "NOT_MEASURED", "ROW_PRESETS", "MODEL_ALIASES", "ROW_RESULTS", "ROW_SEEDS",
-           "seed_values", "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
+           "seed_values", "cpu_minutes_range", "seed_range", "seed_range_markdown", "TABLE_PROTOCOLS", "repo_root",
            "default_results_dir", "load_results", "find_result", "table_protocols", "table_records", "metrics_from_history",
            "provenance_text", "paper_markdown", "comparison_markdown", "results_markdown", "smoke_markdown",
            "diff_markdown", "collaborator_maps", "speed_results", "scaling_markdown", "paper_reference",

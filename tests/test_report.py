@@ -94,6 +94,18 @@ def test_row_results_stand_in_only_in_their_protocol(monkeypatch):
     assert find_result(recs[:1] + recs[2:], "base", ("usiigaci_ablation_v2",))["metrics"]["ap50"] == 0.1
 
 
+def test_cpu_minutes_range_skips_missing_and_unrecorded():
+    from cks.report import cpu_minutes_range
+
+    recs = [_rec("p", "a"), _rec("p", "b"), _rec("p", "c"), _rec("q", "a")]
+    recs[1]["cpu_minutes"], recs[3]["cpu_minutes"] = 30.5, 99.0
+    del recs[2]["cpu_minutes"]
+    assert cpu_minutes_range(recs, [("p", "a"), ("p", "b"), ("p", "c"), ("p", "gone")]) == (12.4, 30.5, 2)
+    assert cpu_minutes_range(recs, [("q", "a")]) == (99.0, 99.0, 1)  # the named protocol's record, not p's
+    assert cpu_minutes_range(recs, [("p", "c"), ("p", "gone")]) is None
+    assert cpu_minutes_range(recs, []) is None
+
+
 def test_seed_range_below_an_ablation_table(monkeypatch):
     import cks.report as report
     from cks.report import seed_range
