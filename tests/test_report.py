@@ -102,6 +102,7 @@ def test_cpu_minutes_range_skips_missing_and_unrecorded():
     del recs[2]["cpu_minutes"]
     assert cpu_minutes_range(recs, [("p", "a"), ("p", "b"), ("p", "c"), ("p", "gone")]) == (12.4, 30.5, 2)
     assert cpu_minutes_range(recs, [("q", "a")]) == (99.0, 99.0, 1)  # the named protocol's record, not p's
+    assert cpu_minutes_range(recs, [("r", "b")]) == (30.5, 30.5, 1)  # protocol r has no b: find_result's fallback
     assert cpu_minutes_range(recs, [("p", "c"), ("p", "gone")]) is None
     assert cpu_minutes_range(recs, []) is None
 
