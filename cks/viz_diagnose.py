@@ -137,6 +137,14 @@ def show_training_maps(maps: dict, size: float = 2.6):
     return fig
 
 
+def foreground_values(rows: list[dict], key: str) -> list[float]:
+    """The per-field values of the collaborator's foreground (``collaborator_foreground[key]`` of
+    :func:`cks.diagnose.diagnose`: ``"collaborator"`` / ``"true"`` fractions, their ``"ratio"``, or the ``"iou"`` of
+    M_c >= 0.5 with the true foreground), pooled over the fields of every row (runs or seeds) in ``rows``; rows
+    without them add nothing."""
+    return [float(v) for r in rows for v in (r.get("collaborator_foreground") or {}).get(key) or []]
+
+
 def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
     """Runs side by side from their :func:`cks.diagnose.summarise` rows (``results/*/tuning_diagnostics.json``).
 
@@ -153,8 +161,7 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
     for r in rows:
         o = r["overall"]
         small = next((b for b in r.get("bins", []) if b["bin"] == small_bin), {})
-        fg = (r.get("collaborator_foreground") or {}).get("ratio") or []
-        fg_iou = (r.get("collaborator_foreground") or {}).get("iou") or []
+        fg, fg_iou = foreground_values([r], "ratio"), foreground_values([r], "iou")
         table[r["run"]] = {
             "setting": r.get("config", ""), "step": r.get("step"),
             "offset px": o.get("offset_median"), "area ratio": o.get("area_ratio_median"),
@@ -301,5 +308,5 @@ def resized_tuning_markdown(record: dict) -> str:
     return markdown_table(table) + "\n\nEach entry: AP50 on the tuning fields resized by the factor."
 
 
-__all__ = ["resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+__all__ = ["foreground_values", "resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

@@ -120,3 +120,14 @@ def test_stopped_runs_alone(tmp_path, monkeypatch):
     assert rec["stopped"][0]["config"] == "base + loss.collapse_min_area=0.3"
     with pytest.raises(SystemExit):
         diagnostic_rows.main(["--protocol", "p", "--out", str(tmp_path / "none.json")])
+
+
+def test_foreground_values_pool_fields_over_rows():
+    from cks.viz_diagnose import foreground_values
+
+    rows = [{"collaborator_foreground": {"iou": [0.5, 0.25], "ratio": [1.0, 2.0]}},
+            {"collaborator_foreground": {"iou": [0.75]}},  # no ratio recorded
+            {"collaborator_foreground": None}, {}]  # run without a collaborator / diagnosed before it existed
+    assert foreground_values(rows, "iou") == [0.5, 0.25, 0.75]
+    assert foreground_values(rows, "ratio") == [1.0, 2.0]
+    assert foreground_values(rows[2:], "iou") == [] and foreground_values([], "iou") == []
