@@ -1,4 +1,4 @@
-"""Choosing the detection score threshold on a tuning split.
+"""Choosing the detection score threshold (and the mask threshold) on a tuning split.
 
 ``predict`` pastes masks in descending score order, the higher-scoring cell winning every overlap, so a
 lower-scoring cell never takes a pixel from a higher one. Dropping every cell below ``t`` from a label
@@ -8,6 +8,11 @@ one prediction pass serves every candidate threshold (:func:`apply_threshold`).
 AP (Eq. 9) ranks by score and cannot rise when low-scoring detections are removed, so it cannot choose
 a threshold. The count of reported cells and the F1 score at IoU 0.5 can: :func:`tune_score_threshold`
 picks the threshold that maximises F1 at IoU 0.5 pooled over the tuning images (ties: the lower one).
+
+The mask threshold (``predict``'s ``mask_threshold``: a pixel belongs to a cell where the sigmoid of the
+segmentation head's logit reaches it; 0.5 by default) moves every mask's boundary, so it changes IoU and Dice
+(Eq. 15) as well as which cells match. It needs one prediction pass per candidate:
+:func:`tune_mask_threshold` chooses it with the score threshold, on the same F1 objective.
 """
 from __future__ import annotations
 
@@ -60,4 +65,64 @@ def tune_score_threshold(labels: list, scores: list, gts: list, grid=DEFAULT_GRI
             "count_ratio": best["n_pred"] / best["n_gt"] if best["n_gt"] else float("nan"), "table": table}
 
 
-__all__ = ["DEFAULT_GRID", "apply_threshold", "f1_at_iou", "tune_score_threshold"]
+#: candidate mask thresholds of :func:`tune_mask_threshold`
+MASK_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def tune_mask_threshold(model, samples, grid=MASK_GRID, size="auto", objective: str = "f1",
+                        score_grid=DEFAULT_GRID, **predict_kw) -> dict:
+    """Choose the mask threshold and the score threshold together on tuning ``samples`` (with masks).
+
+    For each mask threshold ``m`` in ``grid``, every sample is predicted once at ``m`` and the lowest score in
+    ``score_grid``; :func:`tune_score_threshold` then picks the score threshold at that ``m``, and the labels cut
+    there are scored with :func:`cks.metrics.evaluate` (AP50, AP75, Dice of Eq. 15). Each image's scale is found
+    once (``size``, as in :func:`cks.evaluation.predict_many`) on the first candidate and reused, so the candidates
+    differ in the mask threshold alone. The candidate with the highest ``objective`` wins (``"f1"``: pooled F1 at
+    IoU 0.5, the score threshold's own objective; ``"dice"``), ties going to the one nearest 0.5.
+
+    Args:
+        model: a principal model. samples: sample dicts with ``"image"`` and ``"label"``.
+        grid: candidate mask thresholds in (0, 1). predict_kw: passed to :func:`cks.predict.predict`.
+    Returns:
+        ``{"mask_threshold", "score_threshold", "objective", "table": [{"mask_threshold", "score_threshold",
+        "f1", "ap50", "ap75", "dice", "n_pred", "n_gt", "foreground_px"}, ...]}``; ``foreground_px`` counts the
+        pixels of all predicted cells at the lowest score threshold (it cannot grow with ``m``).
+    Raises:
+        CksConfigError: an empty grid, a threshold outside (0, 1), an unknown objective or a sample without masks.
+    """
+    from .errors import CksConfigError
+    from .evaluation import _size_kwargs
+    from .metrics import evaluate
+    from .predict import predict, scores_by_label
+
+    grid = [float(m) for m in grid]
+    if not grid or not all(0.0 < m < 1.0 for m in grid):
+        raise CksConfigError(f"mask thresholds must be in (0, 1) and at least one, got {grid}")
+    if objective not in ("f1", "dice"):
+        raise CksConfigError(f"objective must be 'f1' or 'dice', got {objective!r}")
+    if not samples or any(s.get("label") is None for s in samples):
+        raise CksConfigError("tune_mask_threshold needs tuning samples with masks (a 'label' per sample)")
+    gts = [s["label"] for s in samples]
+    scales: list = [None] * len(samples)
+    table = []
+    for m in grid:
+        labels, scores = [], []
+        for k, s in enumerate(samples):
+            where = _size_kwargs(model, s, size) if scales[k] is None else {"scale": scales[k]}
+            lab, tab, info = predict(model, s["image"], score_threshold=float(score_grid[0]), mask_threshold=m,
+                                     return_info=True, **where, **predict_kw)
+            scales[k] = info["scale"]
+            labels.append(lab)
+            scores.append(scores_by_label(tab))
+        tuned = tune_score_threshold(labels, scores, gts, grid=score_grid)
+        cut = [apply_threshold(lab, sc, tuned["threshold"]) for lab, sc in zip(labels, scores)]
+        r = evaluate([c[0] for c in cut], [c[1] for c in cut], gts)
+        table.append({"mask_threshold": m, "score_threshold": tuned["threshold"], "f1": tuned["f1"],
+                      "ap50": r["ap50"], "ap75": r["ap75"], "dice": r["dice"], "n_pred": r["n_pred"],
+                      "n_gt": r["n_gt"], "foreground_px": int(sum(int((lab > 0).sum()) for lab in labels))})
+    best = max(table, key=lambda r: (r[objective], -abs(r["mask_threshold"] - 0.5)))
+    return {"mask_threshold": best["mask_threshold"], "score_threshold": best["score_threshold"],
+            "objective": objective, "table": table}
+
+
+__all__ = ["DEFAULT_GRID", "MASK_GRID", "apply_threshold", "f1_at_iou", "tune_score_threshold", "tune_mask_threshold"]

@@ -52,3 +52,38 @@ def test_cut_equals_prediction_at_the_threshold(model):
     assert np.array_equal(cut > 0, high > 0)
     pairs = np.unique(np.stack([ids, high[high > 0]]), axis=1)
     assert len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def test_tune_mask_threshold_matches_a_direct_pass(model):
+    from cks.errors import CksConfigError
+    from cks.metrics import evaluate
+    from cks.threshold import tune_mask_threshold
+
+    samples = [synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=s) for s in (3, 4)]
+    r = tune_mask_threshold(model, samples, grid=(0.3, 0.5, 0.7))
+    rows = {row["mask_threshold"]: row for row in r["table"]}
+    assert sorted(rows) == [0.3, 0.5, 0.7]
+    # the 0.5 row, recomputed from predict's defaults: one pass at the lowest score, cut at the tuned score
+    labels, scores = zip(*[(lab, scores_by_label(t)) for lab, t in (predict(model, s["image"], score_threshold=0.2)
+                                                                    for s in samples)])
+    gts = [s["label"] for s in samples]
+    tuned = tune_score_threshold(list(labels), list(scores), gts)
+    cut = [apply_threshold(lab, sc, tuned["threshold"]) for lab, sc in zip(labels, scores)]
+    ref = evaluate([c[0] for c in cut], [c[1] for c in cut], gts)
+    assert rows[0.5]["score_threshold"] == tuned["threshold"] and rows[0.5]["f1"] == pytest.approx(tuned["f1"])
+    assert rows[0.5]["dice"] == pytest.approx(ref["dice"]) and rows[0.5]["ap50"] == pytest.approx(ref["ap50"])
+    assert rows[0.5]["foreground_px"] == sum(int((lab > 0).sum()) for lab in labels)
+    # a higher mask threshold keeps a subset of every mask's pixels: the foreground cannot grow
+    fg = [rows[m]["foreground_px"] for m in (0.3, 0.5, 0.7)]
+    assert fg[0] >= fg[1] >= fg[2] and fg[0] > fg[2]
+    assert r["mask_threshold"] in rows and rows[r["mask_threshold"]]["f1"] == max(x["f1"] for x in r["table"])
+    assert r["score_threshold"] == rows[r["mask_threshold"]]["score_threshold"]
+    by_dice = tune_mask_threshold(model, samples, grid=(0.3, 0.5, 0.7), objective="dice")
+    assert by_dice["table"] == r["table"]
+    assert by_dice["mask_threshold"] == max(r["table"], key=lambda x: (x["dice"], -abs(x["mask_threshold"] - 0.5)))["mask_threshold"]
+    with pytest.raises(CksConfigError, match=r"\(0, 1\)"):
+        tune_mask_threshold(model, samples, grid=(0.0, 0.5))
+    with pytest.raises(CksConfigError, match="objective"):
+        tune_mask_threshold(model, samples, objective="ap")
+    with pytest.raises(CksConfigError, match="masks"):
+        tune_mask_threshold(model, [{"image": samples[0]["image"]}])
