@@ -5,8 +5,8 @@ Every user error (bad file, unknown preset, incompatible checkpoint, ...) ends i
 atomically (temp file + rename), so an interrupted command never leaves a half-written file.
 
 This module builds the parser and runs demo, points and presets; ``cks train`` is :mod:`cks.cli_train`,
-``cks predict`` / ``cks evaluate`` :mod:`cks.cli_predict`, ``cks diagnose`` :mod:`cks.diagnose` and
-``cks size-model`` :mod:`cks.size_model`.
+``cks predict`` / ``cks evaluate`` :mod:`cks.cli_predict`, ``cks diagnose`` :mod:`cks.diagnose`,
+``cks size-model`` :mod:`cks.size_model` and ``cks thresholds`` :mod:`cks.threshold`.
 """
 from __future__ import annotations
 
@@ -176,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder: NAME.labels.tif (instance ids) and NAME.csv (one row per "
                    "cell: label, score, y, x, area) per input")
     r.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this (0-1, "
-                   "default 0.5); lower finds more cells and more false ones; tune it on images with masks")
+                   "default 0.5); lower finds more cells and more false ones; tune it on images with masks "
+                   "(`cks thresholds`)")
+    r.add_argument("--mask-threshold", type=float, default=0.5, help="a pixel belongs to a cell where the mask "
+                   "probability reaches this (0-1, default 0.5); lower draws larger cells (`cks thresholds`)")
     r.add_argument("--scale", type=float, help="resize factor (default: a size-normalised model estimates each "
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "
@@ -208,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_diagnose(sub)
     from .size_model import add_parser as add_size_model  # `cks size-model` lives in cks/size_model.py
     add_size_model(sub)
+    from .threshold import add_parser as add_thresholds  # `cks thresholds` lives in cks/threshold.py
+    add_thresholds(sub)
     return p
 
 
@@ -220,9 +225,10 @@ def main(argv=None) -> int:
     try:
         from .diagnose import run_cli as cmd_diagnose
         from .size_model import run_cli as cmd_size_model
+        from .threshold import run_cli as cmd_thresholds
         {"demo": cmd_demo, "points": cmd_points, "train": cmd_train, "predict": cmd_predict,
          "evaluate": cmd_evaluate, "presets": cmd_presets, "diagnose": cmd_diagnose,
-         "size-model": cmd_size_model}[a.cmd](a)
+         "size-model": cmd_size_model, "thresholds": cmd_thresholds}[a.cmd](a)
     except (CksError, FloatingPointError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
         return 2

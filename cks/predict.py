@@ -93,7 +93,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
     Args:
         model: a :class:`cks.models.Principal` (``cks.checkpoint.load_model(run_dir)``).
         image: ``[H, W]`` or ``[C, H, W]`` array (any dtype); normalised here.
-        score_threshold: minimum detection score of a reported cell.
+        score_threshold: minimum detection score of a reported cell, in [0, 1].
+        mask_threshold: a pixel belongs to a cell where the sigmoid of its mask logit reaches this, in (0, 1);
+            lower draws larger cells (:func:`cks.threshold.tune_mask_threshold` chooses it on images with masks).
         scale: resize factor applied before the model (results are mapped back); wins over everything else.
         diameter: the cell size of this image (median equivalent diameter, px); the image is resized by
             ``model_diameter / diameter``.
@@ -143,9 +145,14 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         (labels 1..n in descending score order, ``y, x, area`` at native resolution), plus ``info`` with
         ``return_info``. The label image is always at the input's native resolution.
     Raises:
-        CksDataError: bad image shape or NaN/inf pixels. CksConfigError: bad scale/tile/overlap/diameter.
+        CksDataError: bad image shape or NaN/inf pixels. CksConfigError: bad scale/tile/overlap/diameter or a
+            threshold out of range.
     """
     img = _as_chw(image)
+    if not 0.0 <= float(score_threshold) <= 1.0:
+        raise CksConfigError(f"score_threshold must be in [0, 1] (a detection score), got {score_threshold}")
+    if not 0.0 < float(mask_threshold) < 1.0:
+        raise CksConfigError(f"mask_threshold must be in (0, 1) (a mask probability; default 0.5), got {mask_threshold}")
     size_cfg = getattr(getattr(model, "cfg", None), "size", None)
     normalised = bool(getattr(size_cfg, "normalize", False))
     if model_diameter is None:

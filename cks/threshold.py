@@ -16,6 +16,8 @@ segmentation head's logit reaches it; 0.5 by default) moves every mask's boundar
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .metrics import intersections, iou_from_intersections, match_at_iou, _scores_for_ids
@@ -125,4 +127,47 @@ def tune_mask_threshold(model, samples, grid=MASK_GRID, size="auto", objective: 
             "objective": objective, "table": table}
 
 
-__all__ = ["DEFAULT_GRID", "MASK_GRID", "apply_threshold", "f1_at_iou", "tune_score_threshold", "tune_mask_threshold"]
+def add_parser(subparsers):
+    """Register ``cks thresholds --model RUN --data SPEC [--mask-grid M ...] [--objective f1|dice] [--json F]``."""
+    import argparse
+
+    text = ("choose the score and mask thresholds of `cks predict` on images with masks (a tuning set, not the "
+            "images you report on)")
+    p = subparsers.add_parser("thresholds", help=text, description=text,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example:\n  cks thresholds --model runs/cks --data usiigaci_nih3t3_phase/train:set17-20")
+    p.add_argument("--model", required=True, help="run folder or checkpoint.pt")
+    p.add_argument("--data", required=True, help="dataset spec with masks, PATH[:SELECTOR] (see cks.data.spec)")
+    p.add_argument("--mask-grid", nargs="+", type=float, default=list(MASK_GRID), metavar="M",
+                   help=f"candidate mask thresholds in (0, 1) (default {' '.join(map(str, MASK_GRID))})")
+    p.add_argument("--objective", choices=["f1", "dice"], default="f1",
+                   help="what the chosen pair maximises: F1 at IoU 0.5 pooled over the images (default) or Dice")
+    p.add_argument("--diameter", type=float, help="cell size of the images in px (default: the model's estimate)")
+    p.add_argument("--json", help="also write the table and the choice to this file")
+    return p
+
+
+def run_cli(args) -> dict:
+    from .checkpoint import load_model
+    from .data.spec import load_dataset
+    from .data.writers import atomic_write_text
+
+    model = load_model(args.model)
+    samples = load_dataset(args.data, scale=1.0, points="none")
+    r = tune_mask_threshold(model, samples, grid=args.mask_grid, size=args.diameter or "auto",
+                            objective=args.objective)
+    print("mask  score    F1   AP50   AP75   Dice  cells (true)")
+    for row in r["table"]:
+        print(f"{row['mask_threshold']:4.2f}  {row['score_threshold']:5.2f} {row['f1']:5.3f}  {row['ap50']:5.3f}  "
+              f"{row['ap75']:5.3f}  {row['dice']:5.3f}  {row['n_pred']} ({row['n_gt']})")
+    print(f"chosen by {r['objective']}: cks predict --model {args.model} --score-threshold {r['score_threshold']} "
+          f"--mask-threshold {r['mask_threshold']} ...")
+    if args.json:
+        import json
+
+        atomic_write_text(json.dumps({**r, "model": str(args.model), "data": args.data}, indent=1), Path(args.json))
+    return r
+
+
+__all__ = ["DEFAULT_GRID", "MASK_GRID", "apply_threshold", "f1_at_iou", "tune_score_threshold", "tune_mask_threshold",
+           "add_parser", "run_cli"]

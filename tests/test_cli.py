@@ -461,6 +461,30 @@ def test_bad_channel_and_tile(data, run, tmp_path, capsys):
     assert_user_error(rc, err, "tile")
 
 
+def test_thresholds_chooses_what_predict_takes(data, run, tmp_path, capsys):
+    root = data[0]
+    rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1,set2", "--mask-grid", "0.3",
+                           "0.5", "--json", tmp_path / "T.json")
+    assert rc == 0, err
+    r = json.loads((tmp_path / "T.json").read_text())
+    assert [row["mask_threshold"] for row in r["table"]] == [0.3, 0.5] and r["objective"] == "f1"
+    best = max(r["table"], key=lambda row: (row["f1"], -abs(row["mask_threshold"] - 0.5)))
+    assert (r["mask_threshold"], r["score_threshold"]) == (best["mask_threshold"], best["score_threshold"])
+    assert f"--score-threshold {r['score_threshold']} --mask-threshold {r['mask_threshold']}" in out
+    fg = {}
+    for m in ("0.3", "0.5"):  # a lower mask threshold draws every cell at least as large
+        rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / m,
+                               "--score-threshold", "0.0", "--mask-threshold", m)
+        assert rc == 0, err
+        fg[m] = int((tifffile.imread(tmp_path / m / "set1" / "raw.labels.tif") > 0).sum())
+    assert fg["0.3"] >= fg["0.5"]
+    rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / "X",
+                           "--mask-threshold", "1.5")
+    assert_user_error(rc, err, "mask_threshold", "(0, 1)")
+    rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1", "--mask-grid", "0")
+    assert_user_error(rc, err, "(0, 1)")
+
+
 # ---------------------------------------------------------------- kill -9 and resume
 @pytest.mark.slow
 def test_kill_minus_9_then_resume(data, tmp_path, capsys):
