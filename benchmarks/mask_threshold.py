@@ -6,7 +6,7 @@
 tuned by the protocols). For each run folder (``$CKS_RUNS_DIR/<protocol>/<run>``) this predicts the protocol's
 *tuning* fields at each candidate mask threshold, with the score threshold re-chosen at each
 (:func:`cks.threshold.tune_mask_threshold`, the protocol's F1 objective; each field at the model's own cell-size
-estimate, as the protocol scores it) and records AP50, AP75, Dice and F1 per candidate. It reads no report field,
+estimate, ``size_from="auto"``, as the protocol scores a run without ``--size-from``) and records AP50, AP75, Dice and F1 per candidate. It reads no report field,
 so a choice made from it is a tuning-split choice. Writes ``results/<protocol>/mask_threshold_tuning.json``; runs
 already in that file and not named again are kept.
 """

@@ -175,13 +175,14 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         if size_from == "learned" and learned is None:
             raise CksConfigError("size_from='learned' needs a fitted size regressor (size_model.json in the run "
                                  "folder, written at the end of `cks train`); use size_from='score' or give diameter=")
+        search_kw = dict(kw, mask_threshold=0.5)  # the size found does not depend on the reporting mask threshold
         if size_from in ("auto", "learned", "refined") and learned is not None:
             scale, passes, source = _scale_by_regressor(model, img)
         else:
             find = _scale_by_points if size_from == "points" else _scale_by_score
-            scale, passes, source = find(model, img, **kw)
+            scale, passes, source = find(model, img, **search_kw)
         if size_from == "refined":  # then measured at the model's own confident detections at that scale
-            scale, more, _ = _scale_by_points(model, img, start=scale, max_range=REFINE_RANGE, **kw)
+            scale, more, _ = _scale_by_points(model, img, start=scale, max_range=REFINE_RANGE, **search_kw)
             passes, source = passes + more, source[:-1] + ", refined at its detections)"
         info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)

@@ -78,19 +78,22 @@ def tune_mask_threshold(model, samples, grid=MASK_GRID, size="auto", objective: 
     For each mask threshold ``m`` in ``grid``, every sample is predicted once at ``m`` and the lowest score in
     ``score_grid``; :func:`tune_score_threshold` then picks the score threshold at that ``m``, and the labels cut
     there are scored with :func:`cks.metrics.evaluate` (AP50, AP75, Dice of Eq. 15). Each image's scale is found
-    once (``size``, as in :func:`cks.evaluation.predict_many`) on the first candidate and reused, so the candidates
-    differ in the mask threshold alone. The candidate with the highest ``objective`` wins (``"f1"``: pooled F1 at
-    IoU 0.5, the score threshold's own objective; ``"dice"``), ties going to the one nearest 0.5.
+    once (``size``, as in :func:`cks.evaluation.predict_many`; ``predict`` finds a size at mask threshold 0.5
+    whatever the candidate) on the first candidate and reused, so the candidates differ in the mask threshold alone.
+    The score threshold is always chosen by F1; among the candidates, the one with the highest ``objective`` wins
+    (``"f1"``: pooled F1 at IoU 0.5; ``"dice"``: Dice at the chosen score threshold), :func:`best_row`.
 
     Args:
         model: a principal model. samples: sample dicts with ``"image"`` and ``"label"``.
-        grid: candidate mask thresholds in (0, 1). predict_kw: passed to :func:`cks.predict.predict`.
+        grid: candidate mask thresholds in (0, 1). predict_kw: passed to :func:`cks.predict.predict` (e.g.
+            ``size_from``, ``tile``; not the thresholds, ``scale``, ``diameter`` or ``points``: ``size`` sets those).
     Returns:
         ``{"mask_threshold", "score_threshold", "objective", "table": [{"mask_threshold", "score_threshold",
         "f1", "ap50", "ap75", "dice", "n_pred", "n_gt", "foreground_px"}, ...]}``; ``foreground_px`` counts the
         pixels of all predicted cells at the lowest score threshold (it cannot grow with ``m``).
     Raises:
-        CksConfigError: an empty grid, a threshold outside (0, 1), an unknown objective or a sample without masks.
+        CksConfigError: an empty grid, a threshold outside (0, 1), an unknown objective, a sample without masks or
+            a ``predict_kw`` that this function sets itself.
     """
     from .errors import CksConfigError
     from .evaluation import _size_kwargs
@@ -103,7 +106,11 @@ def tune_mask_threshold(model, samples, grid=MASK_GRID, size="auto", objective: 
     if objective not in ("f1", "dice"):
         raise CksConfigError(f"objective must be 'f1' or 'dice', got {objective!r}")
     if not samples or any(s.get("label") is None for s in samples):
-        raise CksConfigError("tune_mask_threshold needs tuning samples with masks (a 'label' per sample)")
+        raise CksConfigError("choosing thresholds needs images with masks (a label image per image); give a tuning "
+                             "set with masks")
+    taken = sorted(set(predict_kw) & {"scale", "diameter", "points", "score_threshold", "mask_threshold", "return_info"})
+    if taken:
+        raise CksConfigError(f"tune_mask_threshold sets {', '.join(taken)} itself; give the cell size as size=")
     gts = [s["label"] for s in samples]
     scales: list = [None] * len(samples)
     table = []
@@ -122,9 +129,15 @@ def tune_mask_threshold(model, samples, grid=MASK_GRID, size="auto", objective: 
         table.append({"mask_threshold": m, "score_threshold": tuned["threshold"], "f1": tuned["f1"],
                       "ap50": r["ap50"], "ap75": r["ap75"], "dice": r["dice"], "n_pred": r["n_pred"],
                       "n_gt": r["n_gt"], "foreground_px": int(sum(int((lab > 0).sum()) for lab in labels))})
-    best = max(table, key=lambda r: (r[objective], -abs(r["mask_threshold"] - 0.5)))
+    best = best_row(table, objective)
     return {"mask_threshold": best["mask_threshold"], "score_threshold": best["score_threshold"],
             "objective": objective, "table": table}
+
+
+def best_row(table: list[dict], objective: str = "f1") -> dict:
+    """The row of :func:`tune_mask_threshold`'s table with the highest ``objective``; ties go to the mask threshold
+    nearest 0.5 (the default), then to the lower one."""
+    return max(table, key=lambda r: (r[objective], -round(abs(r["mask_threshold"] - 0.5), 9), -r["mask_threshold"]))
 
 
 def add_parser(subparsers):
@@ -141,8 +154,11 @@ def add_parser(subparsers):
     p.add_argument("--mask-grid", nargs="+", type=float, default=list(MASK_GRID), metavar="M",
                    help=f"candidate mask thresholds in (0, 1) (default {' '.join(map(str, MASK_GRID))})")
     p.add_argument("--objective", choices=["f1", "dice"], default="f1",
-                   help="what the chosen pair maximises: F1 at IoU 0.5 pooled over the images (default) or Dice")
+                   help="how the mask threshold is chosen: F1 at IoU 0.5 pooled over the images (default) or Dice; "
+                        "the score threshold is always the one with the best F1 at that mask threshold")
     p.add_argument("--diameter", type=float, help="cell size of the images in px (default: the model's estimate)")
+    p.add_argument("--size-from", choices=["auto", "learned", "score", "points", "refined"], default="auto",
+                   help="how the model finds each image's cell size without --diameter, as in cks predict")
     p.add_argument("--json", help="also write the table and the choice to this file")
     return p
 
@@ -154,14 +170,16 @@ def run_cli(args) -> dict:
 
     model = load_model(args.model)
     samples = load_dataset(args.data, scale=1.0, points="none")
-    r = tune_mask_threshold(model, samples, grid=args.mask_grid, size=args.diameter or "auto",
-                            objective=args.objective)
+    r = tune_mask_threshold(model, samples, grid=args.mask_grid, size="auto" if args.diameter is None else args.diameter,
+                            objective=args.objective, size_from=args.size_from)
     print("mask  score    F1   AP50   AP75   Dice  cells (true)")
     for row in r["table"]:
         print(f"{row['mask_threshold']:4.2f}  {row['score_threshold']:5.2f} {row['f1']:5.3f}  {row['ap50']:5.3f}  "
               f"{row['ap75']:5.3f}  {row['dice']:5.3f}  {row['n_pred']} ({row['n_gt']})")
+    size = (f" --diameter {args.diameter}" if args.diameter is not None else
+            f" --size-from {args.size_from}" if args.size_from != "auto" else "")
     print(f"chosen by {r['objective']}: cks predict --model {args.model} --score-threshold {r['score_threshold']} "
-          f"--mask-threshold {r['mask_threshold']} ...")
+          f"--mask-threshold {r['mask_threshold']}{size} ...")
     if args.json:
         import json
 
@@ -170,4 +188,4 @@ def run_cli(args) -> dict:
 
 
 __all__ = ["DEFAULT_GRID", "MASK_GRID", "apply_threshold", "f1_at_iou", "tune_score_threshold", "tune_mask_threshold",
-           "add_parser", "run_cli"]
+           "best_row", "add_parser", "run_cli"]

@@ -461,8 +461,18 @@ def test_bad_channel_and_tile(data, run, tmp_path, capsys):
     assert_user_error(rc, err, "tile")
 
 
-def test_thresholds_chooses_what_predict_takes(data, run, tmp_path, capsys):
-    root = data[0]
+@pytest.fixture(scope="module")
+def segmenting_run(data, tmp_path_factory):
+    """A supervised run trained long enough (60 steps) to draw masks, so mask thresholds change them."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("seg") / "RUN"
+    assert main(["train", "--data", str(data[0]), "--labels", "masks", "--preset", "supervised", "--out", str(out),
+                 "--steps", "60", *TINY, "train.lr=0.003", "train.finetune_lr=0.003", "train.checkpoint_every=1000"]) == 0
+    return out
+
+
+def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, capsys):
+    root, run = data[0], segmenting_run
     rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1,set2", "--mask-grid", "0.3",
                            "0.5", "--json", tmp_path / "T.json")
     assert rc == 0, err
@@ -477,7 +487,22 @@ def test_thresholds_chooses_what_predict_takes(data, run, tmp_path, capsys):
                                "--score-threshold", "0.0", "--mask-threshold", m)
         assert rc == 0, err
         fg[m] = int((tifffile.imread(tmp_path / m / "set1" / "raw.labels.tif") > 0).sum())
-    assert fg["0.3"] >= fg["0.5"]
+    assert fg["0.3"] > fg["0.5"]
+    from cks.checkpoint import load_model
+    from cks.predict import predict
+    from cks.threshold import tune_mask_threshold
+
+    model = load_model(run)
+    img = tifffile.imread(root / "set1/raw.tif")
+    direct, _ = predict(model, img, score_threshold=0.0, mask_threshold=0.3)  # what --mask-threshold 0.3 must give
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "0.3" / "set1" / "raw.labels.tif"), direct)
+    # the scale search (no regressor) runs at mask threshold 0.5 whatever the candidate, so each row equals a direct pass
+    samples = [{"image": tifffile.imread(root / f"set{i}/raw.tif"), "label": data[1][f"set{i}"]["label"]} for i in (1, 2)]
+    t = tune_mask_threshold(model, samples, grid=(0.3, 0.5), size_from="score")
+    for row in t["table"]:
+        fg_direct = sum(int((predict(model, s["image"], score_threshold=0.2, mask_threshold=row["mask_threshold"],
+                                     size_from="score")[0] > 0).sum()) for s in samples)
+        assert row["foreground_px"] == fg_direct, row
     rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / "X",
                            "--mask-threshold", "1.5")
     assert_user_error(rc, err, "mask_threshold", "(0, 1)")

@@ -87,3 +87,18 @@ def test_tune_mask_threshold_matches_a_direct_pass(model):
         tune_mask_threshold(model, samples, objective="ap")
     with pytest.raises(CksConfigError, match="masks"):
         tune_mask_threshold(model, [{"image": samples[0]["image"]}])
+    with pytest.raises(CksConfigError, match="scale"):
+        tune_mask_threshold(model, samples, scale=1.0)
+
+
+def test_best_row_breaks_ties_towards_the_default():
+    from cks.threshold import best_row
+
+    rows = [{"mask_threshold": m, "f1": f, "dice": d} for m, f, d in
+            [(0.3, 0.6, 0.5), (0.4, 0.5, 0.9), (0.5, 0.5, 0.7), (0.7, 0.6, 0.8)]]
+    assert best_row(rows)["mask_threshold"] == 0.3  # 0.3 and 0.7 tie on F1, equally far from 0.5: the lower
+    rows[0]["f1"] = 0.55
+    assert best_row(rows)["mask_threshold"] == 0.7
+    assert best_row(rows, "dice")["mask_threshold"] == 0.4
+    rows[1]["dice"] = rows[3]["dice"] = 0.95  # 0.4 and 0.7 tie on Dice: the one nearer 0.5
+    assert best_row(rows, "dice")["mask_threshold"] == 0.4
