@@ -508,6 +508,12 @@ def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, c
     assert_user_error(rc, err, "mask_threshold", "(0, 1)")
     rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1", "--mask-grid", "0")
     assert_user_error(rc, err, "(0, 1)")
+    bare = tmp_path / "bare"  # an image with points and no masks cannot choose thresholds
+    bare.mkdir()
+    (bare / "img.tif").write_bytes((root / "set1" / "raw.tif").read_bytes())
+    (bare / "img.csv").write_text("y,x\n30,30\n60,90\n")
+    rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", str(bare))
+    assert rc == 2 and "mask" in err and "Traceback" not in err, err
 
 
 # ---------------------------------------------------------------- kill -9 and resume

@@ -72,6 +72,7 @@ def test_tune_mask_threshold_matches_a_direct_pass(model):
     ref = evaluate([c[0] for c in cut], [c[1] for c in cut], gts)
     assert rows[0.5]["score_threshold"] == tuned["threshold"] and rows[0.5]["f1"] == pytest.approx(tuned["f1"])
     assert rows[0.5]["dice"] == pytest.approx(ref["dice"]) and rows[0.5]["ap50"] == pytest.approx(ref["ap50"])
+    assert rows[0.5]["ap75"] == pytest.approx(ref["ap75"]) and rows[0.5]["n_pred"] == ref["n_pred"]
     assert rows[0.5]["foreground_px"] == sum(int((lab > 0).sum()) for lab in labels)
     # a higher mask threshold keeps a subset of every mask's pixels: the foreground cannot grow
     fg = [rows[m]["foreground_px"] for m in (0.3, 0.5, 0.7)]
