@@ -30,6 +30,7 @@ WHAT = ("tuning split only: each run's AP50, AP75, Dice and pooled F1 at IoU 0.5
 def main(argv=None) -> dict:
     from benchmarks.protocol import PROTOCOLS
     from cks.checkpoint import load_model
+    from cks.data.writers import atomic_write_text
     from cks.data.spec import load_dataset
     from cks.provenance import git_commit, hardware
     from cks.threshold import MASK_GRID, tune_mask_threshold
@@ -58,9 +59,7 @@ def main(argv=None) -> dict:
     rec = {"what": WHAT, "protocol": a.protocol, "tune": proto["tune"], **{k: v for k, v in old.items() if k == "runs"},
            "hardware": hardware()}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec, indent=1) + "\n")
-    tmp.replace(out_path)
+    atomic_write_text(json.dumps(rec, indent=1) + "\n", out_path)
     return rec
 
 
