@@ -7,7 +7,9 @@ tuned by the protocols). For each run folder (``$CKS_RUNS_DIR/<protocol>/<run>``
 *tuning* fields at each candidate mask threshold, with the score threshold re-chosen at each
 (:func:`cks.threshold.tune_mask_threshold`, the protocol's F1 objective; each field at the model's own cell-size
 estimate, ``size_from="auto"``, as the protocol scores a run without ``--size-from``) and records AP50, AP75, Dice and F1 per candidate. It reads no report field,
-so a choice made from it is a tuning-split choice. Writes ``results/<protocol>/mask_threshold_tuning.json``; runs
+so a choice made from it is a tuning-split choice. ``--mask-resampling bilinear`` predicts with
+``predict(mask_resampling="bilinear")`` (each cell's mask probabilities resized to the field's resolution before the
+threshold) and records the run as ``<run>@bilinear``. Writes ``results/<protocol>/mask_threshold_tuning.json``; runs
 already in that file and not named again are kept.
 """
 from __future__ import annotations
@@ -39,6 +41,8 @@ def main(argv=None) -> dict:
     p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
     p.add_argument("--runs", nargs="+", required=True, help="run folders under $CKS_RUNS_DIR/<protocol>")
     p.add_argument("--grid", nargs="+", type=float, default=list(MASK_GRID), help="candidate mask thresholds")
+    p.add_argument("--mask-resampling", default="label", choices=["label", "bilinear"],
+                   help="predict's mask_resampling (the protocols: label)")
     a = p.parse_args(argv)
     import torch
 
@@ -51,9 +55,10 @@ def main(argv=None) -> dict:
     command = "python benchmarks/mask_threshold.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for run in a.runs:
         t0 = time.time()
-        r = tune_mask_threshold(load_model(runs_root / run), tune, grid=a.grid)
-        old["runs"][run] = {**r, "command": command, "wall_s": round(time.time() - t0, 1), "git_commit": git_commit()}
-        print(run, json.dumps({k: r[k] for k in ("mask_threshold", "score_threshold")}))
+        r = tune_mask_threshold(load_model(runs_root / run), tune, grid=a.grid, mask_resampling=a.mask_resampling)
+        key = run if a.mask_resampling == "label" else f"{run}@{a.mask_resampling}"
+        old["runs"][key] = {"mask_resampling": a.mask_resampling, **r, "command": command, "wall_s": round(time.time() - t0, 1), "git_commit": git_commit()}
+        print(key, json.dumps({k: r[k] for k in ("mask_threshold", "score_threshold")}))
         for row in r["table"]:
             print("  " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     rec = {"what": WHAT, "protocol": a.protocol, "tune": proto["tune"], **{k: v for k, v in old.items() if k == "runs"},

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(`cks thresholds`)")
     r.add_argument("--mask-threshold", type=float, default=0.5, help="a pixel belongs to a cell where the mask "
                    "probability reaches this (0-1, default 0.5); lower draws larger cells (`cks thresholds`)")
+    r.add_argument("--mask-resampling", choices=["label", "bilinear"], default="label", help="how masks of an image "
+                   "shown at another scale return to its resolution: label (threshold at the model's resolution, "
+                   "nearest neighbour back; default) or bilinear (resize each cell's mask, then threshold: boundaries "
+                   "to a native pixel)")
     r.add_argument("--scale", type=float, help="resize factor (default: a size-normalised model estimates each "
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "

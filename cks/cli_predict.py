@@ -135,7 +135,8 @@ def cmd_predict(a) -> dict:
                                f"use --channel 0..{img.shape[0] - 1}")
             img = img[a.channel:a.channel + 1]
         label, table, info = predict(model, img, score_threshold=a.score_threshold,
-                                     mask_threshold=a.mask_threshold, scale=a.scale,
+                                     mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling,
+                                     scale=a.scale,
                                      diameter=a.diameter, tile=a.tile, size_from=a.size_from,
                                      points=_points_beside(p, img.shape[-2:]) if a.size_at_points else None,
                                      return_info=True)

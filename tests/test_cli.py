@@ -496,6 +496,13 @@ def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, c
     img = tifffile.imread(root / "set1/raw.tif")
     direct, _ = predict(model, img, score_threshold=0.0, mask_threshold=0.3)  # what --mask-threshold 0.3 must give
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "0.3" / "set1" / "raw.labels.tif"), direct)
+    # --mask-resampling reaches predict (at a scale other than 1, where it matters)
+    rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / "bl",
+                           "--score-threshold", "0.0", "--scale", "0.8", "--mask-resampling", "bilinear")
+    assert rc == 0, err
+    bl, _ = predict(model, img, score_threshold=0.0, scale=0.8, mask_resampling="bilinear")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "bl" / "set1" / "raw.labels.tif"), bl)
+    assert not np.array_equal(bl, predict(model, img, score_threshold=0.0, scale=0.8)[0])
     # the scale search (no regressor) runs at mask threshold 0.5 whatever the candidate, so each row equals a direct pass
     samples = [{"image": tifffile.imread(root / f"set{i}/raw.tif"), "label": data[1][f"set{i}"]["label"]} for i in (1, 2)]
     t = tune_mask_threshold(model, samples, grid=(0.3, 0.5), size_from="score")
