@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .data.io import normalize_image
 from .errors import CksConfigError, CksDataError
-from .windows import paste_labels
+from .windows import native_windows, paste_labels
 
 
 def _as_chw(image) -> np.ndarray:
@@ -395,7 +395,7 @@ def _finish(pts, sc, masks, org, native: tuple[int, int], size: tuple[int, int],
     """Paste windows (model resolution ``size``) into a label image at ``native`` + table.
 
     ``masks [K, S, S]``: thresholded windows (uint8), pasted at model resolution and mapped back by nearest
-    neighbour; or, with ``mask_threshold``, probabilities resized to ``native`` first (:func:`native_windows`).
+    neighbour; or, with ``mask_threshold``, probabilities resized to ``native`` first (:func:`cks.windows.native_windows`).
     """
     (h, w), (hs, ws) = native, size
     if mask_threshold is not None:
@@ -426,47 +426,6 @@ def _finish(pts, sc, masks, org, native: tuple[int, int], size: tuple[int, int],
         label = lut[label]
         table["label"] = np.arange(1, len(table["label"]) + 1, dtype=np.int32)
     return label, table
-
-
-#: window pixels resampled together by :func:`native_windows` (bounds its memory: ~12 bytes each)
-RESAMPLE_PIXELS = 2 ** 24
-
-
-def native_windows(probs: torch.Tensor, origin: torch.Tensor, factor: tuple[float, float], mask_threshold: float
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize per-cell window probabilities to the input's resolution and threshold them there.
-
-    Model pixel ``(y, x)`` is native pixel ``((y + 0.5) * fy - 0.5, (x + 0.5) * fx - 0.5)`` (pixel centres, as
-    :func:`torch.nn.functional.interpolate` with ``align_corners=False``). A window of side S at model origin
-    ``(y0, x0)`` covers native ``[y0 * fy, (y0 + S) * fy)``; native pixel Y reads the window's bilinear
-    interpolation at window coordinate ``(Y + 0.5) / fy - y0 - 0.5`` (0 outside the window: ``m_i`` is 0 there).
-
-    Args:
-        probs: ``[K, S, S]`` mask probabilities (any float dtype). origin: ``[K, 2]`` long, model resolution.
-        factor: ``(fy, fx)`` = native size / model size. mask_threshold: in (0, 1).
-    Returns:
-        ``(on [K, Sn, Sn] uint8, origin [K, 2] long)`` at native resolution, ``Sn = ceil(S * max(fy, fx)) + 2``.
-        Loops over chunks of windows (memory), never over cells one by one.
-    """
-    k, s = probs.shape[0], probs.shape[-1]
-    fy, fx = float(factor[0]), float(factor[1])
-    sn = int(math.ceil(s * max(fy, fx))) + 2
-    f = torch.tensor([fy, fx], dtype=torch.float64)
-    nat_origin = torch.floor(origin.double() * f).long() - 1  # one pixel of margin on each side
-    out = torch.zeros(k, sn, sn, dtype=torch.uint8)
-    j = torch.arange(sn, dtype=torch.float64)
-    chunk = max(1, RESAMPLE_PIXELS // (sn * sn))
-    for a in range(0, k, chunk):  # chunks of windows, for memory
-        o, no = origin[a:a + chunk].double(), nat_origin[a:a + chunk].double()
-        # window coordinate (pixel centres at 0..S-1) of each native row / column, normalised for grid_sample
-        uy = (no[:, 0, None] + j + 0.5) / fy - o[:, 0, None] - 0.5  # [k, Sn]
-        ux = (no[:, 1, None] + j + 0.5) / fx - o[:, 1, None] - 0.5
-        gy, gx = (2 * uy + 1) / s - 1, (2 * ux + 1) / s - 1
-        grid = torch.stack([gx[:, None, :].expand(-1, sn, -1), gy[:, :, None].expand(-1, -1, sn)], dim=-1)
-        v = F.grid_sample(probs[a:a + chunk, None].float(), grid.float(), mode="bilinear", padding_mode="zeros",
-                          align_corners=False)[:, 0]
-        out[a:a + chunk] = (v >= mask_threshold).to(torch.uint8)
-    return out, nat_origin
 
 
 def scores_by_label(table: dict) -> dict[int, float]:

@@ -298,44 +298,6 @@ def test_points_set_the_cell_size(model, big):
         predict(model, img, points=np.zeros((3, 3)))
 
 
-def _disk(shape, cy, cx, r):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-
-
-@pytest.mark.parametrize("factor", [1.0 / 0.6, 2.0, 0.75])
-def test_native_windows_place_the_boundary_on_native_pixels(factor):
-    """A disk sent to model resolution and back: bilinear resampling keeps its centre and its IoU (closed form)."""
-    from cks.predict import native_windows
-
-    h = w = 120
-    hs, ws = round(h / factor), round(w / factor)
-    f = (h / hs, w / ws)
-    true = _disk((h, w), 57.3, 61.8, 18.0)
-    small = torch.nn.functional.interpolate(torch.from_numpy(true.astype(np.float32))[None, None], size=(hs, ws),
-                                            mode="bilinear", align_corners=False, antialias=True)[0, 0]
-    s = 48
-    oy, ox = round(57.3 / f[0]) - s // 2, round(61.8 / f[1]) - s // 2
-    win = small[oy:oy + s, ox:ox + s][None]  # [1, S, S] probabilities of one cell
-    on, org = native_windows(win, torch.tensor([[oy, ox]]), f, 0.5)
-    got = np.zeros((h, w), bool)
-    ys, xs = np.nonzero(on[0].numpy())
-    got[ys + int(org[0, 0]), xs + int(org[0, 1])] = True
-    # the same as resizing the whole model-resolution map (zero outside the window) and thresholding it
-    canvas = torch.zeros(hs, ws)
-    canvas[oy:oy + s, ox:ox + s] = win[0]
-    direct = torch.nn.functional.interpolate(canvas[None, None], size=(h, w), mode="bilinear",
-                                             align_corners=False)[0, 0].numpy() >= 0.5
-    assert (got != direct).sum() <= 2  # float rounding at the threshold only
-    iou = (got & true).sum() / (got | true).sum()
-    cy, cx = np.argwhere(got).mean(0)
-    assert iou > 0.93 and abs(cy - 57.3) < 0.35 and abs(cx - 61.8) < 0.35
-    # the label path (threshold at model resolution, nearest neighbour back) for comparison
-    lab = torch.nn.functional.interpolate((canvas >= 0.5).float()[None, None], size=(h, w), mode="nearest")[0, 0]
-    lab = lab.numpy() > 0
-    assert iou >= (lab & true).sum() / (lab | true).sum() - 0.005
-
-
 def test_mask_resampling(model, big):
     img, gt = big["image"], big["label"]
     a, ta = predict(model, img)

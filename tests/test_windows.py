@@ -1,7 +1,11 @@
 """Window ops: gather/scatter with windows hanging off every edge, paste with overlaps."""
+import math
+
+import numpy as np
+import pytest
 import torch
 
-from cks.windows import gather_windows, paste_labels, scatter_windows
+from cks.windows import gather_windows, native_windows, paste_labels, scatter_windows
 
 
 def brute_scatter(values, batch, origin, shape, reduce):
@@ -69,3 +73,53 @@ def test_paste_min_area_and_batches():
     lab, _, lo = paste_labels(logits, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), torch.tensor([[0, 0], [0, 0]]),
                               (2, 5, 5), min_area=5)
     assert lo.tolist() == [0, 1] and int(lab[0].max()) == 0 and int((lab[1] == 1).sum()) == 16
+
+
+def _disk(shape, cy, cx, r):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+@pytest.mark.parametrize("factor", [1.0 / 0.6, 2.0, 0.75])
+def test_native_windows_place_the_boundary_on_native_pixels(factor):
+    """A disk sent to model resolution and back: bilinear resampling keeps its centre and its IoU (closed form)."""
+    h = w = 120
+    hs, ws = round(h / factor), round(w / factor)
+    f = (h / hs, w / ws)
+    true = _disk((h, w), 57.3, 61.8, 18.0)
+    small = torch.nn.functional.interpolate(torch.from_numpy(true.astype(np.float32))[None, None], size=(hs, ws),
+                                            mode="bilinear", align_corners=False, antialias=True)[0, 0]
+    s = 48
+    oy, ox = round(57.3 / f[0]) - s // 2, round(61.8 / f[1]) - s // 2
+    win = small[oy:oy + s, ox:ox + s][None]  # [1, S, S] probabilities of one cell
+    on, org = native_windows(win, torch.tensor([[oy, ox]]), f, 0.5)
+    got = np.zeros((h, w), bool)
+    ys, xs = np.nonzero(on[0].numpy())
+    got[ys + int(org[0, 0]), xs + int(org[0, 1])] = True
+    # the same as resizing the whole model-resolution map (zero outside the window) and thresholding it
+    canvas = torch.zeros(hs, ws)
+    canvas[oy:oy + s, ox:ox + s] = win[0]
+    direct = torch.nn.functional.interpolate(canvas[None, None], size=(h, w), mode="bilinear",
+                                             align_corners=False)[0, 0].numpy() >= 0.5
+    assert (got != direct).sum() <= 2  # float rounding at the threshold only
+    iou = (got & true).sum() / (got | true).sum()
+    cy, cx = np.argwhere(got).mean(0)
+    assert iou > 0.93 and abs(cy - 57.3) < 0.35 and abs(cx - 61.8) < 0.35
+    # the label path (threshold at model resolution, nearest neighbour back) for comparison
+    lab = torch.nn.functional.interpolate((canvas >= 0.5).float()[None, None], size=(h, w), mode="nearest")[0, 0]
+    lab = lab.numpy() > 0
+    assert iou >= (lab & true).sum() / (lab | true).sum() - 0.005
+
+
+
+def test_native_windows_chunks_give_the_same_result(monkeypatch):
+    import cks.windows as cw
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(5, 16, 16, generator=g)
+    origin = torch.tensor([[0, 0], [3, 7], [-4, 2], [10, -3], [20, 20]])
+    one, org1 = cw.native_windows(probs, origin, (1.5, 1.25), 0.5)
+    monkeypatch.setattr(cw, "RESAMPLE_PIXELS", 1)  # one window per chunk
+    many, org2 = cw.native_windows(probs, origin, (1.5, 1.25), 0.5)
+    assert torch.equal(one, many) and torch.equal(org1, org2)
+    assert one.shape == (5, math.ceil(16 * 1.5) + 2, math.ceil(16 * 1.5) + 2)
