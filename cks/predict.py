@@ -101,6 +101,7 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         score_threshold: minimum detection score of a reported cell, in [0, 1].
         mask_threshold: a pixel belongs to a cell where the sigmoid of its mask logit reaches this, in (0, 1);
             lower draws larger cells (:func:`cks.threshold.tune_mask_threshold` chooses it on images with masks).
+        min_area: cells with fewer pixels at the model's resolution are dropped (0: none).
         scale: resize factor applied before the model (results are mapped back); wins over everything else.
         diameter: the cell size of this image (median equivalent diameter, px); the image is resized by
             ``model_diameter / diameter``.
@@ -399,9 +400,12 @@ def _finish(pts, sc, masks, org, native: tuple[int, int], size: tuple[int, int],
     """
     (h, w), (hs, ws) = native, size
     if mask_threshold is not None:
+        keep = sc >= score_threshold  # resize only the windows that can become cells
+        pts, sc, masks, org = pts[keep], sc[keep], masks[keep], org[keep]
         masks, org = native_windows(masks, org, (h / hs, w / ws), mask_threshold)
+        min_area = int(math.ceil(min_area * (h / hs) * (w / ws)))  # min_area counts model-resolution pixels
         hs, ws = h, w
-    logits = masks.float() * 2 - 1  # >= 0 where the mask is on
+    logits = masks.to(torch.int8) * 2 - 1  # >= 0 where the mask is on
     label, _, label_of = paste_labels(logits, sc, torch.zeros(len(sc), dtype=torch.long), org, (1, hs, ws),
                                       score_threshold=score_threshold, mask_threshold=0.5, min_area=min_area)
     label = label[0]

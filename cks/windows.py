@@ -144,8 +144,8 @@ def paste_labels(logits: Tensor, scores: Tensor, batch: Tensor, origin: Tensor, 
     return labels.reshape(b, h, w).int(), scores, label_of
 
 
-#: window pixels resampled together by :func:`native_windows` (bounds its memory: ~12 bytes each)
-RESAMPLE_PIXELS = 2 ** 24
+#: window pixels resampled together by :func:`native_windows` (bounds its memory: ~13 bytes each)
+RESAMPLE_PIXELS = 2 ** 22
 
 
 def native_windows(probs: torch.Tensor, origin: torch.Tensor, factor: tuple[float, float], mask_threshold: float
@@ -153,22 +153,25 @@ def native_windows(probs: torch.Tensor, origin: torch.Tensor, factor: tuple[floa
     """Resize per-cell window probabilities to the input's resolution and threshold them there.
 
     Model pixel ``(y, x)`` is native pixel ``((y + 0.5) * fy - 0.5, (x + 0.5) * fx - 0.5)`` (pixel centres, as
-    :func:`torch.nn.functional.interpolate` with ``align_corners=False``). A window of side S at model origin
-    ``(y0, x0)`` covers native ``[y0 * fy, (y0 + S) * fy)``; native pixel Y reads the window's bilinear
-    interpolation at window coordinate ``(Y + 0.5) / fy - y0 - 0.5`` (0 outside the window: ``m_i`` is 0 there).
+    :func:`torch.nn.functional.interpolate` with ``align_corners=False``). Native pixel Y reads the window's
+    bilinear interpolation at window coordinate ``(Y + 0.5) / fy - y0 - 0.5``, with 0 outside the window (``m_i``
+    is 0 there), exactly what resizing a model-resolution map that holds the window and zeros elsewhere would
+    give. The interpolation reaches half a model pixel beyond the window's edge, so the native window
+    ``[floor(y0 * fy) - m, floor(y0 * fy) - m + Sn)`` has a margin ``m = ceil(max(fy, fx) / 2) + 1``.
 
     Args:
         probs: ``[K, S, S]`` mask probabilities (any float dtype). origin: ``[K, 2]`` long, model resolution.
         factor: ``(fy, fx)`` = native size / model size. mask_threshold: in (0, 1).
     Returns:
-        ``(on [K, Sn, Sn] uint8, origin [K, 2] long)`` at native resolution, ``Sn = ceil(S * max(fy, fx)) + 2``.
+        ``(on [K, Sn, Sn] uint8, origin [K, 2] long)`` at native resolution, ``Sn = ceil(S * max(fy, fx)) + 2m``.
         Loops over chunks of windows (memory), never over cells one by one.
     """
     k, s = probs.shape[0], probs.shape[-1]
     fy, fx = float(factor[0]), float(factor[1])
-    sn = int(math.ceil(s * max(fy, fx))) + 2
+    margin = int(math.ceil(max(fy, fx) / 2)) + 1
+    sn = int(math.ceil(s * max(fy, fx))) + 2 * margin
     f = torch.tensor([fy, fx], dtype=torch.float64)
-    nat_origin = torch.floor(origin.double() * f).long() - 1  # one pixel of margin on each side
+    nat_origin = torch.floor(origin.double() * f).long() - margin
     out = torch.zeros(k, sn, sn, dtype=torch.uint8)
     j = torch.arange(sn, dtype=torch.float64)
     chunk = max(1, RESAMPLE_PIXELS // (sn * sn))
@@ -177,9 +180,9 @@ def native_windows(probs: torch.Tensor, origin: torch.Tensor, factor: tuple[floa
         # window coordinate (pixel centres at 0..S-1) of each native row / column, normalised for grid_sample
         uy = (no[:, 0, None] + j + 0.5) / fy - o[:, 0, None] - 0.5  # [k, Sn]
         ux = (no[:, 1, None] + j + 0.5) / fx - o[:, 1, None] - 0.5
-        gy, gx = (2 * uy + 1) / s - 1, (2 * ux + 1) / s - 1
+        gy, gx = ((2 * uy + 1) / s - 1).float(), ((2 * ux + 1) / s - 1).float()
         grid = torch.stack([gx[:, None, :].expand(-1, sn, -1), gy[:, :, None].expand(-1, -1, sn)], dim=-1)
-        v = F.grid_sample(probs[a:a + chunk, None].float(), grid.float(), mode="bilinear", padding_mode="zeros",
+        v = F.grid_sample(probs[a:a + chunk, None].float(), grid, mode="bilinear", padding_mode="zeros",
                           align_corners=False)[:, 0]
         out[a:a + chunk] = (v >= mask_threshold).to(torch.uint8)
     return out, nat_origin

@@ -510,6 +510,14 @@ def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, c
         fg_direct = sum(int((predict(model, s["image"], score_threshold=0.2, mask_threshold=row["mask_threshold"],
                                      size_from="score")[0] > 0).sum()) for s in samples)
         assert row["foreground_px"] == fg_direct, row
+    # cks thresholds tunes for the resampling it is given and says so in the suggested command
+    rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1,set2", "--mask-grid", "0.5",
+                           "--diameter", "20", "--mask-resampling", "bilinear", "--json", tmp_path / "TB.json")
+    assert rc == 0, err
+    assert "--mask-resampling bilinear" in out
+    tb = json.loads((tmp_path / "TB.json").read_text())
+    ref = tune_mask_threshold(model, samples, grid=(0.5,), size=20.0, mask_resampling="bilinear")
+    assert tb["mask_resampling"] == "bilinear" and tb["table"] == json.loads(json.dumps(ref["table"]))
     rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / "X",
                            "--mask-threshold", "1.5")
     assert_user_error(rc, err, "mask_threshold", "(0, 1)")

@@ -23,7 +23,7 @@ def test_scale_one_stride_one_is_the_identity(back):
     assert ids.tolist() == [1, 2]
 
 
-def test_coarser_grids_lose_iou_and_bilinear_keeps_more():
+def test_coarser_grids_lose_iou_and_bilinear_keeps_at_least_as_much():
     lab = _disks()
     iou = {}
     for stride in (1, 2, 4):
@@ -33,7 +33,7 @@ def test_coarser_grids_lose_iou_and_bilinear_keeps_more():
             iou[stride, back] = bench.matched_iou(out, lab)
     for back in ("nearest", "bilinear"):
         assert (iou[1, back] > 0.85).all() and iou[4, back].mean() < iou[1, back].mean()
-    assert iou[2, "bilinear"].mean() >= iou[2, "nearest"].mean() - 0.005
+    assert iou[2, "bilinear"].mean() >= iou[2, "nearest"].mean()
 
 
 def test_matched_iou_closed_form():

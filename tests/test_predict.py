@@ -309,9 +309,25 @@ def test_mask_resampling(model, big):
     la, ta = predict(model, up, scale=0.5)
     lb, tb = predict(model, up, scale=0.5, mask_resampling="bilinear")
     check_table(lb, tb)
-    np.testing.assert_allclose(tb["score"], ta["score"])  # the same cells, only their boundaries move
+    for k in ("score", "y", "x"):  # the same cells at the same places, only their boundaries move
+        np.testing.assert_allclose(tb[k], ta[k])
     for lab in (la, lb):
         pid, gid, iou = iou_table(lab, gt_up)
         assert (iou > 0.5).any(0).mean() >= 0.8
+    # tiled: the same cells as the tiled label path, each mask close to its label-path twin
+    tl, ttl = predict(model, up, scale=0.5, tile=96, overlap=WINDOW + 16)
+    lt, tt = predict(model, up, scale=0.5, mask_resampling="bilinear", tile=96, overlap=WINDOW + 16)
+    check_table(lt, tt)
+    for k in ("score", "y", "x"):
+        np.testing.assert_allclose(tt[k], ttl[k])
+    pid, gid, iou = iou_table(lt, tl)
+    assert (iou.max(1) > 0.8).mean() >= 0.9
+    # an input below MIN_SIDE at model resolution (padded path) resamples too, and min_area keeps its unit
+    small = up[:, :180, :200]
+    ls, ts = predict(model, small, scale=0.5, mask_resampling="bilinear")
+    check_table(ls, ts)
+    lm, tm = predict(model, small, scale=0.5, mask_resampling="bilinear", min_area=60)  # 60 model px = 240 native
+    check_table(lm, tm)
+    assert (tm["area"] >= 240).all() and len(tm["area"]) < len(ts["area"])
     with pytest.raises(CksConfigError, match="mask_resampling"):
         predict(model, img, mask_resampling="cubic")

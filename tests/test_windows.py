@@ -112,14 +112,48 @@ def test_native_windows_place_the_boundary_on_native_pixels(factor):
 
 
 
-def test_native_windows_chunks_give_the_same_result(monkeypatch):
+def _whole_map(probs, origin, model_hw, native_hw, thr):
+    """Reference: each window alone on a zero model-resolution map, resized to native (bilinear), thresholded."""
+    out = []
+    for p, (oy, ox) in zip(probs, origin.tolist()):  # a loop over a handful of test windows
+        canvas = torch.zeros(model_hw)
+        s = p.shape[-1]
+        ys, xs = slice(max(oy, 0), min(oy + s, model_hw[0])), slice(max(ox, 0), min(ox + s, model_hw[1]))
+        canvas[ys, xs] = p[ys.start - oy:ys.stop - oy, xs.start - ox:xs.stop - ox]
+        full = torch.nn.functional.interpolate(canvas[None, None], size=native_hw, mode="bilinear",
+                                               align_corners=False)[0, 0]
+        out.append((full >= thr).numpy())
+    return out
+
+
+def _pasted(on, org, native_hw):
+    maps = []
+    for w, (oy, ox) in zip(on.numpy().astype(bool), org.tolist()):
+        m = np.zeros(native_hw, bool)
+        ys, xs = np.nonzero(w)
+        ys, xs = ys + oy, xs + ox
+        inside = (ys >= 0) & (ys < native_hw[0]) & (xs >= 0) & (xs < native_hw[1])
+        m[ys[inside], xs[inside]] = True
+        maps.append(m)
+    return maps
+
+
+@pytest.mark.parametrize("model_hw,native_hw,thr", [((40, 50), (100, 90), 0.5), ((30, 30), (120, 120), 0.1),
+                                                    ((60, 48), (45, 40), 0.3)])
+def test_native_windows_equal_resizing_the_whole_map(model_hw, native_hw, thr, monkeypatch):
+    """Unequal y/x factors, a low threshold at 4x (the interpolation reaches past the window's edge), downscaling;
+    chunked or not."""
     import cks.windows as cw
 
     g = torch.Generator().manual_seed(0)
-    probs = torch.rand(5, 16, 16, generator=g)
-    origin = torch.tensor([[0, 0], [3, 7], [-4, 2], [10, -3], [20, 20]])
-    one, org1 = cw.native_windows(probs, origin, (1.5, 1.25), 0.5)
-    monkeypatch.setattr(cw, "RESAMPLE_PIXELS", 1)  # one window per chunk
-    many, org2 = cw.native_windows(probs, origin, (1.5, 1.25), 0.5)
-    assert torch.equal(one, many) and torch.equal(org1, org2)
-    assert one.shape == (5, math.ceil(16 * 1.5) + 2, math.ceil(16 * 1.5) + 2)
+    probs = torch.nn.functional.avg_pool2d(torch.rand(4, 1, 20, 20, generator=g), 5, 1)[:, 0]  # smooth, 16 x 16
+    origin = torch.tensor([[2, 3], [10, 20], [-4, 5], [model_hw[0] - 10, model_hw[1] - 12]])
+    f = (native_hw[0] / model_hw[0], native_hw[1] / model_hw[1])
+    ref = _whole_map(probs, origin, model_hw, native_hw, thr)
+    for pixels in (cw.RESAMPLE_PIXELS, 1):  # one chunk; one window per chunk
+        monkeypatch.setattr(cw, "RESAMPLE_PIXELS", pixels)
+        on, org = cw.native_windows(probs, origin, f, thr)
+        margin = math.ceil(max(f) / 2) + 1
+        assert on.shape == (4, math.ceil(16 * max(f)) + 2 * margin, math.ceil(16 * max(f)) + 2 * margin)
+        for got, want in zip(_pasted(on, org, native_hw), ref):
+            assert (got != want).sum() <= 2  # float rounding at the threshold only
