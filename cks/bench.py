@@ -98,7 +98,7 @@ def run_infer(n: int, size: str, repeat: int) -> dict:
     from .grid import detection_targets
     from .models.detector import decode
     from .models.principal import Principal
-    from .windows import paste_labels
+    from .windows import native_windows, paste_labels
 
     torch.manual_seed(0)
     cfg = get_preset("base", size=size)
@@ -141,9 +141,24 @@ def run_infer(n: int, size: str, repeat: int) -> dict:
             paste_labels(lg, d[0][1], bi, org, (1, 520, 704), score_threshold=0.5)
 
         times["decode_nms_paste"] = _median_time(post, repeat)
+        # an image shown at 1/1.5 of its size: predict's two ways back to the input's resolution (one of them runs)
+        native, sc = (780, 1056), ds
+        probs = torch.sigmoid(lg).half()
+
+        def back_label():
+            on = (probs.float() >= 0.5).to(torch.int8) * 2 - 1
+            lab = paste_labels(on, sc, bi, org, (1, 520, 704), score_threshold=0.5)[0]
+            torch.nn.functional.interpolate(lab[None].float(), size=native, mode="nearest")
+
+        def back_bilinear():
+            on, norg = native_windows(probs, org, (1.5, 1.5), 0.5)
+            paste_labels(on.to(torch.int8) * 2 - 1, sc, bi, norg, (1, *native), score_threshold=0.5)
+
+        back = {"label": _median_time(back_label, repeat), "bilinear": _median_time(back_bilinear, repeat)}
     total = sum(times.values())
     return {"what": "infer", "n": n, "n_detected": int(len(dp)), "size": size, **{k + "_s": v for k, v in times.items()},
-            "total_s": total, "decode_nms_paste_fraction": times["decode_nms_paste"] / total, "peak_rss_mb": _rss_mb()}
+            "total_s": total, "decode_nms_paste_fraction": times["decode_nms_paste"] / total, "peak_rss_mb": _rss_mb(),
+            "back_label_s": back["label"], "back_bilinear_s": back["bilinear"]}
 
 
 def run_tiles(side: int, model_path: str, image_path: str, repeat: int) -> dict:
@@ -275,9 +290,13 @@ def main(argv=None) -> None:
     for n in cells:
         r = _sub(["infer", str(n), a.size, str(rep)])
         rows.append(r)
-        parts = "  ".join(f"{k[:-2]} {r[k]:.3f}s" for k in r if k.endswith("_s") and k != "total_s")
+        parts = "  ".join(f"{k[:-2]} {r[k]:.3f}s" for k in r if k.endswith("_s") and k != "total_s"
+                          and not k.startswith("back_"))
         print(f"infer {a.size} n={n} (detected {r['n_detected']}): total {r['total_s']:.3f} s | {parts} | "
               f"decode/NMS/paste = {100 * r['decode_nms_paste_fraction']:.1f} % of the model time", flush=True)
+        print(f"  masks back to a 1.5x input: label path {r['back_label_s']:.3f} s, bilinear "
+              f"{r['back_bilinear_s']:.3f} s (x{r['back_bilinear_s'] / r['back_label_s']:.2f}; "
+              f"{100 * r['back_bilinear_s'] / r['total_s']:.1f} % of the model time)", flush=True)
     print(json.dumps(rows))
     if a.json:
         _write_json(a.json, rows, command, {})
