@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 WHAT = ("model-free ceiling of predict's mask chain: the true masks rescaled to the model's cell size (by each "
-        "field's true median diameter), averaged on the segmentation head's grid (stride), resized back, thresholded "
-        "at 0.5 and mapped to the input resolution by nearest neighbour, scored against themselves; tuning and "
-        "training fields only, no model")
+        "field's true median diameter), averaged on the segmentation head's grid (stride), resized back to the "
+        "model's resolution and returned to the input's (back: threshold, then nearest or pixel-centred nearest "
+        "neighbour; or bilinear resize, then threshold), scored against themselves; tuning and training fields "
+        "only, no model")
 CHUNK = 16  # cells resized together (memory: CHUNK x H x W floats)
 
 
