@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -125,12 +124,11 @@ def main(argv=None) -> dict:
             m = evaluate(preds, scores, gts)
             iou = np.concatenate(ious)
             key = f"stride{stride}_{back}"
-            rows[key] = {"stride": stride, "back": back, "ap50": round(float(m["ap50"]), 4), "ap75": round(float(m["ap75"]), 4),
-                                 "ap90": round(float(m["ap"].get(0.9, math.nan)), 4),
-                                 "dice": round(float(m["dice"]), 4),
-                                 "iou_median": round(float(np.median(iou)), 4),
-                                 "iou_p10": round(float(np.percentile(iou, 10)), 4),
-                                 "frac_iou_below_075": round(float(np.mean(iou < 0.75)), 4), "n_cells": int(iou.size)}
+            rows[key] = {"stride": stride, "back": back, "ap50": round(float(m["ap50"]), 4),
+                         "ap75": round(float(m["ap75"]), 4), "ap90": round(float(m["ap"].get(0.9, math.nan)), 4),
+                         "dice": round(float(m["dice"]), 4), "iou_median": round(float(np.median(iou)), 4),
+                         "iou_p10": round(float(np.percentile(iou, 10)), 4),
+                         "frac_iou_below_075": round(float(np.mean(iou < 0.75)), 4), "n_cells": int(iou.size)}
             print(split, key, json.dumps(rows[key]), flush=True)
         rec["splits"][split] = {"spec": proto[split], "n_fields": len(samples), "rows": rows}
     rec.update(wall_s=round(time.time() - t0, 1), git_commit=git_commit(), hardware=hardware())
