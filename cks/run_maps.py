@@ -62,7 +62,9 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
             (and optional ``cell_type``). scale: resize factor to the training scale before the collaborator,
             one for all images or one per image (e.g. each image at its true cell size).
     Returns:
-        ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...], "profile": {...}}``: ratio =
+        ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...], "names": [...], "cell_types": [...],
+        "profile": {...}}``, one entry per image in ``samples``' order (``names``: each sample's ``name``;
+        ``cell_types``: its ``cell_type_name``, "" where none, so that per-line heads can be read apart): ratio =
         collaborator / true (NaN if no GT); iou = foreground IoU of ``M_c >= 0.5`` with ``label > 0`` at native
         resolution (the logits resized bilinearly to the label's size; NaN if both are empty). The IoU says how
         well the collaborator sees cells at all; ``benchmarks/collaborator_ceiling.py`` measures what the same
@@ -70,7 +72,8 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
         distances in px at the training scale, outside > 0): ``"m_c"`` the mean ``M_c`` and ``"abs_logit"`` the
         mean ``|fg_logit|`` per bin, and ``"saturated"`` the fraction of pixels within 3 px of the true boundary
         with ``|fg_logit| >= 3`` (``M_c`` outside [0.05, 0.95]). The linear L_M of Eq. 6 moves a logit by
-        ``(1 - 2 M_p) M_c (1 - M_c)``: < 0.05 of its largest value at such pixels, however wrong ``M_c`` is there.
+        ``(1 - 2 M_p) M_c (1 - M_c)``: M_c (1 - M_c) < 0.046 at such pixels, under a fifth of its largest value (0.25),
+        however wrong ``M_c`` is there.
     """
     import torch
     import torch.nn.functional as F
@@ -102,6 +105,8 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
     ratio = [p / t if t > 0 else math.nan for p, t in zip(pred, true)]
     m_c, abs_z = map_profile(probs, labels, scales), map_profile(conf, labels, scales)
     return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou,
+            "names": [str(s.get("name", "")) for s in samples],
+            "cell_types": [str(s.get("cell_type_name", "") or "") for s in samples],
             "profile": {"distance": m_c["distance"], "m_c": m_c["mean"], "abs_logit": abs_z["mean"],
                         "saturated": sat / near if near else math.nan}}
 

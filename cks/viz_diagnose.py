@@ -145,6 +145,21 @@ def foreground_values(rows: list[dict], key: str) -> list[float]:
     return [float(v) for r in rows for v in (r.get("collaborator_foreground") or {}).get(key) or []]
 
 
+def foreground_by_line(row: dict, key: str) -> dict[str, float]:
+    """The collaborator's per-field ``collaborator_foreground[key]`` of one diagnostics row, averaged over the fields
+    of each cell line (``collaborator_foreground["cell_types"]``, recorded by :func:`cks.run_maps.
+    collaborator_foreground_fraction`), lines in order of first appearance; NaN values are skipped. Rows diagnosed
+    before the lines were recorded give ``{}``. With one collaborator head per line (``collaborator.n_cell_types``)
+    this reads each head apart."""
+    fg = row.get("collaborator_foreground") or {}
+    lines, vals = fg.get("cell_types") or [], fg.get(key) or []
+    out: dict[str, list[float]] = {}
+    for line, v in zip(lines, vals):
+        if line and v is not None and v == v:
+            out.setdefault(line, []).append(float(v))
+    return {line: sum(v) / len(v) for line, v in out.items()}
+
+
 def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
     """Runs side by side from their :func:`cks.diagnose.summarise` rows (``results/*/tuning_diagnostics.json``).
 
@@ -308,5 +323,5 @@ def resized_tuning_markdown(record: dict) -> str:
     return markdown_table(table) + "\n\nEach entry: AP50 on the tuning fields resized by the factor."
 
 
-__all__ = ["foreground_values", "resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+__all__ = ["foreground_values", "foreground_by_line", "resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

@@ -131,3 +131,15 @@ def test_foreground_values_pool_fields_over_rows():
     assert foreground_values(rows, "iou") == [0.5, 0.25, 0.75]
     assert foreground_values(rows, "ratio") == [1.0, 2.0]
     assert foreground_values(rows[2:], "iou") == [] and foreground_values([], "iou") == []
+
+
+def test_foreground_by_line_reads_each_cell_line_apart():
+    from cks.viz_diagnose import foreground_by_line
+
+    row = {"collaborator_foreground": {"iou": [0.0, 0.75, 0.5, float("nan"), 0.25],
+                                       "cell_types": ["NIH3T3", "HeLa", "RAW264.7", "RAW264.7", "NIH3T3"]}}
+    out = foreground_by_line(row, "iou")
+    assert list(out) == ["NIH3T3", "HeLa", "RAW264.7"]  # order of first appearance
+    assert out == {"NIH3T3": 0.125, "HeLa": 0.75, "RAW264.7": 0.5}  # the NaN field is skipped
+    assert foreground_by_line({"collaborator_foreground": {"iou": [0.5]}}, "iou") == {}  # lines not recorded
+    assert foreground_by_line({}, "iou") == {} and foreground_by_line({"collaborator_foreground": None}, "iou") == {}

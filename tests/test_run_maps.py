@@ -31,8 +31,10 @@ class _HalfForeground(torch.nn.Module):
 
 def test_collaborator_foreground_fraction():
     s = synthetic_sample((64, 80), n_cells=6, radius=(6, 9), seed=3)
-    out = collaborator_foreground_fraction(_HalfForeground(), [s, s], scale=0.5)
+    t = dict(s, name="field b", cell_type_name="HeLa")
+    out = collaborator_foreground_fraction(_HalfForeground(), [s, t], scale=0.5)
     assert out["collaborator"] == [0.5, 0.5]
+    assert out["names"] == [s["name"], "field b"] and out["cell_types"] == [s.get("cell_type_name") or "", "HeLa"]
     assert out["true"][0] == pytest.approx((s["label"] > 0).mean())
     assert out["ratio"][0] == pytest.approx(0.5 / out["true"][0])
     # IoU at native resolution, against the GT counted independently
