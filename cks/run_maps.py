@@ -59,12 +59,14 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
 
     Args:
         collaborator: a :class:`cks.models.collaborator.Collaborator`. samples: dicts with ``image``, ``label``
-            (and optional ``cell_type``). scale: resize factor to the training scale before the collaborator,
+            (and optional ``cell_type``, the head index of a collaborator with one head per line, ``cell_type_name``
+            and ``name``). scale: resize factor to the training scale before the collaborator,
             one for all images or one per image (e.g. each image at its true cell size).
     Returns:
         ``{"collaborator": [...], "true": [...], "ratio": [...], "iou": [...], "names": [...], "cell_types": [...],
-        "profile": {...}}``, one entry per image in ``samples``' order (``names``: each sample's ``name``;
-        ``cell_types``: its ``cell_type_name``, "" where none, so that per-line heads can be read apart): ratio =
+        "heads": [...], "profile": {...}}``, one entry per image in ``samples``' order (``names``: each sample's
+        ``name``; ``cell_types``: its ``cell_type_name``, "" where none; ``heads``: the collaborator head it was read
+        with, ``max(cell_type, 0)``; so that per-line heads can be read apart): ratio =
         collaborator / true (NaN if no GT); iou = foreground IoU of ``M_c >= 0.5`` with ``label > 0`` at native
         resolution (the logits resized bilinearly to the label's size; NaN if both are empty). The IoU says how
         well the collaborator sees cells at all; ``benchmarks/collaborator_ceiling.py`` measures what the same
@@ -107,6 +109,7 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
     return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou,
             "names": [str(s.get("name", "")) for s in samples],
             "cell_types": [str(s.get("cell_type_name", "") or "") for s in samples],
+            "heads": [max(int(s.get("cell_type", 0) or 0), 0) for s in samples],
             "profile": {"distance": m_c["distance"], "m_c": m_c["mean"], "abs_logit": abs_z["mean"],
                         "saturated": sat / near if near else math.nan}}
 

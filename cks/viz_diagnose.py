@@ -145,19 +145,32 @@ def foreground_values(rows: list[dict], key: str) -> list[float]:
     return [float(v) for r in rows for v in (r.get("collaborator_foreground") or {}).get(key) or []]
 
 
-def foreground_by_line(row: dict, key: str) -> dict[str, float]:
-    """The collaborator's per-field ``collaborator_foreground[key]`` of one diagnostics row, averaged over the fields
-    of each cell line (``collaborator_foreground["cell_types"]``, recorded by :func:`cks.run_maps.
-    collaborator_foreground_fraction`), lines in order of first appearance; NaN values are skipped. Rows diagnosed
-    before the lines were recorded give ``{}``. With one collaborator head per line (``collaborator.n_cell_types``)
-    this reads each head apart."""
+def foreground_by_line(row: dict, key: str, how: str = "mean") -> dict[str, float]:
+    """The collaborator's per-field ``collaborator_foreground[key]`` of one diagnostics row, per cell line.
+
+    The lines are ``collaborator_foreground["cell_types"]`` (one name per field, recorded by
+    :func:`cks.run_maps.collaborator_foreground_fraction`), in order of first appearance; fields without a line name
+    are left out. ``how``: ``"mean"`` or ``"max"`` over each line's fields, NaN values skipped (a line whose values
+    are all NaN reads NaN). Rows diagnosed before the lines were recorded give ``{}``. With one collaborator head per
+    line (``collaborator.n_cell_types``) this reads each head apart. Raises ``CksDataError`` if the two lists differ
+    in length, ``ValueError`` for another ``how``.
+    """
+    from .errors import CksDataError
+
+    if how not in ("mean", "max"):
+        raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
     fg = row.get("collaborator_foreground") or {}
     lines, vals = fg.get("cell_types") or [], fg.get(key) or []
+    if lines and len(lines) != len(vals):
+        raise CksDataError(f"collaborator_foreground: {len(lines)} cell lines for {len(vals)} values of {key!r}")
     out: dict[str, list[float]] = {}
     for line, v in zip(lines, vals):
-        if line and v is not None and v == v:
-            out.setdefault(line, []).append(float(v))
-    return {line: sum(v) / len(v) for line, v in out.items()}
+        if line:
+            out.setdefault(line, [])
+            if v is not None and v == v:
+                out[line].append(float(v))
+    reduce = (lambda v: sum(v) / len(v)) if how == "mean" else max
+    return {line: reduce(v) if v else float("nan") for line, v in out.items()}
 
 
 def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:

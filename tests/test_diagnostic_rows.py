@@ -8,6 +8,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import diagnostic_rows  # noqa: E402
 from cks.viz_diagnose import diagnostics_markdown  # noqa: E402
+from cks.errors import CksDataError  # noqa: E402
+import pytest  # noqa: E402
 
 
 def _fake_run(tmp_path, run, extra_set):
@@ -141,5 +143,12 @@ def test_foreground_by_line_reads_each_cell_line_apart():
     out = foreground_by_line(row, "iou")
     assert list(out) == ["NIH3T3", "HeLa", "RAW264.7"]  # order of first appearance
     assert out == {"NIH3T3": 0.125, "HeLa": 0.75, "RAW264.7": 0.5}  # the NaN field is skipped
+    assert foreground_by_line(row, "iou", how="max") == {"NIH3T3": 0.25, "HeLa": 0.75, "RAW264.7": 0.5}
+    nan_line = foreground_by_line({"collaborator_foreground": {"iou": [float("nan"), 0.5], "cell_types": ["A", ""]}}, "iou")
+    assert list(nan_line) == ["A"] and nan_line["A"] != nan_line["A"]  # all-NaN line reads NaN; unnamed field left out
     assert foreground_by_line({"collaborator_foreground": {"iou": [0.5]}}, "iou") == {}  # lines not recorded
+    with pytest.raises(CksDataError):
+        foreground_by_line({"collaborator_foreground": {"iou": [0.5], "cell_types": ["A", "B"]}}, "iou")
+    with pytest.raises(ValueError):
+        foreground_by_line(row, "iou", how="median")
     assert foreground_by_line({}, "iou") == {} and foreground_by_line({"collaborator_foreground": None}, "iou") == {}

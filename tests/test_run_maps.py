@@ -34,7 +34,12 @@ def test_collaborator_foreground_fraction():
     t = dict(s, name="field b", cell_type_name="HeLa")
     out = collaborator_foreground_fraction(_HalfForeground(), [s, t], scale=0.5)
     assert out["collaborator"] == [0.5, 0.5]
-    assert out["names"] == [s["name"], "field b"] and out["cell_types"] == [s.get("cell_type_name") or "", "HeLa"]
+    assert out["names"] == ["synthetic_3", "field b"] and out["cell_types"] == ["", "HeLa"]  # s has no line name
+    assert out["heads"] == [0, 0]
+    u = dict(t, cell_type=10, cell_type_name=None)
+    del u["name"]
+    one = collaborator_foreground_fraction(_HalfForeground(), [u], scale=0.5)  # no name, a head index, no line name
+    assert one["names"] == [""] and one["cell_types"] == [""] and one["heads"] == [10]
     assert out["true"][0] == pytest.approx((s["label"] > 0).mean())
     assert out["ratio"][0] == pytest.approx(0.5 / out["true"][0])
     # IoU at native resolution, against the GT counted independently
