@@ -1,11 +1,12 @@
-"""Is the headline current? Its runs, trained again at later code, next to the runs that stand in the headline.
+"""Was the headline current? Its first runs next to the same runs trained again at later code (the re-runs).
 
-Each result records the commit it was trained at (``git_commit``), and the headline's runs (:mod:`cks.headline`)
-are older than much of ``cks``. A *re-run* trains the same configuration again, with the exact command the closing
-notes give for the fields we do not have, and is scored once on the report split like every run. This module reads
-the re-runs next to the headline's runs from the committed result files and says, seed by seed, whether each re-run
-falls inside the spread of the headline's seeds, and, once every seed of the first row (CKS) is re-run, whether the
-headline is optimistic at later code (every re-run below every headline seed) or not.
+Each result records the commit it was trained at (``git_commit``), and the runs that first stood in the Usiigaci
+headline were older than much of ``cks``. A *re-run* trains the same configuration again, with the exact command the
+closing notes give for the fields we do not have, and is scored once on the report split like every run; the
+headline (:mod:`cks.headline`) now shows the re-runs, because they were trained by the code that ships. This module
+reads the re-runs next to the first runs from the committed result files and says, seed by seed, whether each re-run
+falls inside the spread of the first runs' seeds, and, once every seed of the first row (CKS) is re-run, whether the
+first runs were optimistic about later code (every re-run below every first run) or not.
 
 Nothing runs on import.
 """
@@ -15,7 +16,7 @@ from .report import find_result
 
 __all__ = ["RERUNS", "rerun_check"]
 
-#: protocol -> rows (what, headline result name, re-run result name), names with ``{}`` for the seed. The first row
+#: protocol -> rows (what, first run's result name, re-run's result name), names with ``{}`` for the seed. The first row
 #: is the one the verdict is about (CKS from points); the second is its supervised reference.
 RERUNS: dict[str, list[tuple[str, str, str]]] = {
     "usiigaci_points_v2": [
@@ -30,18 +31,18 @@ def _ap50(r: dict | None) -> float | None:
 
 
 def rerun_check(records: list[dict], protocol: str = "usiigaci_points_v2", rows=None, seeds=(0, 1)) -> dict:
-    """Compare each re-run with the headline run of its seed.
+    """Compare each re-run with the first run of its seed.
 
     Args:
         records: result records (:func:`cks.report.load_results`). protocol: where the runs are.
-        rows: ``[(what, headline name, re-run name)]`` with ``{}`` for the seed (default :data:`RERUNS`).
-        seeds: the seeds of the headline (the spread is taken over them).
+        rows: ``[(what, first run's name, re-run's name)]`` with ``{}`` for the seed (default :data:`RERUNS`).
+        seeds: the seeds of the first runs (the spread is taken over them).
     Returns:
-        ``{"lines": [markdown bullet, ...], "pairs": {(row index, seed): (re-run AP50, headline AP50)},
+        ``{"lines": [markdown bullet, ...], "pairs": {(row index, seed): (re-run AP50, first run AP50)},
         "verdict": "optimistic" | "overlap" | None}``. A bullet per (row, seed) says the two AP50 and Dice values,
-        their commits and whether the re-run lies inside the headline seeds' spread (max - min of their AP50); a
+        their commits and whether the re-run lies inside the first runs' spread (max - min of their AP50); a
         missing result is named, never guessed. ``verdict`` needs every seed of the first row re-run:
-        "optimistic" if every re-run is below every headline seed, else "overlap".
+        "optimistic" if every re-run is below every first run, else "overlap".
     """
     rows = RERUNS[protocol] if rows is None else rows
     lines, pairs = [], {}
@@ -62,20 +63,20 @@ def rerun_check(records: list[dict], protocol: str = "usiigaci_points_v2", rows=
             if spread is not None:
                 inside = abs(ca - aa) <= spread
                 ci = c["metrics"].get("ci95", {}).get("ap50")
-                where = (f"; the headline's {len(seeds)} seeds differ by {spread:.3f} AP50, so the re-run is "
+                where = (f"; the first runs' {len(seeds)} seeds differ by {spread:.3f} AP50, so the re-run is "
                          + ("inside that spread" if inside else "**outside** that spread (a few seeds are a thin "
                             "measure of noise" + (f": the re-run's 95 % interval over the report fields is "
                                                   f"{ci[0]:.3f}-{ci[1]:.3f})" if ci else ")")))
             lines.append(f"- {what}, seed {seed}: `{re_name.format(seed)}` (commit `{c.get('git_commit', '?')[:7]}`) "
                          f"reads AP50 **{ca:.3f}**, Dice {c['metrics'].get('dice', float('nan')):.3f}, against "
-                         f"{aa:.3f} and {a['metrics'].get('dice', float('nan')):.3f} for the headline's "
+                         f"{aa:.3f} and {a['metrics'].get('dice', float('nan')):.3f} for the first run "
                          f"`{hl_name.format(seed)}` (commit `{a.get('git_commit', '?')[:7]}`){where}.")
     if len(rows) > 1:
         for seed in seeds:
             ck, sv = pairs.get((0, seed)), pairs.get((1, seed))
             if ck and sv:
                 lines.append(f"- Seed {seed}, re-run against re-run: {rows[0][0].split(' (')[0]} reaches "
-                             f"{ck[0] / sv[0]:.2f} of {rows[1][0].split(' (')[0]} (the headline's seed {seed}: "
+                             f"{ck[0] / sv[0]:.2f} of {rows[1][0].split(' (')[0]} (the first runs of seed {seed}: "
                              f"{ck[1] / sv[1]:.2f}).")
     first = [pairs.get((0, s)) for s in seeds]
     name = rows[0][0].split(" (")[0]
@@ -84,11 +85,11 @@ def rerun_check(records: list[dict], protocol: str = "usiigaci_points_v2", rows=
         below = all(c < min(a for _, a in first) for c, _ in first)
         verdict = "optimistic" if below else "overlap"
         mean_c, mean_a = sum(c for c, _ in first) / len(first), sum(a for _, a in first) / len(first)
-        lines.append(f"- Every seed of {name} re-run: mean AP50 {mean_c:.3f} against the headline's {mean_a:.3f}; "
-                     + ("every re-run is below every headline seed, so the headline is optimistic at later code."
-                        if below else "the re-runs and the headline overlap."))
+        lines.append(f"- Every seed of {name} re-run: mean AP50 {mean_c:.3f} against the first runs' {mean_a:.3f}; "
+                     + ("every re-run is below every first run, so the first runs were optimistic about later code."
+                        if below else "the re-runs and the first runs overlap."))
     elif any(first):
         missing = ", ".join(f"`{rows[0][2].format(s)}`" for s, p in zip(seeds, first) if p is None)
         lines.append(f"- Not every seed of {name} is re-run ({missing} missing), so the check cannot yet say "
-                     "whether the headline is optimistic at later code.")
+                     "whether the first runs were optimistic about later code.")
     return {"lines": lines, "pairs": pairs, "verdict": verdict}
