@@ -14,8 +14,8 @@ the disks on the report split while the tuning split does not pick it (chapter 8
 
 The Usiigaci rows are re-runs (``base_8000_rerun_seed*``, ``supervised_8000_rerun_seed*``): the runs that first stood
 there (``base_8000_seed*``, ``supervised_long_seed*``) trained again at later code with the commands the closing notes
-give for the fields we do not have, so the table describes the code that ships; :mod:`cks.staleness` sets the two
-side by side. The DeepCell rows have not been re-run; each result names the commit it was trained at.
+give for the fields we do not have, so the table describes code much closer to what ships (each result names its
+commit); :mod:`cks.staleness` sets the two side by side. The DeepCell rows have not been re-run; each result names the commit it was trained at.
 
 Nothing runs on import.
 """
