@@ -86,11 +86,12 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
     scales = list(scale) if isinstance(scale, (list, tuple, np.ndarray)) else [scale] * len(samples)
     if len(scales) != len(samples):
         raise CksDataError(f"collaborator_foreground_fraction: {len(scales)} scales for {len(samples)} images")
+    heads = [max(int(s.get("cell_type", 0) or 0), 0) for s in samples]  # the head each image is read with
     pred, true, iou, probs, conf, labels = [], [], [], [], [], []
     near = sat = 0
     with torch.no_grad():
-        for s, sc in zip(samples, scales):
-            ct = torch.tensor([max(int(s.get("cell_type", 0) or 0), 0)], device=dev)
+        for s, sc, head in zip(samples, scales, heads):
+            ct = torch.tensor([head], device=dev)
             fg = collaborator(_image_tensor(s["image"], float(sc))[None].to(dev), ct)["fg_logits"]
             pred.append(float((fg >= 0).float().mean()))  # sigmoid(z) >= 0.5  <=>  z >= 0
             lab = np.asarray(s["label"]) > 0
@@ -109,7 +110,7 @@ def collaborator_foreground_fraction(collaborator, samples, scale=1.0) -> dict:
     return {"collaborator": pred, "true": true, "ratio": ratio, "iou": iou,
             "names": [str(s.get("name", "")) for s in samples],
             "cell_types": [str(s.get("cell_type_name", "") or "") for s in samples],
-            "heads": [max(int(s.get("cell_type", 0) or 0), 0) for s in samples],
+            "heads": heads,
             "profile": {"distance": m_c["distance"], "m_c": m_c["mean"], "abs_logit": abs_z["mean"],
                         "saturated": sat / near if near else math.nan}}
 
