@@ -16,7 +16,7 @@ import numpy as np
 from .data.writers import atomic_write_text, read_table_scores, write_labels, write_table
 from .errors import CksError
 
-__all__ = ["cmd_predict", "cmd_evaluate", "expand_inputs", "output_keys"]
+__all__ = ["cmd_predict", "cmd_evaluate", "expand_inputs", "output_keys", "refuse_overwriting_inputs"]
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -114,38 +114,75 @@ def _points_beside(image_path: Path, shape) -> np.ndarray:
     return read_point_file(f, shape)
 
 
+#: what ``cks predict`` writes per input, after ``OUT/<key>``: always the first two, then one per ``--format``
+OUTPUT_SUFFIXES = {"table": ".csv", "labels": ".labels.tif", "imagej": ".rois.zip", "geojson": ".geojson"}
+
+
+def refuse_overwriting_inputs(inputs: list[Path], keys: list[str], out: Path, formats) -> None:
+    """Refuse an ``--out`` where ``cks predict`` would write over an input or over an image's point file.
+
+    An image's point file is ``NAME.csv`` / ``.geojson`` / ... beside ``NAME.tif`` (``cks.data.point_files``),
+    the names of predict's own table and GeoJSON: with ``--out`` at the images' folder the results would replace
+    a user's clicks, or, where there were none, be read as clicks later (``--size-at-points``, training from
+    points). Checked before the model loads, so nothing is written.
+    """
+    from .data.point_files import POINT_SUFFIXES
+
+    protected = {}
+    for p in inputs:
+        protected[p.resolve()] = f"the input image {p}"
+        for suffix in POINT_SUFFIXES:
+            protected.setdefault(p.with_suffix(suffix).resolve(), f"the point file of {p}")
+    written = ["table", "labels"] + [f for f in ("imagej", "geojson") if f in set(formats or [])]
+    for rel in keys:
+        for kind in written:
+            target = (out / (str(rel) + OUTPUT_SUFFIXES[kind])).resolve()
+            if target in protected:
+                raise CksError(f"--out {out} would write {target.name} over {protected[target]} (a point file is "
+                               f"read by --size-at-points and by training from points); give an --out folder "
+                               f"outside the images' folders, e.g. --out predictions")
+
+
 def cmd_predict(a) -> dict:
     from .checkpoint import load_model
+    from .data.exports import write_coco, write_geojson, write_imagej_rois
     from .data.io import read_image
     from .predict import predict
 
-    model = load_model(a.model)
-    from .data.exports import write_coco, write_geojson, write_imagej_rois
-
-    inputs = expand_inputs([Path(p) for p in a.inputs])
+    inputs = expand_inputs([Path(p) for p in a.inputs])  # checked before the model loads
     keys = output_keys(inputs)
     out = Path(a.out)
     formats, coco = set(a.format or []), []
-    n_cells, sizes = 0, {}
+    refuse_overwriting_inputs(inputs, keys, out, formats)
+    model = load_model(a.model)
+    n_cells, sizes, failed = 0, {}, []
     for p, rel in zip(inputs, keys):
-        img = read_image(p)
-        if a.channel is not None:
-            if not 0 <= a.channel < img.shape[0]:
-                raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
-                               f"use --channel 0..{img.shape[0] - 1}")
-            img = img[a.channel:a.channel + 1]
-        label, table, info = predict(model, img, score_threshold=a.score_threshold,
-                                     mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling,
-                                     scale=a.scale,
-                                     diameter=a.diameter, tile=a.tile, size_from=a.size_from,
-                                     points=_points_beside(p, img.shape[-2:]) if a.size_at_points else None,
-                                     return_info=True)
-        write_table(table, out / (str(rel) + ".csv"))  # the table first: a .labels.tif always has its .csv
-        write_labels(label, out / (str(rel) + ".labels.tif"))
+        try:  # one unreadable or unusable image is reported, and the others are still predicted
+            img = read_image(p)
+            if a.channel is not None:
+                if not 0 <= a.channel < img.shape[0]:
+                    raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
+                                   f"use --channel 0..{img.shape[0] - 1}")
+                img = img[a.channel:a.channel + 1]
+            label, table, info = predict(model, img, score_threshold=a.score_threshold,
+                                         mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling,
+                                         scale=a.scale, diameter=a.diameter, tile=a.tile, size_from=a.size_from,
+                                         points=_points_beside(p, img.shape[-2:]) if a.size_at_points else None,
+                                         return_info=True)
+        except CksError as exc:
+            if len(inputs) == 1:
+                raise
+            msg = " ".join(str(exc).split())
+            failed.append(msg if str(p) in msg else f"{p}: {msg}")
+            print(f"{p}: skipped (the reason is in the error at the end); the other images go on")
+            continue
+        base = str(rel)
+        write_table(table, out / (base + OUTPUT_SUFFIXES["table"]))  # the table first: a .labels.tif has its .csv
+        write_labels(label, out / (base + OUTPUT_SUFFIXES["labels"]))
         if "imagej" in formats:
-            write_imagej_rois(label, out / (str(rel) + ".rois.zip"))
+            write_imagej_rois(label, out / (base + OUTPUT_SUFFIXES["imagej"]))
         if "geojson" in formats:
-            write_geojson(label, table, out / (str(rel) + ".geojson"))
+            write_geojson(label, table, out / (base + OUTPUT_SUFFIXES["geojson"]))
         if "coco" in formats:
             coco.append((str(p), label, table))
         n_cells += len(table["label"])
@@ -158,6 +195,10 @@ def cmd_predict(a) -> dict:
     if coco:
         write_coco(coco, out / "predictions.coco.json")
         print(f"COCO instances of all {len(coco)} image(s) -> {out / 'predictions.coco.json'}")
+    if failed:
+        raise CksError(f"{len(failed)} of {len(inputs)} image(s) could not be predicted, the other "
+                       f"{len(inputs) - len(failed)} are in {out}. {' | '.join(failed[:3])}"
+                       f"{f' | and {len(failed) - 3} more' if len(failed) > 3 else ''}")
     return {"images": len(inputs), "cells": n_cells}
 
 

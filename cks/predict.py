@@ -17,31 +17,25 @@ cells are never cut. The windows of all tiles are pasted together once, so memor
 tile's features plus the thresholded (uint8) windows. The model's GroupNorm layers normalise over
 a whole tile, so tiled and untiled results agree closely but not exactly; use a large ``tile``.
 
-A blank (constant) image has no cells: the result is an all-zero label image and an empty table.
+A blank (constant) image has no cells: the result is an all-zero label image and an empty table, and no
+cell size is estimated for it (``info["diameter"]`` is None).
 """
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data.io import normalize_image
-from .errors import CksConfigError, CksDataError
+from .errors import CksConfigError
+from .predict_checks import as_chw as _as_chw, check_diameter, check_scale
+from .predict_scale import (  # noqa: F401  (constants re-exported: cks.predict.SEARCH_SIDE, ...)
+    MAX_RANGE, MIN_CELLS_FOR_SIZE, POINT_PASSES, REFINE_RANGE, REGRESSOR_MIN_CELLS, REGRESSOR_PASSES,
+    SEARCH_MIN_SCORE, SEARCH_SIDE, SEARCH_STEPS, SIZE_FROM, SIZE_MIN_SCORE, TOP_N, _diameter_at_points,
+    _scale_by_points, _scale_by_regressor, _scale_by_score)
 from .windows import native_windows, paste_labels
-
-
-def _as_chw(image) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3 or a.shape[0] > 3 or min(a.shape) < 1:
-        raise CksDataError(f"image must be [H, W] or [C, H, W] with C <= 3, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise CksDataError("image has NaN/inf pixels; replace them (e.g. np.nan_to_num) before predicting")
-    return a
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -97,7 +91,8 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
 
     Args:
         model: a :class:`cks.models.Principal` (``cks.checkpoint.load_model(run_dir)``).
-        image: ``[H, W]`` or ``[C, H, W]`` array (any dtype); normalised here.
+        image: ``[H, W]``, ``[C, H, W]`` or channel-last ``[H, W, C]`` array (C <= 3, real numbers of any
+            dtype); normalised here.
         score_threshold: minimum detection score of a reported cell, in [0, 1].
         mask_threshold: a pixel belongs to a cell where the sigmoid of its mask logit reaches this, in (0, 1);
             lower draws larger cells (:func:`cks.threshold.tune_mask_threshold` chooses it on images with masks).
@@ -181,13 +176,13 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
     if scale is None and diameter is None and points is not None:
         diameter, source = _diameter_at_points(image, points), "measured at the given points"
     if scale is None and diameter is not None:
-        if not (math.isfinite(float(diameter)) and diameter > 0):
-            raise CksConfigError(f"diameter must be > 0 px, got {diameter}")
-        scale = model_diameter / float(diameter)
-        info.update(diameter=float(diameter), diameter_source=source)
-    if scale is None and normalised:
-        if size_from not in SIZE_FROM:
-            raise CksConfigError(f"size_from must be one of {', '.join(map(repr, SIZE_FROM))}, got {size_from!r}")
+        diameter = check_diameter(diameter)
+        scale = model_diameter / diameter
+        info.update(diameter=diameter, diameter_source=source)
+    if size_from not in SIZE_FROM:
+        raise CksConfigError(f"size_from must be one of {', '.join(map(repr, SIZE_FROM))}, got {size_from!r}")
+    blank = bool(np.all(img.reshape(img.shape[0], -1).std(1) == 0))  # no cells, so no cell size to find
+    if scale is None and normalised and not blank:
         learned = getattr(model, "size_model", None)
         if size_from == "learned" and learned is None:
             raise CksConfigError("size_from='learned' needs a fitted size regressor (size_model.json in the run "
@@ -203,140 +198,16 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             scale, more, _ = _scale_by_points(model, img, start=scale, max_range=REFINE_RANGE, **search_kw)
             passes, source = passes + more, source[:-1] + ", refined at its detections)"
         info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
-    scale = float(getattr(model, "scale", 1.0)) if scale is None else float(scale)
+    scale = float(getattr(model, "scale", 1.0)) if scale is None else scale
+    scale = check_scale(scale, img.shape[-2:], None if normalised else float(getattr(model, "scale", 1.0)),
+                        info["diameter"], model_diameter if normalised else None)
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
     return (label, table, info) if return_info else (label, table)
 
 
-def _diameter_at_points(image, points) -> float:
-    """:func:`cks.size.estimate_diameter` at user-given points ``[N, 2]`` (y, x), with errors that say what to do."""
-    from .size import estimate_diameter
-
-    pts = np.asarray(points, np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise CksDataError(f"points must be [N, 2] (y, x), got shape {pts.shape}")
-    if len(pts) < 2:
-        raise CksDataError(f"{len(pts)} point(s) given: measuring the cell size needs at least 2; give the size "
-                           f"instead (diameter= / --diameter) or let the model estimate it (no points)")
-    return float(estimate_diameter(image, pts))
-
-
-#: the scale search tries ``model.scale * 2^(k / 3)`` for ``k`` in SEARCH_STEPS (0.4x to 2.5x)
-SEARCH_STEPS = tuple(range(-4, 5))
-
-#: the search predicts a central crop whose side is at most this many px at the largest scale tried
-SEARCH_SIDE = 1024
-
-#: a scale's confidence: the mean of its TOP_N best detection scores (fewer detections count as 0)
-TOP_N = 20
-
-#: the values of ``predict(size_from=...)``
-SIZE_FROM = ("auto", "learned", "score", "points", "refined")
-
 #: the values of ``predict(mask_resampling=...)``
 MASK_RESAMPLING = ("label", "bilinear")
-
-#: detections below this score are ignored by the scale search
-SEARCH_MIN_SCORE = 0.3
-
-#: only detections scoring at least this measure the cell size in ``size_from="points"``
-SIZE_MIN_SCORE = 0.5
-
-#: fewer confident cells than this: too few to measure a size, the training scale stands
-MIN_CELLS_FOR_SIZE = 3
-
-
-def _top_confidence(scores: np.ndarray, n: int = TOP_N) -> float:
-    """Mean of the ``n`` best scores, missing ones counted as 0 (a scale that finds few cells is not sure)."""
-    top = np.sort(np.asarray(scores, np.float64))[::-1][:n]
-    return float(top.sum() / n)
-
-
-def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
-    """The scale at which the model is most confident (see ``size_from="score"`` of :func:`predict`).
-
-    Returns ``(scale, passes, source)``; the training scale when no scale finds a confident cell, and when the
-    confidence is highest at an end of the searched range (no peak inside it: the search cannot tell the
-    size; on DeepCell test fields it ran to the largest scale, 2.5x, where the true one was 1x) -- then with
-    a ``UserWarning`` that says to give the cell size.
-    """
-    s0 = float(getattr(model, "scale", 1.0))
-    factors = np.array([2.0 ** (k / 3.0) for k in SEARCH_STEPS])
-    h, w = img.shape[-2:]
-    side = max(32, int(SEARCH_SIDE / (s0 * factors.max())))  # native px; the same cells at every scale
-    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    crop = img[:, y0:y0 + side, x0:x0 + side]
-    kw = dict(kw, score_threshold=SEARCH_MIN_SCORE)  # the search is the same whatever the reporting threshold
-    conf = np.array([_top_confidence(_predict_at(model, crop, s0 * f, **kw)[1]["score"]) for f in factors])
-    if not (conf > 0).any():
-        return s0, len(factors), "estimated (score)"
-    i = int(np.argmax(conf))
-    if i in (0, len(factors) - 1):
-        warnings.warn(f"the scale search found no peak of confidence within {factors[0] * s0:.3g}-"
-                      f"{factors[-1] * s0:.3g}x (highest at the {'smallest' if i == 0 else 'largest'} scale), so "
-                      f"it predicts at the training scale {s0:.3g}; if the cells differ in size from the training "
-                      f"images, give their size (predict(diameter=...) or cks predict --diameter)", UserWarning,
-                      stacklevel=3)
-        return s0, len(factors), "training scale (the scale search found no peak)"
-    log_f = math.log2(factors[i])
-    if 0 < i < len(factors) - 1:  # vertex of the parabola through the best and its neighbours (log-scale)
-        a, b, c = conf[i - 1], conf[i], conf[i + 1]
-        curv = a - 2 * b + c
-        if curv < 0:
-            log_f += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5)) / 3.0
-    return s0 * 2.0 ** log_f, len(factors), "estimated (score)"
-
-
-def _scale_by_regressor(model, img: np.ndarray) -> tuple[float, int, str]:
-    """The scale from the model's learned size regressor (``size_from="learned"``, ``REGRESSOR_PASSES`` backbone passes)."""
-    from .size_model import estimate_diameter_learned
-
-    _, scale = estimate_diameter_learned(model, model.size_model, img, passes=REGRESSOR_PASSES)
-    return scale, 0, "estimated (learned)"  # 0 full prediction passes: the regressor runs the backbone only
-
-
-#: ``size_from="learned"``: measure at the training scale, then once more at the scale that gives
-REGRESSOR_PASSES = 2
-
-
-def _scale_by_points(model, img: np.ndarray, start: float | None = None, max_range: float | None = None,
-                     **kw) -> tuple[float, int, str]:
-    """Predict, estimate the size at the confident detections, rescale; repeat (``size_from="points"``).
-
-    :func:`cks.size.estimate_diameter` (foreground area per detected cell) moves the scale the right way
-    even from a wrong start: cells shown too large are cut into fragments (more points, smaller area per
-    point: the scale goes down), cells shown too small are merged or missed (it goes up). Starts at ``start``
-    (default: the training scale) and stays within ``max_range`` (default ``MAX_RANGE``) of it. Stops when the
-    scale changes by < 10 % (at most ``POINT_PASSES`` passes). Returns ``(scale, passes, source)``.
-    """
-    from .size import estimate_diameter
-
-    s0 = float(getattr(model, "scale", 1.0)) if start is None else float(start)
-    max_range = MAX_RANGE if max_range is None else float(max_range)
-    scale, passes = s0, 0
-    for _ in range(POINT_PASSES):
-        _, table = _predict_at(model, img, scale, **kw)
-        passes += 1
-        sure = table["score"] >= SIZE_MIN_SCORE
-        if int(sure.sum()) < MIN_CELLS_FOR_SIZE:
-            break
-        d = estimate_diameter(img, np.stack([table["y"][sure], table["x"][sure]], 1))
-        if not (math.isfinite(d) and d > 0):
-            break
-        new = float(np.clip(float(model.cfg.size.diameter) / float(d), s0 / max_range, s0 * max_range))
-        done = abs(math.log(new / scale)) < math.log(1.1)
-        scale = new
-        if done:
-            break
-    return scale, passes, "estimated (points)"
-
-
-#: ``size_from="points"``: at most this many estimate passes; the scale stays within MAX_RANGE of the training scale
-POINT_PASSES, MAX_RANGE = 3, 3.0
-
-#: ``size_from="refined"``: the detections may move the model's own estimate by at most this factor
-REFINE_RANGE = 1.6
 
 
 def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, mask_threshold: float, min_area: int,

@@ -288,10 +288,7 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2, contrast: 
         raise CksDataError(f"estimate_diameter_learned: image must be [H, W] or [C, H, W], got shape {np.shape(image)}")
     h, w = img.shape[-2:]
     s0 = float(getattr(model, "scale", 1.0))
-    if size_model.scale_range:
-        lo, hi = (float(v) for v in size_model.scale_range)
-    else:
-        lo, hi = s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
+    lo, hi = scale_limits(model, size_model)
     scale, out = s0, []
     for _ in range(max(1, int(passes))):
         n = int(min(PREDICT_SIDE / scale, h, w))
@@ -306,6 +303,16 @@ def pass_scales(model, size_model: SizeModel, image, passes: int = 2, contrast: 
         scale = float(np.clip(scale / 2.0 ** u, lo, hi))
         out.append(scale)
     return out
+
+
+def scale_limits(model, size_model: SizeModel) -> tuple[float, float]:
+    """The scales :func:`estimate_diameter_learned` can answer: ``size_model.scale_range`` (the training images'
+    own scales +- ``u_range``), or for files written before it was recorded ``model.scale * 2^(+-2 u_range)``."""
+    if size_model.scale_range:
+        lo, hi = (float(v) for v in size_model.scale_range)
+        return lo, hi
+    s0 = float(getattr(model, "scale", 1.0))
+    return s0 * 2.0 ** (-2 * size_model.u_range), s0 * 2.0 ** (2 * size_model.u_range)
 
 
 def find_size_model(path) -> SizeModel | None:

@@ -325,6 +325,39 @@ def test_failure_on_second_input_leaves_first_complete(data, run, tmp_path, caps
     assert len(rows) == len(np.unique(lab)) - (1 if (lab == 0).any() else 0)
 
 
+def test_a_bad_image_in_a_batch_is_skipped_and_reported(data, run, tmp_path, capsys):
+    """A bad first image does not stop the others; the run still ends in an error that names it."""
+    bad = tmp_path / "in" / "a.tif"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    good = data[0] / "set2" / "raw.tif"
+    pred = tmp_path / "PRED"
+    rc, out, err = run_cli(capsys, "predict", "--model", run, bad, good, "--out", pred, "--score-threshold", "0")
+    assert_user_error(rc, err, "a.tif", "1 of 2 image(s)", "not a TIFF file")
+    assert "a.tif: skipped" in out
+    sizes = json.loads((pred / "sizes.json").read_text())
+    assert len(sizes) == 1 and next(iter(sizes)).endswith("set2/raw")  # the good one, and only it
+    assert tifffile.imread(next(pred.rglob("raw.labels.tif"))).shape == (128, 128)
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_predict_refuses_to_write_over_point_files(data, run, tmp_path, capsys, existing):
+    """--out at the images' own folder would replace (or create) NAME.csv beside NAME.tif, a point file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    img = folder / "raw.tif"
+    img.write_bytes((data[0] / "set1" / "raw.tif").read_bytes())
+    clicks = folder / "raw.csv"
+    if existing:
+        clicks.write_text("y,x\n10,12\n40,50\n")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path)  # key in/raw -> tmp/in/raw.*
+    assert_user_error(rc, err, "raw.csv", "point file", "--out")
+    assert (clicks.read_text() == "y,x\n10,12\n40,50\n") if existing else not clicks.exists()
+    assert not list(folder.glob("*.labels.tif"))  # nothing written
+    rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "elsewhere")
+    assert rc == 0, err
+
+
 def test_blank_image_is_not_an_error(run, tmp_path, capsys):
     img = tmp_path / "in" / "blank.tif"
     img.parent.mkdir()

@@ -46,6 +46,19 @@ def _tiff_pages(path) -> int:
         return 0
 
 
+def _tiff_planes(path) -> list[tuple[str, int]]:
+    """The z (``Z``) and time (``T``) axes of a TIFF's first series with more than one plane, as its metadata
+    (ImageJ, OME) names them: ``[("Z", 3)]`` for a 3-plane z-stack; ``[]`` where it names none."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as t:
+            series = t.series[0]
+            return [(ax, int(n)) for ax, n in zip(series.axes, series.shape) if ax in "ZT" and n > 1]
+    except Exception:  # noqa: BLE001  (unreadable metadata: the pixel array decides, as before)
+        return []
+
+
 def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
     """Read the pixel array of ``path`` as stored, or raise CksDataError.
 
@@ -71,6 +84,12 @@ def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
         if np.asarray(arr).size == 0 and _tiff_pages(path) == 0:  # cut before its first image: read as empty
             raise _fail(path, f"truncated TIFF: the file ({path.stat().st_size} bytes) ends before its image data",
                         "re-download the file or re-save it with an image editor")
+        planes = _tiff_planes(path)
+        if planes:  # 2-3 planes would otherwise be read as channels
+            what = ", ".join(f"{n} {'z-planes' if ax == 'Z' else 'time points'}" for ax, n in planes)
+            raise _fail(path, f"a stack of {what} (the TIFF's metadata says so), not one image",
+                        "save one plane or a projection per image (Fiji: Image > Stacks > Z Project, or "
+                        "Image > Stacks > Stack to Images)")
         return np.asarray(arr), False
     from PIL import Image, UnidentifiedImageError
 

@@ -104,6 +104,16 @@ def test_too_many_channels(tmp_path):
     _expect_error(tmp_path / "alpha.png", "4 channels")
 
 
+@pytest.mark.parametrize("axes, n, needle", [("ZYX", 3, "3 z-planes"), ("TYX", 2, "2 time points")])
+def test_small_stacks_are_not_read_as_channels(tmp_path, axes, n, needle):
+    """2-3 planes fit the channel rule; the TIFF's own axes (ImageJ metadata) say they are a stack."""
+    planes = np.random.default_rng(0).random((n, 16, 16)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", planes, imagej=True, metadata={"axes": axes})
+    _expect_error(tmp_path / "stack.tif", needle)
+    tifffile.imwrite(tmp_path / "channels.tif", planes, imagej=True, metadata={"axes": "CYX"})
+    np.testing.assert_array_equal(read_image(tmp_path / "channels.tif"), planes)  # channels stay channels
+
+
 def test_zero_size(tmp_path):
     with pytest.warns(UserWarning):
         tifffile.imwrite(tmp_path / "zero.tif", np.zeros((0, 10), np.uint8))
