@@ -134,13 +134,14 @@ def refuse_overwriting_inputs(inputs: list[Path], keys: list[str], out: Path, fo
         for suffix in POINT_SUFFIXES:
             protected.setdefault(p.with_suffix(suffix).resolve(), f"the point file of {p}")
     written = ["table", "labels"] + [f for f in ("imagej", "geojson") if f in set(formats or [])]
-    for rel in keys:
-        for kind in written:
-            target = (out / (str(rel) + OUTPUT_SUFFIXES[kind])).resolve()
-            if target in protected:
-                raise CksError(f"--out {out} would write {target.name} over {protected[target]} (a point file is "
-                               f"read by --size-at-points and by training from points); give an --out folder "
-                               f"outside the images' folders, e.g. --out predictions")
+    targets = [out / (str(rel) + OUTPUT_SUFFIXES[kind]) for rel in keys for kind in written]
+    targets += [out / "sizes.json"] + ([out / "predictions.coco.json"] if "coco" in set(formats or []) else [])
+    for target in targets:
+        target = target.resolve()
+        if target in protected:
+            raise CksError(f"--out {out} would write {target.name} over {protected[target]} (a point file is read "
+                           f"by --size-at-points and by training from points); give an --out folder outside the "
+                           f"images' folders, e.g. --out predictions")
 
 
 def cmd_predict(a) -> dict:
@@ -191,6 +192,9 @@ def cmd_predict(a) -> dict:
                     if info["diameter"] is not None else "")
         print(f"{p}: {len(table['label'])} cells at scale {info['scale']:.3f}{size_txt} -> "
               f"{out / (str(rel) + '.labels.tif')}")
+    if failed and len(failed) == len(inputs):
+        raise CksError(f"none of the {len(inputs)} image(s) could be predicted. {' | '.join(failed[:3])}"
+                       f"{f' | and {len(failed) - 3} more' if len(failed) > 3 else ''}")
     atomic_write_text(json.dumps(sizes, indent=1), out / "sizes.json")  # per image: scale, cell size, source
     if coco:
         write_coco(coco, out / "predictions.coco.json")

@@ -154,8 +154,12 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         (labels 1..n in descending score order, ``y, x, area`` at native resolution), plus ``info`` with
         ``return_info``. The label image is always at the input's native resolution.
     Raises:
-        CksDataError: bad image shape or NaN/inf pixels. CksConfigError: bad scale/tile/overlap/diameter or a
-            threshold out of range.
+        CksDataError: bad image shape or dtype (complex, non-numeric), NaN/inf pixels or values beyond float32.
+            CksConfigError: bad scale/tile/overlap/diameter, a threshold out of range, or a scale that would enlarge
+            the image past :data:`cks.predict_checks.MAX_MODEL_PIXELS`.
+    Warns:
+        UserWarning: a result that cannot be good (a scale far from a fixed-scale model's, an image smaller than
+            one cell at its scale, a learned size estimate from too small an image or at the end of its range).
     """
     img = _as_chw(image)
     if not 0.0 <= float(score_threshold) <= 1.0:
@@ -173,15 +177,16 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
               overlap=overlap, device=device, mask_resampling=mask_resampling)
     info = {"scale": None, "diameter": None, "diameter_source": None, "passes": 1}
     source = "given"
-    if scale is None and diameter is None and points is not None:
-        diameter, source = _diameter_at_points(image, points), "measured at the given points"
+    flat = img.reshape(img.shape[0], -1)
+    blank = bool((flat.min(1) == flat.max(1)).all())  # no cells, so no cell size to find or warn about
+    if scale is None and diameter is None and points is not None and not blank:
+        diameter, source = _diameter_at_points(img, points), "measured at the given points"
     if scale is None and diameter is not None:
         diameter = check_diameter(diameter)
         scale = model_diameter / diameter
         info.update(diameter=diameter, diameter_source=source)
     if size_from not in SIZE_FROM:
         raise CksConfigError(f"size_from must be one of {', '.join(map(repr, SIZE_FROM))}, got {size_from!r}")
-    blank = bool(np.all(img.reshape(img.shape[0], -1).std(1) == 0))  # no cells, so no cell size to find
     if scale is None and normalised and not blank:
         learned = getattr(model, "size_model", None)
         if size_from == "learned" and learned is None:
@@ -200,7 +205,7 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
         info.update(diameter=model_diameter / scale, diameter_source=source, passes=passes + 1)
     scale = float(getattr(model, "scale", 1.0)) if scale is None else scale
     scale = check_scale(scale, img.shape[-2:], None if normalised else float(getattr(model, "scale", 1.0)),
-                        info["diameter"], model_diameter if normalised else None)
+                        info["diameter"], model_diameter if normalised and not blank else None)
     label, table = _predict_at(model, img, scale, **kw)
     info["scale"] = scale
     return (label, table, info) if return_info else (label, table)

@@ -15,8 +15,9 @@ from .errors import CksConfigError, CksDataError
 
 __all__ = ["as_chw", "check_diameter", "check_scale", "MAX_MODEL_PIXELS", "SCALE_WARN_FACTOR"]
 
-#: the largest image (px at the model's resolution, H x W) predict will build: about 11,600 px square. A scale
-#: that asks for more is almost always a diameter in the wrong unit (um instead of px) or a typo.
+#: the largest image (px at the model's resolution, H x W) predict will enlarge an image to: about 11,600 px square.
+#: A scale that asks for more is almost always a diameter in the wrong unit (um instead of px) or a typo. (An image
+#: that is this large already and is not enlarged is predicted tile by tile.)
 MAX_MODEL_PIXELS = 2 ** 27
 
 #: the warnings' stacklevel: they name the line that called predict (check_scale < predict < torch.no_grad < caller)
@@ -31,7 +32,8 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def as_chw(image) -> np.ndarray:
     """An image as ``[C, H, W]`` (C <= 3): ``[H, W]``, ``[C, H, W]`` or channel-last ``[H, W, C]`` (as
-    ``skimage.io`` and PIL give an RGB image; :func:`cks.data.io.read_image` accepts the same layouts).
+    ``skimage.io`` and PIL give an RGB image). A 3-D array is channel-last when its first axis is longer than 3 and
+    its last is not; so an image of at most 3 rows with at most 3 channels is read as channel-first.
 
     Raises :class:`CksDataError` for another shape, a non-numeric or complex dtype, NaN/inf pixels, or values
     that do not fit in float32 (the model's precision).
@@ -97,7 +99,7 @@ def check_scale(scale: float, shape: tuple[int, int], training_scale: float | No
     hs, ws = max(1, round(h * s)), max(1, round(w * s))
     why = (f" (cell size {diameter:.3g} px, the model's {model_diameter:.3g} px)"
            if diameter is not None and model_diameter is not None else "")
-    if hs * ws > MAX_MODEL_PIXELS:
+    if hs * ws > MAX_MODEL_PIXELS and hs * ws > h * w:  # a large image shown at its size or smaller is tiled
         raise CksConfigError(f"scale {s:.3g}{why} would resize the {h} x {w} px image to {hs} x {ws} px, more than "
                              f"predict builds ({MAX_MODEL_PIXELS:,} px); check the diameter or scale (is it in px, "
                              f"not um?), or cut the image into parts")

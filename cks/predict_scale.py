@@ -5,8 +5,9 @@ new image has to be shown to it the same way. ``predict(size_from=...)`` chooses
 learned regressor (:mod:`cks.size_model`, the default where the run has one), a scale search over the detector's
 confidence, the cell size measured at the model's own detections, or both of the last two
 (see :func:`cks.predict.predict` for what each measured). Points given by the user (a nuclear stain, clicks)
-measure the size at them (:func:`_diameter_at_points`). Each function returns ``(scale, passes, source)``: the
-resize factor, how many full prediction passes it cost and a phrase for ``info["diameter_source"]``.
+measure the size at them (:func:`_diameter_at_points`). Each ``_scale_by_*`` function returns
+``(scale, passes, source)``: the resize factor, how many full prediction passes it cost and a phrase for
+``info["diameter_source"]``.
 """
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def _scale_by_regressor(model, img: np.ndarray) -> tuple[float, int, str]:
     """The scale from the model's learned size regressor (``size_from="learned"``, ``REGRESSOR_PASSES`` backbone
     passes), with a ``UserWarning`` where it cannot be trusted: an image less than ``REGRESSOR_MIN_CELLS`` cells
     across at the size found (a 64 x 1,024 px strip of a Usiigaci field read 5x the true size), or an answer at an
-    end of the scales the regressor was fitted on. An image under 2 px on a side is shown at the training scale."""
+    end of the scales the regressor was fitted on. An image under 2 px on a side starts at the training scale
+    (where ``size_from="refined"`` then measures its detections as usual)."""
     from .size_model import estimate_diameter_learned, scale_limits
 
     h, w = img.shape[-2:]

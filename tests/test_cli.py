@@ -340,6 +340,16 @@ def test_a_bad_image_in_a_batch_is_skipped_and_reported(data, run, tmp_path, cap
     assert tifffile.imread(next(pred.rglob("raw.labels.tif"))).shape == (128, 128)
 
 
+def test_a_batch_where_every_image_fails_says_so(run, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.tif", "b.tif"):
+        (folder / name).write_text("not an image")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, folder, "--out", tmp_path / "P")
+    assert_user_error(rc, err, "none of the 2 image(s)", "a.tif", "b.tif")
+    assert not (tmp_path / "P" / "sizes.json").exists()
+
+
 @pytest.mark.parametrize("existing", [True, False])
 def test_predict_refuses_to_write_over_point_files(data, run, tmp_path, capsys, existing):
     """--out at the images' own folder would replace (or create) NAME.csv beside NAME.tif, a point file."""

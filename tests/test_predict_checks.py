@@ -54,6 +54,10 @@ def test_scale_that_would_build_a_huge_image_is_refused():
     assert check_scale(0.99 * limit, (side, side)) == pytest.approx(0.99 * limit)
     with pytest.raises(CksConfigError, match=r"not um"):
         check_scale(1.01 * limit, (side, side))
+    big = (12_000, 12_000)  # over the limit already: shown at its size or smaller it is tiled, not refused
+    assert check_scale(1.0, big) == 1.0 and check_scale(0.5, big) == 0.5
+    with pytest.raises(CksConfigError, match="more than predict builds"):
+        check_scale(1.01, big)
     with pytest.raises(CksConfigError, match="256000 x 256000 px"):  # the message says what it would build
         check_scale(1000.0, (256, 256), diameter=0.03, model_diameter=30.0)
     for bad in (0, -1, float("nan"), "x"):
@@ -68,6 +72,11 @@ def test_scale_warnings():
         check_scale(20.0, (512, 512), training_scale=None)  # size-normalised: any scale can be right
     with pytest.warns(UserWarning, match="as large as the model was trained on"):
         check_scale(1.01 * SCALE_WARN_FACTOR * 0.5, (64, 64), training_scale=0.5)
+    with pytest.warns(UserWarning, match="as large as the model was trained on"):  # the lower bound, 1/8
+        check_scale(0.99 * 0.5 / SCALE_WARN_FACTOR, (4096, 4096), training_scale=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_scale(1.01 * 0.5 / SCALE_WARN_FACTOR, (4096, 4096), training_scale=0.5)
     with pytest.warns(UserWarning, match="smaller than one cell"):  # a diameter far too large: a 3 x 3 px image
         check_scale(30 / 10_000, (1000, 1000), diameter=10_000.0, model_diameter=30.0)
 
@@ -83,6 +92,10 @@ def test_predict_takes_channel_last_and_refuses_huge_scales(tiny_run):
     a, ta = predict(model, rgb_last, diameter=20.0, score_threshold=0.0)
     b, tb = predict(model, np.repeat(img, 3, 0), diameter=20.0, score_threshold=0.0)
     np.testing.assert_array_equal(a, b)
+    pts = np.array([[20.0, 30.0], [60.0, 90.0], [100.0, 40.0]])  # points= measures the size on the same pixels
+    _, _, ia = predict(model, rgb_last, points=pts, return_info=True)
+    _, _, ib = predict(model, np.repeat(img, 3, 0), points=pts, return_info=True)
+    assert ia["diameter"] == pytest.approx(ib["diameter"]) and ia["diameter_source"] == "measured at the given points"
     with pytest.raises(CksConfigError, match="more than predict builds"):
         predict(model, img, diameter=1e-6)
     with pytest.raises(CksConfigError, match="diameter"):
@@ -90,7 +103,9 @@ def test_predict_takes_channel_last_and_refuses_huge_scales(tiny_run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a blank image has no cells and no size: nothing to estimate or warn about
         label, table, info = predict(model, np.full((64, 64), 5.0), return_info=True)
+        small, _, small_info = predict(model, np.zeros((8, 8)), points=pts[:2] / 20, return_info=True)
     assert not label.any() and len(table["label"]) == 0 and info["diameter"] is None
+    assert not small.any() and small_info["diameter"] is None
 
 
 def test_learned_size_warns_where_it_cannot_be_trusted(tiny_run):
@@ -107,13 +122,13 @@ def test_learned_size_warns_where_it_cannot_be_trusted(tiny_run):
         torch.manual_seed(0)
         model.size_model = fit_size_model(model, images, diameters, per_image=4, seed=0)
     img = samples[0]["image"]
-    scale, _, _ = _scale_by_regressor(model, img)  # 128 x 128: no strip
-    d = model.size_model.target / scale
-    strip_h = max(2, int(0.5 * d * REGRESSOR_MIN_CELLS))  # half the width it needs
-    if strip_h * 2 > img.shape[-1]:
-        pytest.skip("the estimated size leaves no room for a strip in a 128-px image")
-    with pytest.warns(UserWarning, match="too little to estimate"):
-        _scale_by_regressor(model, img[:, :strip_h, :])
+    with pytest.warns(UserWarning, match="too little to estimate"):  # 2 rows: under 4 cells of any size > 0.5 px
+        _scale_by_regressor(model, img[:, :2, :])
+    assert REGRESSOR_MIN_CELLS * 0.5 > 1
     with pytest.warns(UserWarning, match="too small to estimate"):
         s, _, source = _scale_by_regressor(model, img[:, :1, :])
     assert s == float(getattr(model, "scale", 1.0)) and source.startswith("training scale")
+    free, _, _ = _scale_by_regressor(model, img)  # where the regressor answers on the full image ...
+    model.size_model.scale_range = [free, free * 1.0001]  # ... a range that ends there puts its answer at the end
+    with pytest.warns(UserWarning, match="end of the sizes it was fitted on"):
+        _scale_by_regressor(model, img)
