@@ -159,7 +159,7 @@ def cmd_predict(a) -> dict:
     n_cells, sizes, failed = 0, {}, []
     for p, rel in zip(inputs, keys):
         try:  # one unreadable or unusable image is reported, and the others are still predicted
-            img = read_image(p)
+            img = read_image(p, max_channels=4 if a.channel is not None else 3)  # --channel K: RGBA, 4 channels
             if a.channel is not None:
                 if not 0 <= a.channel < img.shape[0]:
                     raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "

@@ -504,6 +504,23 @@ def test_bad_channel_and_tile(data, run, tmp_path, capsys):
     assert_user_error(rc, err, "tile")
 
 
+def test_channel_picks_one_of_four(data, run, tmp_path, capsys):
+    """A 4-channel image (RGBA with a real alpha) is refused as such, and --channel K picks one of its channels."""
+    from PIL import Image
+
+    gray = tifffile.imread(data[0] / "set1" / "raw.tif")
+    g8 = (255 * (gray - gray.min()) / max(1, np.ptp(gray))).astype(np.uint8)
+    rgba = np.stack([g8, g8 // 2, g8 // 3, 255 - g8], -1)  # the alpha varies: it is not dropped
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "four.png")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "four.png", "--out", tmp_path / "P")
+    assert_user_error(rc, err, "4 channels", "--channel")
+    for k in (0, 3):
+        rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "four.png", "--out", tmp_path / f"C{k}",
+                               "--channel", str(k))
+        assert rc == 0, err
+        assert tifffile.imread(next((tmp_path / f"C{k}").rglob("four.labels.tif"))).shape == gray.shape
+
+
 @pytest.fixture(scope="module")
 def segmenting_run(data, tmp_path_factory):
     """A supervised run trained long enough (60 steps) to draw masks, so mask thresholds change them."""

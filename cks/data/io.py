@@ -132,7 +132,7 @@ def _check_values(arr: np.ndarray, path) -> None:
         raise _fail(path, f"{n_bad} NaN/inf pixel(s)", "replace them (e.g. with 0) before use")
 
 
-def _to_chw(arr: np.ndarray, path, channels_last: bool = False) -> np.ndarray:
+def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: int = MAX_CHANNELS) -> np.ndarray:
     """Bring a 2-D or 3-D pixel array into ``[C, H, W]`` layout (guessing the channel axis for TIFF)."""
     if channels_last and arr.ndim == 3:  # PIL: [H, W, C]
         arr = np.moveaxis(arr, -1, 0)
@@ -152,30 +152,33 @@ def _to_chw(arr: np.ndarray, path, channels_last: bool = False) -> np.ndarray:
     elif not first <= 4:
         raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
                     "give a 2-D image with at most 3 channels (split stacks into single images)")
-    if arr.shape[0] > MAX_CHANNELS:
-        raise _fail(path, f"image has {arr.shape[0]} channels (at most {MAX_CHANNELS} supported)",
-                    "select the channels to use and save them as a 1-3 channel image")
+    if arr.shape[0] > max_channels:
+        raise _fail(path, f"image has {arr.shape[0]} channels (at most {max_channels} supported)",
+                    "select the channels to use and save them as a 1-3 channel image (cks predict: --channel K "
+                    "picks one)")
     return arr
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS) -> np.ndarray:
     """Read a PNG or TIFF (8/16/32-bit or float, 1-3 channels) image.
 
     Args:
         path: image file. ``.tif``/``.tiff`` are read with ``tifffile``, anything else with PIL.
             Channel-last (``[H, W, C]``) and channel-first (``[C, H, W]``) arrays are both accepted;
             singleton axes are dropped; a constant alpha channel is dropped.
+        max_channels: more channels are an error (default 3, what a model takes); a caller that picks one
+            channel itself (``cks predict --channel``) may allow more.
     Returns:
         ``float32`` array ``[C, H, W]`` with the raw pixel values (not normalised).
     Raises:
         CksDataError: missing/empty/unreadable/corrupt file, NaN or inf pixels, zero size,
-            more than 3 channels. A constant (blank) image is valid.
+            more than ``max_channels`` channels. A constant (blank) image is valid.
     """
     arr, channels_last = _read_raw(path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     _check_values(arr, path)
-    arr = _to_chw(arr, path, channels_last)
+    arr = _to_chw(arr, path, channels_last, max_channels)
     out = arr.astype(np.float32)
     if not np.isfinite(out).all():  # float64 values beyond float32 range
         raise _fail(path, "pixel values overflow float32", "rescale the image intensities")
