@@ -84,7 +84,7 @@ def _scale_by_score(model, img: np.ndarray, **kw) -> tuple[float, int, str]:
     kw = dict(kw, score_threshold=SEARCH_MIN_SCORE)  # the search is the same whatever the reporting threshold
     conf = np.array([_top_confidence(_predict_at(model, crop, s0 * f, **kw)[1]["score"]) for f in factors])
     if not (conf > 0).any():
-        return s0, len(factors), "estimated (score)"
+        return s0, len(factors), "training scale (the scale search found no confident cell)"
     i = int(np.argmax(conf))
     if i in (0, len(factors) - 1):
         warnings.warn(f"the scale search found no peak of confidence within {factors[0] * s0:.3g}-"
