@@ -38,6 +38,12 @@ from .predict_scale import (  # noqa: F401  (constants re-exported: cks.predict.
 from .windows import native_windows, paste_labels
 
 
+def _is_blank(img: np.ndarray) -> bool:
+    """True when every channel of ``img [C, H, W]`` is constant (no cells, nothing to normalise)."""
+    flat = img.reshape(img.shape[0], -1)
+    return bool((flat.min(1) == flat.max(1)).all())
+
+
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
 
@@ -177,8 +183,7 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
               overlap=overlap, device=device, mask_resampling=mask_resampling)
     info = {"scale": None, "diameter": None, "diameter_source": None, "passes": 1}
     source = "given"
-    flat = img.reshape(img.shape[0], -1)
-    blank = bool((flat.min(1) == flat.max(1)).all())  # no cells, so no cell size to find or warn about
+    blank = _is_blank(img)  # no cells, so no cell size to find or warn about
     if scale is None and diameter is None and points is not None and not blank:
         diameter, source = _diameter_at_points(img, points), "measured at the given points"
     if scale is None and diameter is not None:
@@ -221,7 +226,7 @@ def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, ma
     h, w = img.shape[-2:]
     if not (math.isfinite(scale) and scale > 0):
         raise CksConfigError(f"scale must be a positive number, got {scale}")
-    if np.all(img.reshape(img.shape[0], -1).std(1) == 0):
+    if _is_blank(img):
         return _empty_result(h, w)  # blank image: nothing to find (and nothing to normalise)
     device = device or next(model.parameters()).device
     x = torch.from_numpy(normalize_image(img.astype(np.float32))).to(device)
