@@ -90,11 +90,8 @@ def cmd_points(a) -> dict:
     inputs = [Path(p) for p in a.inputs]
     records = []
     for p in inputs:
-        img = read_image(p)
-        if not 0 <= a.channel < img.shape[0]:
-            raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
-                           f"use --channel 0..{img.shape[0] - 1}")
-        pts = points_from_nuclei(img[a.channel], **kw)
+        img = read_image(p) if a.channel is None else read_image(p, channel=a.channel)  # explicit: any channel count
+        pts = points_from_nuclei(img[0], **kw)
         records.append((p, pts))
         print(f"{p}: {len(pts)} points")
     out = Path(a.out)
@@ -134,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, read by `cks train --data`)")
     q.add_argument("inputs", nargs="+", help="nuclear-stain image files (TIFF/PNG), or a multi-channel image with --channel")
     q.add_argument("--out", required=True, help="points.json (image paths stored relative to its folder)")
-    q.add_argument("--channel", type=int, default=0, help="channel of the nuclear stain (default 0)")
+    q.add_argument("--channel", type=int, help="channel (0-based) of the nuclear stain, in an image with any number "
+                   "of channels (default: the first of a 1-3 channel image)")
     q.add_argument("--background", type=int, default=101, help="background box size in px (default 101)")
     q.add_argument("--smooth", type=float, default=2.0, help="Gaussian sigma before LoG (default 2)")
     q.add_argument("--min-sigma", type=float, default=3.0, help="smallest LoG scale in px, about nucleus radius / 1.4 "
@@ -198,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ".zip/.roi: clicks, or nuclei from `cks points`) instead of estimating it; the model still "
                         "finds and segments the cells itself")
     r.add_argument("--tile", type=int, default=1024, help="tile side for large images (default 1024)")
-    r.add_argument("--channel", type=int, help="use only this channel of the input")
+    r.add_argument("--channel", type=int, help="use only this channel (0-based) of each input, which may have any "
+                   "number of channels")
     r.add_argument("--format", nargs="+", choices=["imagej", "geojson", "coco"], metavar="FORMAT",
                    help="also write: imagej (NAME.rois.zip, Fiji ROI Manager), geojson (NAME.geojson, QuPath "
                         "detections), coco (predictions.coco.json for all inputs); label TIFF + CSV always")

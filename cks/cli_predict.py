@@ -159,12 +159,7 @@ def cmd_predict(a) -> dict:
     n_cells, sizes, failed = 0, {}, []
     for p, rel in zip(inputs, keys):
         try:  # one unreadable or unusable image is reported, and the others are still predicted
-            img = read_image(p, max_channels=4 if a.channel is not None else 3)  # --channel K: RGBA, 4 channels
-            if a.channel is not None:
-                if not 0 <= a.channel < img.shape[0]:
-                    raise CksError(f"{p}: has {img.shape[0]} channel(s), no channel {a.channel}; "
-                                   f"use --channel 0..{img.shape[0] - 1}")
-                img = img[a.channel:a.channel + 1]
+            img = read_image(p, channel=a.channel)  # --channel K: one plane of any number of channels
             label, table, info = predict(model, img, score_threshold=a.score_threshold,
                                          mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling,
                                          scale=a.scale, diameter=a.diameter, tile=a.tile, size_from=a.size_from,

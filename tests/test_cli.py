@@ -522,6 +522,49 @@ def test_channel_picks_one_of_four(data, run, tmp_path, capsys):
         assert tifffile.imread(next((tmp_path / f"C{k}").rglob("four.labels.tif"))).shape == gray.shape
 
 
+def test_channel_picks_one_of_five(data, run, tmp_path, capsys):
+    """A 5-channel TIFF (more than a model takes, CYX in its metadata) is refused without --channel and gives
+    the same labels with --channel K as the single-channel image of that plane."""
+    gray = tifffile.imread(data[0] / "set1" / "raw.tif").astype(np.float32)
+    planes = np.stack([np.zeros_like(gray), gray, 2 * gray, gray[::-1], np.ones_like(gray)])
+    tifffile.imwrite(tmp_path / "five.tif", planes, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "plane1.tif", planes[1])
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "five.tif", "--out", tmp_path / "P")
+    assert_user_error(rc, err, "five.tif", "--channel")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "five.tif", "--out", tmp_path / "P",
+                           "--channel", "5")
+    assert_user_error(rc, err, "five.tif", "no channel 5", "--channel 0..4")
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "five.tif", "--out", tmp_path / "C",
+                           "--channel", "1")
+    assert rc == 0, err
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "plane1.tif", "--out", tmp_path / "S")
+    assert rc == 0, err
+    np.testing.assert_array_equal(tifffile.imread(next((tmp_path / "C").rglob("five.labels.tif"))),
+                                  tifffile.imread(next((tmp_path / "S").rglob("plane1.labels.tif"))))
+
+
+def test_points_channel_of_a_multichannel_image(tmp_path, capsys):
+    """`cks points --channel K` finds the nuclei of plane K of a 5-channel TIFF, the same points as that plane
+    saved alone; without --channel the 5-channel file is refused, and a missing channel is named."""
+    yy, xx = np.mgrid[:96, :96]
+    centres = [(24, 30), (60, 70), (70, 20)]
+    nuclei = sum(1000 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 5.0 ** 2)) for y, x in centres)
+    planes = np.stack([np.zeros((96, 96)), np.full((96, 96), 7.0), nuclei, nuclei[::-1], np.ones((96, 96))])
+    tifffile.imwrite(tmp_path / "five.tif", planes.astype(np.float32))
+    tifffile.imwrite(tmp_path / "nuc.tif", nuclei.astype(np.float32))
+    rc, out, err = run_cli(capsys, "points", tmp_path / "five.tif", "--out", tmp_path / "a.json")
+    assert_user_error(rc, err, "five.tif", "--channel")
+    rc, out, err = run_cli(capsys, "points", tmp_path / "five.tif", "--out", tmp_path / "a.json", "--channel", "9")
+    assert_user_error(rc, err, "no channel 9")
+    rc, out, err = run_cli(capsys, "points", tmp_path / "five.tif", "--out", tmp_path / "a.json", "--channel", "2")
+    assert rc == 0 and "five.tif: 3 points" in out, (out, err)
+    rc, out, err = run_cli(capsys, "points", tmp_path / "nuc.tif", "--out", tmp_path / "b.json")
+    assert rc == 0 and "nuc.tif: 3 points" in out, (out, err)
+    got = [json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json")]
+    assert [r["locations"] for r in got[0]] == [r["locations"] for r in got[1]]
+    assert sorted(map(tuple, np.round(got[1][0]["locations"]).astype(int).tolist())) == sorted(centres)
+
+
 @pytest.fixture(scope="module")
 def segmenting_run(data, tmp_path_factory):
     """A supervised run trained long enough (60 steps) to draw masks, so mask thresholds change them."""

@@ -46,17 +46,24 @@ def _tiff_pages(path) -> int:
         return 0
 
 
-def _tiff_planes(path) -> list[tuple[str, int]]:
-    """The z (``Z``) and time (``T``) axes of a TIFF's first series with more than one plane, as its metadata
-    (ImageJ, OME) names them: ``[("Z", 3)]`` for a 3-plane z-stack; ``[]`` where it names none."""
+def _tiff_axes(path) -> tuple[str, tuple[int, ...]]:
+    """The axes letters and shape of a TIFF's first series as its metadata (ImageJ, OME, shaped) gives them,
+    e.g. ``("CYX", (5, 512, 512))``; ``("", ())`` where they cannot be read."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as t:
             series = t.series[0]
-            return [(ax, int(n)) for ax, n in zip(series.axes, series.shape) if ax in "ZT" and n > 1]
+            return str(series.axes), tuple(int(n) for n in series.shape)
     except Exception:  # noqa: BLE001  (unreadable metadata: the pixel array decides, as before)
-        return []
+        return "", ()
+
+
+def _tiff_planes(path) -> list[tuple[str, int]]:
+    """The z (``Z``) and time (``T``) axes of a TIFF's first series with more than one plane, as its metadata
+    (ImageJ, OME) names them: ``[("Z", 3)]`` for a 3-plane z-stack; ``[]`` where it names none."""
+    axes, shape = _tiff_axes(path)
+    return [(ax, n) for ax, n in zip(axes, shape) if ax in "ZT" and n > 1]
 
 
 def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
@@ -151,7 +158,8 @@ def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: in
         arr = np.moveaxis(arr, -1, 0)
     elif not first <= 4:
         raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
-                    "give a 2-D image with at most 3 channels (split stacks into single images)")
+                    "give a 2-D image with at most 3 channels (split stacks into single images); if the planes "
+                    "are channels, cks predict --channel K uses one")
     if arr.shape[0] > max_channels:
         raise _fail(path, f"image has {arr.shape[0]} channels (at most {max_channels} supported)",
                     "select the channels to use and save them as a 1-3 channel image (cks predict: --channel K "
@@ -159,26 +167,63 @@ def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: in
     return arr
 
 
-def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS) -> np.ndarray:
+def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> np.ndarray:
+    """Plane ``channel`` of a 2-D or 3-D pixel array, as ``[1, H, W]``, with any number of channels.
+
+    The channel axis is the one a TIFF's metadata names ``C`` (or ``S``, samples); else the last axis of a
+    PIL image; else the shortest axis (an image is larger than its channel count), the first on a tie
+    (planes-first ``[P, H, W]``, how multi-channel TIFFs are usually stored).
+    """
+    if arr.ndim > 2:
+        axes, shape = _tiff_axes(path) if Path(path).suffix.lower() in TIFF_SUFFIXES else ("", ())
+        keep = [i for i, s in enumerate(arr.shape) if s != 1]
+        named = [i for i, ax in enumerate(axes) if ax in "CS"] if shape == arr.shape else []
+        arr = arr.reshape([arr.shape[i] for i in keep] or [1])
+        if arr.ndim == 3:
+            if named and named[0] in keep:
+                axis = keep.index(named[0])
+            elif channels_last:
+                axis = 2
+            else:
+                axis = int(np.argmin(arr.shape))  # the first of equal shortest axes
+            arr = np.moveaxis(arr, axis, 0)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise _fail(path, f"image has {arr.ndim} dimensions (shape {tuple(arr.shape)})",
+                    "give a 2-D image or one stack of channels [C, H, W]")
+    if not 0 <= channel < arr.shape[0]:
+        raise _fail(path, f"has {arr.shape[0]} channel(s), no channel {channel}",
+                    f"use --channel 0..{arr.shape[0] - 1}")
+    return arr[channel:channel + 1]
+
+
+def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS, channel: int | None = None) -> np.ndarray:
     """Read a PNG or TIFF (8/16/32-bit or float, 1-3 channels) image.
 
     Args:
         path: image file. ``.tif``/``.tiff`` are read with ``tifffile``, anything else with PIL.
             Channel-last (``[H, W, C]``) and channel-first (``[C, H, W]``) arrays are both accepted;
             singleton axes are dropped; a constant alpha channel is dropped.
-        max_channels: more channels are an error (default 3, what a model takes); a caller that picks one
-            channel itself (``cks predict --channel``) may allow more.
+        max_channels: more channels are an error (default 3, what a model takes).
+        channel: read only this channel (0-based), from an image with any number of channels, e.g. a
+            5-channel TIFF (``cks predict --channel``, ``cks points --channel``); ``max_channels`` is then
+            not applied. Z-stacks and time series (named so by the TIFF's metadata) are still refused.
     Returns:
-        ``float32`` array ``[C, H, W]`` with the raw pixel values (not normalised).
+        ``float32`` array ``[C, H, W]`` with the raw pixel values (not normalised); ``[1, H, W]`` with ``channel``.
     Raises:
         CksDataError: missing/empty/unreadable/corrupt file, NaN or inf pixels, zero size,
-            more than ``max_channels`` channels. A constant (blank) image is valid.
+            more than ``max_channels`` channels, a ``channel`` the image does not have.
+            A constant (blank) image is valid.
     """
     arr, channels_last = _read_raw(path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     _check_values(arr, path)
-    arr = _to_chw(arr, path, channels_last, max_channels)
+    if channel is not None:
+        arr = _pick_channel(arr, path, channels_last, int(channel))
+    else:
+        arr = _to_chw(arr, path, channels_last, max_channels)
     out = arr.astype(np.float32)
     if not np.isfinite(out).all():  # float64 values beyond float32 range
         raise _fail(path, "pixel values overflow float32", "rescale the image intensities")

@@ -114,6 +114,49 @@ def test_small_stacks_are_not_read_as_channels(tmp_path, axes, n, needle):
     np.testing.assert_array_equal(read_image(tmp_path / "channels.tif"), planes)  # channels stay channels
 
 
+@pytest.mark.parametrize("layout", ["plain_chw", "plain_hwc", "samples_hwc", "imagej_cyx", "ome_cyx"])
+def test_one_channel_of_many(tmp_path, layout):
+    """read_image(channel=K) takes plane K of an image with more channels than a model takes (here 5 or 6),
+    wherever the file keeps its channel axis; without ``channel`` such a file is refused as before."""
+    planes = np.random.default_rng(2).random((6 if "hwc" in layout else 5, 16, 20)).astype(np.float32)
+    path = tmp_path / "many.tif"
+    if layout == "plain_chw":
+        tifffile.imwrite(path, planes)
+    elif layout == "plain_hwc":  # stored as 16 pages of 20 x 6: the shortest axis is read as the channels
+        tifffile.imwrite(path, planes.transpose(1, 2, 0))
+    elif layout == "samples_hwc":  # 6 samples per pixel, the TIFF says so (axes YXS)
+        tifffile.imwrite(path, planes.transpose(1, 2, 0), photometric="minisblack", planarconfig="contig")
+    else:
+        tifffile.imwrite(path, planes, imagej=layout == "imagej_cyx", ome=layout == "ome_cyx",
+                         metadata={"axes": "CYX"})
+    for k in (0, len(planes) - 1):
+        got = read_image(path, channel=k)
+        assert got.shape == (1, 16, 20) and got.dtype == np.float32
+        np.testing.assert_array_equal(got[0], planes[k])
+    with pytest.raises(CksDataError) as e:
+        read_image(path)
+    assert "--channel" in str(e.value)
+    with pytest.raises(CksDataError) as e:
+        read_image(path, channel=len(planes))
+    assert f"no channel {len(planes)}" in str(e.value) and f"--channel 0..{len(planes) - 1}" in str(e.value)
+
+
+def test_channel_of_small_images_and_stacks(tmp_path):
+    """channel=K on a 2-D image (only 0 exists), on an RGBA PNG (4 channels, alpha included) and on a
+    3-plane ImageJ z-stack, which stays refused: its planes are not channels."""
+    gray = np.arange(12 * 10, dtype=np.uint16).reshape(12, 10)
+    tifffile.imwrite(tmp_path / "gray.tif", gray)
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.tif", channel=0)[0], gray)
+    with pytest.raises(CksDataError, match="no channel 1"):
+        read_image(tmp_path / "gray.tif", channel=1)
+    rgba = np.random.default_rng(3).integers(0, 255, (8, 9, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png", channel=3)[0], rgba[..., 3])
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((3, 16, 16), np.float32), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(CksDataError, match="3 z-planes"):
+        read_image(tmp_path / "z.tif", channel=0)
+
+
 def test_zero_size(tmp_path):
     with pytest.warns(UserWarning):
         tifffile.imwrite(tmp_path / "zero.tif", np.zeros((0, 10), np.uint8))
