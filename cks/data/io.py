@@ -96,7 +96,8 @@ def _read_raw(path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
             what = ", ".join(f"{n} {'z-planes' if ax == 'Z' else 'time points'}" for ax, n in planes)
             raise _fail(path, f"a stack of {what} (the TIFF's metadata says so), not one image",
                         "save one plane or a projection per image (Fiji: Image > Stacks > Z Project, or "
-                        "Image > Stacks > Stack to Images)")
+                        "Image > Stacks > Stack to Images); if the planes are channels, say so in Fiji "
+                        "(Image > Properties: channels) and use --channel K")
         return np.asarray(arr), False
     from PIL import Image, UnidentifiedImageError
 
@@ -159,34 +160,34 @@ def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: in
     elif not first <= 4:
         raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
                     "give a 2-D image with at most 3 channels (split stacks into single images); if the planes "
-                    "are channels, cks predict --channel K uses one")
+                    "are channels, --channel K (cks predict, cks points) uses one")
     if arr.shape[0] > max_channels:
         raise _fail(path, f"image has {arr.shape[0]} channels (at most {max_channels} supported)",
-                    "select the channels to use and save them as a 1-3 channel image (cks predict: --channel K "
-                    "picks one)")
+                    "select the channels to use and save them as a 1-3 channel image (or use one: --channel K in "
+                    "cks predict and cks points)")
     return arr
 
 
 def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> np.ndarray:
     """Plane ``channel`` of a 2-D or 3-D pixel array, as ``[1, H, W]``, with any number of channels.
 
-    The channel axis is the one a TIFF's metadata names ``C`` (or ``S``, samples); else the last axis of a
-    PIL image; else the shortest axis (an image is larger than its channel count), the first on a tie
-    (planes-first ``[P, H, W]``, how multi-channel TIFFs are usually stored).
+    For a TIFF the channel axis is the one that is neither Y nor X in the file's own axes (ImageJ or OME
+    metadata, or its pages: each page of a plain multi-page TIFF is one Y x X plane, so 40 pages of 32 x 32 px
+    are 40 channels, not 32). For a PIL image (PNG) it is the colour axis, the last. Only where neither is
+    known (no readable TIFF axes), the shortest axis is taken, the first of equal ones.
     """
     if arr.ndim > 2:
         axes, shape = _tiff_axes(path) if Path(path).suffix.lower() in TIFF_SUFFIXES else ("", ())
-        keep = [i for i, s in enumerate(arr.shape) if s != 1]
-        named = [i for i, ax in enumerate(axes) if ax in "CS"] if shape == arr.shape else []
-        arr = arr.reshape([arr.shape[i] for i in keep] or [1])
-        if arr.ndim == 3:
-            if named and named[0] in keep:
-                axis = keep.index(named[0])
-            elif channels_last:
-                axis = 2
-            else:
-                axis = int(np.argmin(arr.shape))  # the first of equal shortest axes
-            arr = np.moveaxis(arr, axis, 0)
+        if shape == arr.shape and "Y" in axes and "X" in axes:
+            yx = [axes.index("Y"), axes.index("X")]
+            other = [i for i, n in enumerate(shape) if i not in yx and n > 1]
+            ones = [i for i, n in enumerate(shape) if i not in yx and n == 1]
+            arr = np.transpose(arr, other + yx + ones).reshape([shape[i] for i in other + yx])
+        else:
+            arr = arr.reshape([s for s in arr.shape if s != 1] or [1])
+            if arr.ndim == 3:
+                axis = 2 if channels_last else int(np.argmin(arr.shape))  # the first of equal shortest axes
+                arr = np.moveaxis(arr, axis, 0)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
@@ -219,11 +220,14 @@ def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS, channe
     arr, channels_last = _read_raw(path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    _check_values(arr, path)
-    if channel is not None:
-        arr = _pick_channel(arr, path, channels_last, int(channel))
-    else:
+    if channel is None:
+        _check_values(arr, path)
         arr = _to_chw(arr, path, channels_last, max_channels)
+    else:  # only the chosen channel's values are checked: a NaN in another channel does not matter
+        if arr.size == 0:
+            _check_values(arr, path)  # says "zero size"
+        arr = _pick_channel(arr, path, channels_last, int(channel))
+        _check_values(arr, path)
     out = arr.astype(np.float32)
     if not np.isfinite(out).all():  # float64 values beyond float32 range
         raise _fail(path, "pixel values overflow float32", "rescale the image intensities")

@@ -114,16 +114,14 @@ def test_small_stacks_are_not_read_as_channels(tmp_path, axes, n, needle):
     np.testing.assert_array_equal(read_image(tmp_path / "channels.tif"), planes)  # channels stay channels
 
 
-@pytest.mark.parametrize("layout", ["plain_chw", "plain_hwc", "samples_hwc", "imagej_cyx", "ome_cyx"])
+@pytest.mark.parametrize("layout", ["plain_chw", "samples_hwc", "imagej_cyx", "ome_cyx"])
 def test_one_channel_of_many(tmp_path, layout):
     """read_image(channel=K) takes plane K of an image with more channels than a model takes (here 5 or 6),
     wherever the file keeps its channel axis; without ``channel`` such a file is refused as before."""
-    planes = np.random.default_rng(2).random((6 if "hwc" in layout else 5, 16, 20)).astype(np.float32)
+    planes = np.random.default_rng(2).random((6 if layout == "samples_hwc" else 5, 16, 20)).astype(np.float32)
     path = tmp_path / "many.tif"
     if layout == "plain_chw":
         tifffile.imwrite(path, planes)
-    elif layout == "plain_hwc":  # stored as 16 pages of 20 x 6: the shortest axis is read as the channels
-        tifffile.imwrite(path, planes.transpose(1, 2, 0))
     elif layout == "samples_hwc":  # 6 samples per pixel, the TIFF says so (axes YXS)
         tifffile.imwrite(path, planes.transpose(1, 2, 0), photometric="minisblack", planarconfig="contig")
     else:
@@ -139,6 +137,32 @@ def test_one_channel_of_many(tmp_path, layout):
     with pytest.raises(CksDataError) as e:
         read_image(path, channel=len(planes))
     assert f"no channel {len(planes)}" in str(e.value) and f"--channel 0..{len(planes) - 1}" in str(e.value)
+
+
+@pytest.mark.parametrize("shape", [(40, 32, 32), (5, 3, 100), (12, 8, 8)])
+def test_channel_axis_from_the_pages_not_the_shortest_side(tmp_path, shape):
+    """A plain multi-page TIFF with more channels than pixels on a side (multiplexed imaging: 40 markers on a
+    32 x 32 crop): each page is one Y x X plane, so plane K is page K, never a slice across the channels."""
+    planes = np.random.default_rng(4).random(shape).astype(np.float32)
+    tifffile.imwrite(tmp_path / "pages.tif", planes)
+    for k in (0, shape[0] - 1):
+        np.testing.assert_array_equal(read_image(tmp_path / "pages.tif", channel=k), planes[k:k + 1])
+    with pytest.raises(CksDataError, match=f"has {shape[0]} channel"):
+        read_image(tmp_path / "pages.tif", channel=shape[0])
+
+
+def test_channel_checks_only_its_own_values(tmp_path):
+    """A NaN in channel 3 stops channel 3 (with the usual message) and not channel 0; a one-row line scan
+    (ImageJ CYX, 5 x 1 x 100) gives one channel's row, not all channels as one image."""
+    planes = np.random.default_rng(5).random((5, 16, 20)).astype(np.float32)
+    planes[3, 2, 2] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", planes, imagej=True, metadata={"axes": "CYX"})
+    np.testing.assert_array_equal(read_image(tmp_path / "nan.tif", channel=0), planes[:1])
+    with pytest.raises(CksDataError, match="NaN"):
+        read_image(tmp_path / "nan.tif", channel=3)
+    line = np.random.default_rng(6).random((5, 1, 100)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "line.tif", line, imagej=True, metadata={"axes": "CYX"})
+    np.testing.assert_array_equal(read_image(tmp_path / "line.tif", channel=2), line[2:3])
 
 
 def test_channel_of_small_images_and_stacks(tmp_path):
