@@ -4,7 +4,7 @@ import torch
 
 from cks.config import CollaboratorConfig
 from cks.errors import CksConfigError, CksDataError
-from cks.models.collaborator import BorderCNN, Collaborator, UNet, param_count
+from cks.models.collaborator import BorderCNN, Collaborator, ShiftGroupNorm, UNet, param_count
 
 A1, A2, A3 = (16, 32, 64), (16, 32, 64, 128), (16, 32, 64, 128, 256)
 B1 = ("cnn", (32, 32, 32))
@@ -21,6 +21,28 @@ def test_output_shapes_odd_size(fg, border):
     assert out["fg_logits"].shape == (2, 37, 53)
     assert out["border_logits"].shape == (2, 37, 53)
     assert torch.isfinite(out["fg_logits"]).all() and torch.isfinite(out["border_logits"]).all()
+
+
+def test_shift_group_norm_is_per_channel_standardisation():
+    """ShiftGroupNorm = (x - mean) / sqrt(var + eps) + shift per image and channel (biased variance), values and
+    gradients, written out here independently; on 1-pixel maps (its second code path) too."""
+    torch.manual_seed(0)
+    norm = ShiftGroupNorm(5)
+    with torch.no_grad():
+        norm.bias.copy_(torch.linspace(-1, 1, 5))
+    for shape in [(2, 5, 7, 9), (3, 5, 1, 1)]:
+        x = (3 * torch.randn(shape, dtype=torch.float64) + 2).requires_grad_()
+        w = torch.randn(shape, dtype=torch.float64)
+        n = shape[2] * shape[3]
+        mean = x.sum(dim=(2, 3), keepdim=True) / n
+        var = ((x - mean) ** 2).sum(dim=(2, 3), keepdim=True) / n
+        ref = (x - mean) / torch.sqrt(var + norm.eps) + norm.bias.double()[None, :, None, None]
+        (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+        got = norm.double()(x)
+        (g_got,) = torch.autograd.grad((got * w).sum(), x)
+        torch.testing.assert_close(got, ref)
+        torch.testing.assert_close(g_got, g_ref)
+        norm.float()
 
 
 def test_unet_tiny_and_odd_inputs():
