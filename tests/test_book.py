@@ -11,7 +11,9 @@ from cks.config import BASE
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p for p in (ROOT / "book").glob("[0-9]*.md"))
 
-RANGES = {"qs_steps": (1, 10_000), "qs_ap50": (0.0, 1.0), "qs_dice": (0.0, 1.0)}
+# the quickstart's demo must segment: 600 steps of preset "demo" read AP50 0.95, Dice 0.87; with L_PW left on
+# (inherited from the base) it read 0.00 / 0.13 and the book showed it for sessions
+RANGES = {"qs_steps": (1, 10_000), "qs_ap50": (0.5, 1.0), "qs_dice": (0.5, 1.0)}
 
 
 # chapters 07-10: ablations, nuclear points, results, own images
