@@ -22,9 +22,9 @@ from .errors import CksError
 EXAMPLES = {
     "demo": "cks demo --out demo_run            # ~1 min on 2 free cores: generated images, CKS from points, figure",
     "points": "cks points nuclear1.png nuclear2.png --out points.json --min-sigma 3 --max-sigma 10",
-    "train": ("cks train --data usiigaci_nih3t3_phase/train:set1-16@0.5 --val usiigaci_nih3t3_phase/train:set17-20 "
+    "train": ("cks train --data usiigaci_nih3t3_phase/train:set1-16 --val usiigaci_nih3t3_phase/train:set17-20 "
               "--labels points --out runs/cks --size convnext_atto --minutes 30"),
-    "predict": "cks predict --model runs/cks $CKS_DATA_DIR/usiigaci_nih3t3_phase/val/set4*/raw.tif --out preds/",
+    "predict": "cks predict --model runs/cks $CKS_DATA_DIR/usiigaci_nih3t3_phase/val/set*/raw.tif --out preds/",
     "evaluate": "cks evaluate --pred preds/ --gt usiigaci_nih3t3_phase/val:set46-50",
     "presets": "cks presets",
 }
@@ -80,6 +80,17 @@ def cmd_demo(a) -> dict:
     return res
 
 
+def _image_named_like(nuclear: Path, folder: Path) -> Path:
+    """The image in ``folder`` with the nuclear image's name (any image suffix): what the points are for."""
+    from .data.readers import IMAGE_SUFFIXES
+
+    for cand in [folder / nuclear.name] + [folder / (nuclear.stem + s) for s in IMAGE_SUFFIXES]:
+        if cand.is_file():
+            return cand
+    raise CksError(f"{nuclear}: no image of the same name in --images {folder} ({nuclear.stem}.tif, .png, ...); "
+                   f"name each image as its nuclear-stain image")
+
+
 def cmd_points(a) -> dict:
     from .data.annotations import write_simple_json
     from .data.io import read_image
@@ -88,15 +99,20 @@ def cmd_points(a) -> dict:
     kw = {"background_size": a.background, "smooth_sigma": a.smooth, "min_sigma": a.min_sigma,
           "max_sigma": a.max_sigma, "threshold": a.threshold}
     inputs = [Path(p) for p in a.inputs]
-    records = []
-    for p in inputs:
-        img = read_image(p) if a.channel is None else read_image(p, channel=a.channel)  # explicit: any channel count
-        pts = points_from_nuclei(img[0], **kw)
-        records.append((p, pts))
-        print(f"{p}: {len(pts)} points")
     out = Path(a.out)
     if out.suffix.lower() != ".json":
         raise CksError(f"{out}: --out must be a .json file (the point list `cks train --data` reads)")
+    targets = [_image_named_like(p, Path(a.images)) for p in inputs] if a.images else inputs
+    records = []
+    for p, target in zip(inputs, targets):
+        img = read_image(p) if a.channel is None else read_image(p, channel=a.channel)  # explicit: any channel count
+        shape = read_image(target).shape[-2:] if target is not p else img.shape[-2:]
+        if shape != img.shape[-2:]:
+            raise CksError(f"{target}: size {tuple(shape)} differs from its nuclear image {p} ({tuple(img.shape[-2:])}); "
+                           f"the points would not fit it")
+        pts = points_from_nuclei(img[0], **kw)
+        records.append((target, pts))
+        print(f"{p}: {len(pts)} points" + (f" (for {target})" if target is not p else ""))
     write_simple_json(out, records)  # image paths relative to the JSON's folder, as `cks train --data` reads them
     return {"images": len(records), "points": sum(len(r[1]) for r in records)}
 
@@ -131,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = add("points", "nuclear-stain image(s) -> point labels (JSON list in the author's format, read by `cks train --data`)")
     q.add_argument("inputs", nargs="+", help="nuclear-stain image files (TIFF/PNG), or a multi-channel image with --channel")
     q.add_argument("--out", required=True, help="points.json (image paths stored relative to its folder)")
+    q.add_argument("--images", help="folder of the images to train on, named as the nuclear images (e.g. phase/ for "
+                   "nuclei/*.tif): points.json then lists them, so `cks train --data points.json` trains on them "
+                   "(default: it lists the nuclear images themselves)")
     q.add_argument("--channel", type=int, help="channel (0-based) of the nuclear stain, in an image with any number "
                    "of channels (default: the first of a 1-3 channel image)")
     q.add_argument("--background", type=int, default=101, help="background box size in px (default 101)")
@@ -167,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed for the point jitter (training seed: --set train.seed=N)")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. loss.prior_scale=0")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already in --out (without it, a "
+                   "folder that holds a run is refused)")
 
     r = add("predict", "segment images with a trained model -> label TIFF + CSV per image")
     r.add_argument("--model", required=True, help="run folder or checkpoint.pt")

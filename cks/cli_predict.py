@@ -22,16 +22,17 @@ __all__ = ["cmd_predict", "cmd_evaluate", "expand_inputs", "output_keys", "refus
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """Image files of the inputs: a file as given, a folder as its image files (recursive, sorted).
 
-    A folder's ``*.labels.tif`` (results of an earlier ``cks predict``) are left out. A missing path or a folder
-    without images is an error that names it.
+    A folder's label images (``*.labels.tif`` of an earlier ``cks predict``, Cellpose-style ``*_masks.tif``;
+    :data:`cks.data.readers.MASK_PARTNERS`) are left out. A missing path or a folder without images is an error
+    that names it.
     """
-    from .data.readers import IMAGE_SUFFIXES
+    from .data.readers import IMAGE_SUFFIXES, is_mask_file
 
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not f.name.endswith(".labels.tif"))
+                           and not is_mask_file(f))
             if not found:
                 raise CksError(f"{p}: a folder without images ({', '.join(IMAGE_SUFFIXES)}); give image files "
                                f"or a folder that holds them")
@@ -70,7 +71,10 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
     """The prediction key (path below ``pred_dir``, no suffix) of every ground-truth sample.
 
     A key matches an image when its trailing path components equal those of the image path (all of
-    the key's components, or at least the file name and its folder); the longest match wins.
+    the key's components, or at least the file name and its folder); the longest match wins. Failing that, the
+    one key with the image's file name matches (``cks predict images/`` writes ``images/a``, which pairs with a
+    ground truth ``my_set_with_masks/a.tif``) where the file names the sample (not ``raw.tif`` of a Usiigaci
+    ``set46/``, which its folder names); several such keys are no match.
     """
     kparts = {k: Path(k).parts for k in keys}
     chosen: list[str] = []
@@ -78,17 +82,22 @@ def _match_predictions(gts: list[dict], keys: list[str], pred_dir: Path) -> list
     for g in gts:
         where = g.get("image_path") or g["name"]
         stem = Path(g["image_path"]).with_suffix("").parts if g.get("image_path") else Path(g["name"]).parts
-        best, best_n = [], 0
+        best, best_n, same_name = [], 0, []
         for k, kp in kparts.items():
             n = 0
             while n < min(len(kp), len(stem)) and kp[-1 - n] == stem[-1 - n]:
                 n += 1
+            if n >= 1:
+                same_name.append(k)
             if n == 0 or not (n == len(kp) or n == len(stem) or n >= 2):
                 continue
             if n > best_n:
                 best, best_n = [k], n
             elif n == best_n:
                 best.append(k)
+        named_by_file = bool(g.get("image_path")) and Path(g["name"]).name == Path(g["image_path"]).stem
+        if not best and named_by_file and len(same_name) == 1:  # not "raw" of set46/raw.tif: its folder names it
+            best = same_name
         if not best:
             raise CksError(f"no prediction for ground-truth image {where} in {pred_dir}; "
                            f"run `cks predict` on it with --out {pred_dir}")

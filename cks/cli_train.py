@@ -111,6 +111,12 @@ def cmd_train(a) -> dict:
     from .data.spec import load_dataset, parse_spec
     from .train import train
 
+    out = Path(a.out)
+    if (out / "checkpoint.pt").exists() and not (a.resume or a.overwrite):
+        raise CksError(f"{out}: already holds a run (checkpoint.pt); --resume continues it, --overwrite replaces it, "
+                       f"or give another --out")
+    if a.resume and a.overwrite:
+        raise CksError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     cfg = get_preset(a.preset, size=a.size)
     if a.labels == "masks" and cfg.loss.mode != "supervised":
         cfg = with_overrides(cfg, {"loss.mode": "supervised"})
@@ -163,6 +169,14 @@ def cmd_train(a) -> dict:
         import torch
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if a.overwrite:  # only now, with the data read: the old run's files, so that none is mixed into the new one
+        import shutil
+
+        from .size_model import FILE_NAME
+
+        for name in ("checkpoint.pt", "metrics.jsonl", FILE_NAME):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "snapshots", ignore_errors=True)
     r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale,
               max_cpu_minutes=a.cpu_minutes)
     vals = [h for h in r["history"] if "val_ap50" in h]

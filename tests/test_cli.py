@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from cks.cli import main
+from cks.errors import CksError
 from cks.data.synthetic import synthetic_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -497,6 +498,28 @@ def test_resume_with_another_config_is_refused(data, run, tmp_path, capsys):
     assert (copy / "checkpoint.pt").read_bytes() == before
 
 
+def test_train_into_a_folder_that_holds_a_run(data, run, tmp_path, capsys):
+    """A second `cks train --out` into a finished run is refused and leaves it untouched; --overwrite replaces it
+    (no file of the old run is left: checkpoint, metrics, snapshots, size regressor are the new run's)."""
+    import shutil
+    copy = tmp_path / "RUN"
+    shutil.copytree(run, copy)
+    (copy / "snapshots").mkdir(exist_ok=True)
+    (copy / "snapshots" / "step_999999.pt").write_bytes(b"old")
+    before = (copy / "checkpoint.pt").read_bytes()
+    args = ["train", "--data", data[0], "--labels", "points", "--out", copy, "--steps", "2", *TINY]
+    rc, out, err = run_cli(capsys, *args)
+    assert_user_error(rc, err, "already holds a run", "--resume", "--overwrite")
+    assert (copy / "checkpoint.pt").read_bytes() == before
+    rc, out, err = run_cli(capsys, *args, "--resume", "--overwrite")
+    assert_user_error(rc, err, "give one of them")
+    rc, out, err = run_cli(capsys, *args, "--overwrite")
+    assert rc == 0, err
+    assert not (copy / "snapshots" / "step_999999.pt").exists()
+    steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps and max(steps) <= 2  # the new run's rows only
+
+
 def test_bad_channel_and_tile(data, run, tmp_path, capsys):
     img = data[0] / "set1" / "raw.tif"
     rc, out, err = run_cli(capsys, "predict", "--model", run, img, "--out", tmp_path / "P", "--channel", "2")
@@ -563,6 +586,78 @@ def test_points_channel_of_a_multichannel_image(tmp_path, capsys):
     got = [json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json")]
     assert [r["locations"] for r in got[0]] == [r["locations"] for r in got[1]]
     assert sorted(map(tuple, np.round(got[1][0]["locations"]).astype(int).tolist())) == sorted(centres)
+
+
+def test_points_for_the_images_to_train_on(tmp_path, capsys):
+    """`cks points nuclei/*.tif --images phase/` lists the phase images (same names) with the nuclei's points, so
+    `cks train --data points.json` reads the phase images; a missing or differently sized image is named."""
+    from cks.data.spec import load_dataset
+
+    yy, xx = np.mgrid[:64, :64]
+    (tmp_path / "nuclei").mkdir()
+    (tmp_path / "phase").mkdir()
+    for k, (y, x) in enumerate([(20, 24), (40, 44)]):
+        blob = 1000 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 4.0 ** 2))
+        tifffile.imwrite(tmp_path / "nuclei" / f"f{k}.tif", blob.astype(np.float32))
+        tifffile.imwrite(tmp_path / "phase" / f"f{k}.tif", np.full((64, 64), 100 + k, np.uint16))
+    nuclei = [tmp_path / "nuclei" / f"f{k}.tif" for k in (0, 1)]
+    rc, out, err = run_cli(capsys, "points", *nuclei, "--images", tmp_path / "phase", "--out", tmp_path / "p.json")
+    assert rc == 0, err
+    samples = load_dataset(str(tmp_path / "p.json"))
+    assert [float(s["image"].mean()) for s in samples] == [100.0, 101.0]  # the phase images, not the stain
+    np.testing.assert_allclose(samples[1]["points"], [[40, 44]], atol=1)
+    (tmp_path / "phase" / "f1.tif").unlink()
+    rc, out, err = run_cli(capsys, "points", *nuclei, "--images", tmp_path / "phase", "--out", tmp_path / "q.json")
+    assert_user_error(rc, err, "f1.tif", "no image of the same name")
+    from PIL import Image as PILImage
+    PILImage.fromarray(np.zeros((32, 64), np.uint8)).save(tmp_path / "phase" / "f1.png")
+    rc, out, err = run_cli(capsys, "points", *nuclei, "--images", tmp_path / "phase", "--out", tmp_path / "q.json")
+    assert_user_error(rc, err, "f1.png", "differs from its nuclear image")
+    assert not (tmp_path / "q.json").exists()
+
+
+def test_prediction_keys_pair_with_ground_truth_in_another_folder(tmp_path):
+    """cks evaluate pairs ground truth with `cks predict` outputs: by folder and file name where both match,
+    else by a file name that only one prediction has; two predictions of that name are no match."""
+    from cks.cli_predict import _match_predictions
+
+    gt = [{"image_path": str(tmp_path / "my_set_with_masks" / f"{n}.tif"), "name": n} for n in ("a", "b")]
+    assert _match_predictions(gt, ["images/a", "images/b", "images/c"], tmp_path) == ["images/a", "images/b"]
+    sets = [{"image_path": str(tmp_path / "val" / f"set{i}" / "raw.tif"), "name": f"set{i}"} for i in (46, 47)]
+    assert _match_predictions(sets, ["set47/raw", "set46/raw"], tmp_path) == ["set46/raw", "set47/raw"]
+    with pytest.raises(CksError, match="no prediction for ground-truth image"):
+        _match_predictions(gt[:1], ["x/a", "y/a"], tmp_path)  # a.tif: in two folders, neither is my_set_with_masks
+    with pytest.raises(CksError, match="no prediction for ground-truth image"):
+        _match_predictions(sets[:1], ["set47/raw"], tmp_path)  # set46/raw.tif: set47's is not its prediction
+
+
+def test_evaluate_a_folder_of_images_with_masks(data, run, tmp_path, capsys):
+    """README's workflow: predict a folder of images, evaluate against a folder of the same images with a
+    Cellpose-style label image beside each (img_masks.tif); the scores are those of the Usiigaci reading."""
+    import shutil
+
+    from PIL import Image as PILImage
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "gt").mkdir()
+    for k in (1, 2):
+        shutil.copy(data[0] / f"set{k}" / "raw.tif", tmp_path / "images" / f"field{k}.tif")
+        shutil.copy(data[0] / f"set{k}" / "raw.tif", tmp_path / "gt" / f"field{k}.tif")
+        lab = np.asarray(PILImage.open(data[0] / f"set{k}" / "instances_ids.png"))
+        tifffile.imwrite(tmp_path / "gt" / f"field{k}_masks.tif", lab.astype(np.uint16))
+    rc, out, err = run_cli(capsys, "predict", "--model", run, tmp_path / "images", "--out", tmp_path / "P")
+    assert rc == 0, err
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", tmp_path / "P", "--gt", tmp_path / "gt", "--json",
+                           tmp_path / "a.json")
+    assert rc == 0, err
+    rc, out, err = run_cli(capsys, "predict", "--model", run, data[0] / "set1" / "raw.tif", data[0] / "set2" / "raw.tif",
+                           "--out", tmp_path / "Q")  # the same images read as the Usiigaci layout
+    assert rc == 0, err
+    rc, out, err = run_cli(capsys, "evaluate", "--pred", tmp_path / "Q", "--gt", f"{data[0]}:set1-2", "--json",
+                           tmp_path / "b.json")
+    assert rc == 0, err
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["n_gt"] == b["n_gt"] > 0 and a["ap50"] == pytest.approx(b["ap50"]) and a["dice"] == pytest.approx(b["dice"])
 
 
 @pytest.fixture(scope="module")

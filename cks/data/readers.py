@@ -22,7 +22,10 @@ Layouts read here (see each data folder's ``SOURCE.md``):
 * DeepCell 2016 training: ``phase.*`` + ``feature_0.*`` (edge) + ``feature_1.*`` (interior)
   + a nuclear channel (``nuclear.*``, ``farred.*``, ``*Far-red*`` or ``dapi.*``);
 * DeepCell 2016 validation: ``RawImages/phase.tif`` + ``RawImages/{farred,dapi}.tif``
-  + ``Validation/*_edge.tif`` + ``Validation/*_interior.tif``.
+  + ``Validation/*_edge.tif`` + ``Validation/*_interior.tif``;
+* a plain folder of your own images (:func:`read_paired`): ``img.tif`` with a point file of the same name
+  (``img.csv`` / ``.zip`` / ``.roi`` / ``.geojson``), an instance label image named as Cellpose names its masks
+  (``img_masks.tif`` / ``.png``) or as ``cks predict`` writes its labels (``img.labels.tif``), or both.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ __all__ = [
     "deepcell_instances",
     "read_usiigaci",
     "read_paired",
+    "MASK_PARTNERS",
+    "is_mask_file",
+    "partner_mask_file",
     "read_deepcell",
     "find_samples",
     "rescale_sample",
@@ -226,7 +232,7 @@ def find_samples(root) -> list[tuple[str, Path]]:
     """Walk ``root`` and list ``(layout, folder)`` for every sample folder found (sorted, natural order).
 
     ``layout`` is ``"usiigaci"`` or ``"deepcell"``; a tree with neither gives ``("paired", image_file)`` for
-    every image with a point file of the same name beside it (:func:`read_paired`).
+    every image with a point file or a label image of the same name beside it (:func:`read_paired`).
     """
     root = Path(root)
     found = []
@@ -238,13 +244,14 @@ def find_samples(root) -> list[tuple[str, Path]]:
         elif _deepcell_files(folder) is not None:
             found.append(("deepcell", folder))
             dirnames[:] = []  # RawImages/ and Validation/ belong to this sample
-    if not found:  # a plain folder of images, each with a point file of the same name (napari, Fiji, QuPath)
+    if not found:  # a plain folder of images, each with points (napari, Fiji, QuPath) and/or masks beside it
         from .point_files import partner_point_file
 
         for dirpath, _, filenames in os.walk(root):
             for n in filenames:
                 f = Path(dirpath) / n
-                if f.suffix.lower() in IMAGE_SUFFIXES and partner_point_file(f) is not None:
+                if (f.suffix.lower() in IMAGE_SUFFIXES and not is_mask_file(f)
+                        and (partner_point_file(f) is not None or partner_mask_file(f) is not None)):
                     found.append(("paired", f))
     return sorted(found, key=lambda t: _natural_key(t[1].as_posix()))
 
@@ -253,17 +260,42 @@ def find_samples(root) -> list[tuple[str, Path]]:
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 
+#: the names of an image's label image beside it: Cellpose's (``img.tif`` -> ``img_masks.tif``) and
+#: ``cks predict``'s (``img.labels.tif``, e.g. predictions you corrected)
+MASK_PARTNERS = ("_masks.tif", "_masks.tiff", "_masks.png", ".labels.tif")
+
+
+def is_mask_file(path) -> bool:
+    """Whether ``path`` is named as an image's label image (:data:`MASK_PARTNERS`), not an image to read."""
+    return Path(path).name.lower().endswith(MASK_PARTNERS)
+
+
+def partner_mask_file(image_path) -> Path | None:
+    """The label image beside an image (``img.tif`` -> ``img_masks.tif`` / ``_masks.png`` / ``img.labels.tif``)."""
+    image_path = Path(image_path)
+    stem = image_path.name[:-len(image_path.suffix)] if image_path.suffix else image_path.name
+    for end in MASK_PARTNERS:
+        cand = image_path.with_name(stem + end)
+        if cand.is_file():
+            return cand
+    return None
+
+
 def read_paired(image_path, root=None) -> dict:
-    """An image and the point file beside it (:func:`cks.data.point_files.partner_point_file`), no masks."""
+    """An image with its point file (:func:`cks.data.point_files.partner_point_file`) and/or its label image
+    (:func:`partner_mask_file`) beside it. With masks and no point file, the points are the masks' centroids."""
     from .point_files import partner_point_file, read_point_file
 
     image_path = Path(image_path).resolve()
     image = read_image(image_path)
-    pts = read_point_file(partner_point_file(image_path), shape=image.shape[-2:])
+    point_file, mask_file = partner_point_file(image_path), partner_mask_file(image_path)
+    pts = read_point_file(point_file, shape=image.shape[-2:]) if point_file is not None else None
+    label = read_label(mask_file) if mask_file is not None else None
     root = Path(root).resolve() if root else None
     name = (image_path.relative_to(root).with_suffix("").as_posix() if root and image_path.is_relative_to(root)
             else image_path.stem)
-    return make_sample(image, None, pts, name=name, image_path=str(image_path))
+    return make_sample(image, label, pts, name=name, image_path=str(image_path),
+                       label_path=str(mask_file) if mask_file is not None else "")
 
 
 def _natural_key(s: str):

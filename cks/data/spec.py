@@ -146,8 +146,10 @@ def _load_one(spec, split, reader_kwargs) -> tuple[list[dict], float | None]:
         found = find_samples(path)
         if not found:
             raise CksDataError(f"{path}: no samples found (expected images each with a point file of the same name "
-                               f"- img.tif + img.csv/.zip/.roi/.geojson -, Usiigaci set folders with raw.tif + "
-                               f"instances_ids.png, or DeepCell folders with phase.* + feature_1.*)")
+                               f"- img.tif + img.csv/.zip/.roi/.geojson - and/or a label image - img_masks.tif/.png "
+                               f"or img.labels.tif -, Usiigaci set folders with raw.tif + instances_ids.png, DeepCell "
+                               f"folders with phase.* + feature_1.*, or a .json list of image_file / label_file / "
+                               f"locations)")
         base = path.resolve()
         keys = [_rel(f.resolve(), base) for _, f in found]
         names = [_rel(f.resolve(), root) for _, f in found]

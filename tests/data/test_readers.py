@@ -200,3 +200,39 @@ def test_real_deepcell_counts(real_data):
         assert s["label"].max() == expect[k] and s["cell_type_name"] == "HeLa"
     names = [s["name"] for s in load_dataset("deepcell2016_covertlab", split="test")]
     assert names == ["training_data/MCF10A", "validation_data/HeLa", "validation_data/MCF10A"]
+
+
+def test_folder_of_images_with_masks_beside_them(tmp_path, helpers):
+    """A plain folder where each image has its label image beside it, named as Cellpose names masks
+    (``a_masks.tif``, ``b_masks.png``) or as ``cks predict`` writes labels (``c.labels.tif``); with a point file
+    too (``a.csv``) the clicks are the points, otherwise the masks' centroids. Label images are not samples."""
+    import tifffile
+    from PIL import Image
+
+    from cks.data.readers import is_mask_file, partner_mask_file
+
+    rng = np.random.default_rng(1)
+    labels = {}
+    for name, end in (("a", "_masks.tif"), ("b", "_masks.png"), ("c", ".labels.tif")):
+        lab = np.zeros((40, 50), np.uint16)
+        lab[5:15, 5:17] = 1
+        lab[20:34, 25:45] = 2 + (name == "b")  # ids need not be consecutive
+        labels[name] = lab
+        tifffile.imwrite(tmp_path / f"{name}.tif", rng.integers(0, 999, (40, 50)).astype(np.uint16))
+        if end.endswith(".png"):
+            Image.fromarray(lab.astype(np.uint8)).save(tmp_path / f"{name}{end}")
+        else:
+            tifffile.imwrite(tmp_path / f"{name}{end}", lab)
+    (tmp_path / "a.csv").write_text("y,x\n9,10\n27,33\n30,40\n")
+    assert partner_mask_file(tmp_path / "b.tif") == tmp_path / "b_masks.png"
+    assert is_mask_file(tmp_path / "c.labels.tif") and not is_mask_file(tmp_path / "c.tif")
+    samples = load_dataset(str(tmp_path))
+    assert [s["name"] for s in samples] == ["a", "b", "c"]
+    for s in samples:
+        np.testing.assert_array_equal(s["label"], labels[s["name"]])
+    np.testing.assert_allclose(samples[0]["points"], [[9, 10], [27, 33], [30, 40]])  # the clicks
+    np.testing.assert_allclose(samples[1]["points"], centroids(labels["b"])[1])  # the masks' centroids
+    tifffile.imwrite(tmp_path / "d.tif", np.zeros((40, 51), np.uint16))
+    tifffile.imwrite(tmp_path / "d_masks.tif", np.zeros((40, 50), np.uint16))
+    with pytest.raises(CksDataError, match="d_masks.tif"):  # a label image of another size is named
+        load_dataset(str(tmp_path))
