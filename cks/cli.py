@@ -127,11 +127,22 @@ def cmd_presets(a) -> dict:
 
 
 # ---------------------------------------------------------------- parser
+def _version() -> str:
+    """The installed package's version (``pip install -e .`` of pyproject.toml), or "unknown" in a bare checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cks")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cks", description="Point-supervised cell segmentation by collaborative "
                                 "knowledge sharing (Yu, IEEE TMI 2023).",
                                 epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"cks {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def add(name, helptext):
@@ -168,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "nuclei: points detected on the nuclear channel")
     t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, size_model.json)")
     t.add_argument("--preset", default="base", help="see `cks presets`")
-    t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto, test")
+    t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto "
+                   "(default, CPU-sized), test")
     t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "
                    "--minutes / --cpu-minutes may stop it earlier")
     t.add_argument("--crop-size", type=int, help="side of the random training crop in px (default: the preset's "

@@ -163,6 +163,8 @@ def run_cli(args) -> dict:
     s = diagnose_run(args.run, args.data, out_dir=args.out, max_images=args.max_images,
                      score_threshold=args.score_threshold, true_size=args.true_size,
                      history=not getattr(args, "no_history", False))
+    print("size bins: true equivalent cell diameter in px at the model's training scale (a size-normalised model's "
+          "cells are about size.diameter px there), not in the input images' px")
     print("| bin (px) | GT | matched | IoU>=0.5 | offset px | offset/diam | area ratio | IoU | disk IoU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in s["shape"]["bins"] + [dict(s["shape"]["overall"], bin="all")]:

@@ -236,6 +236,14 @@ def test_python_m_cks_presets_and_help():
     assert "example:" in r.stdout and "cks train --data" in r.stdout
 
 
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"cks {version('cks')}"
+
+
 def test_demo_writes_figure(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "demo", "--out", tmp_path / "D", "--steps", "5")
     assert rc == 0, err
