@@ -208,8 +208,11 @@ def load_dataset(spec, split: str | None = None, scale: float | None = None, poi
                 s["point_ids"], s["points"] = centroids(s["label"])
             elif points == "nuclei":
                 if s.get("nuclear") is None:
-                    raise CksDataError(f"{s['image_path']}: points='nuclei' needs a nuclear channel, none found "
-                                       f"next to this image")
+                    raise CksDataError(f"{s['image_path']}: points='nuclei' (cks train --labels nuclei) needs a "
+                                       f"nuclear channel, which only the DeepCell layouts bring (nuclear.* / farred.* "
+                                       f"/ dapi.* beside phase.*); for your own images make the points first: cks "
+                                       f"points nuclei/*.tif --images IMAGES/ --out points.json, then cks train --data "
+                                       f"points.json --labels points")
                 s["points"], s["point_ids"] = points_from_nuclei(s["nuclear"], **(nuclei_kwargs or {})), None
             elif points == "none":
                 s["points"], s["point_ids"] = None, None

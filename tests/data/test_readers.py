@@ -236,3 +236,14 @@ def test_folder_of_images_with_masks_beside_them(tmp_path, helpers):
     tifffile.imwrite(tmp_path / "d_masks.tif", np.zeros((40, 50), np.uint16))
     with pytest.raises(CksDataError, match="d_masks.tif"):  # a label image of another size is named
         load_dataset(str(tmp_path))
+
+
+def test_nuclear_points_on_own_images_say_how(tmp_path):
+    """points='nuclei' (cks train --labels nuclei) on a plain folder, which has no nuclear channel: the error
+    says how to make the points from a nuclear stain with cks points."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((16, 16), np.uint16))
+    (tmp_path / "a.csv").write_text("y,x\n5,5\n")
+    with pytest.raises(CksDataError, match="cks points nuclei/"):
+        load_dataset(str(tmp_path), points="nuclei")
