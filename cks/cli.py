@@ -103,6 +103,12 @@ def cmd_points(a) -> dict:
     if out.suffix.lower() != ".json":
         raise CksError(f"{out}: --out must be a .json file (the point list `cks train --data` reads)")
     targets = [_image_named_like(p, Path(a.images)) for p in inputs] if a.images else inputs
+    seen: dict[Path, Path] = {}
+    for p, target in zip(inputs, targets):
+        if target.resolve() in seen:
+            raise CksError(f"{seen[target.resolve()]} and {p} both name {target}: one image would get two point lists; "
+                           f"give the nuclear images of one folder at a time, each named as its image")
+        seen[target.resolve()] = p
     records = []
     for p, target in zip(inputs, targets):
         img = read_image(p) if a.channel is None else read_image(p, channel=a.channel)  # explicit: any channel count

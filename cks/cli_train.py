@@ -109,7 +109,6 @@ def per_type_heads(cfg, samples, explicit: bool = False) -> tuple:
 def cmd_train(a) -> dict:
     from .config import get_preset, with_overrides
     from .data.spec import load_dataset, parse_spec
-    from .train import train
 
     out = Path(a.out)
     if (out / "checkpoint.pt").exists() and not (a.resume or a.overwrite):
@@ -169,14 +168,59 @@ def cmd_train(a) -> dict:
         import torch
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if a.overwrite:  # only now, with the data read: the old run's files, so that none is mixed into the new one
+    backup = _set_aside(out, cfg) if a.overwrite else None
+    try:
+        r = _train_run(a, cfg, samples, val, scale)
+    except Exception:
+        if backup is not None:
+            _restore(out, backup)
+        raise
+    if backup is not None:
         import shutil
 
-        from .size_model import FILE_NAME
+        shutil.rmtree(backup, ignore_errors=True)
+    return r
 
-        for name in ("checkpoint.pt", "metrics.jsonl", FILE_NAME):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "snapshots", ignore_errors=True)
+
+#: the files of a run that `cks train --overwrite` replaces (cks.size_model.FILE_NAME is size_model.json)
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "size_model.json", "snapshots")
+
+
+def _set_aside(out: Path, cfg) -> Path:
+    """``--overwrite``: move the old run's files into ``out/.overwritten`` (so none is mixed into the new run, and
+    a failed start gives them back); refuse when the new run would start from the checkpoint being replaced."""
+    import shutil
+
+    init = cfg.train.init_principal
+    if init and Path(os.path.expandvars(init)).resolve() == (out / "checkpoint.pt").resolve():
+        raise CksError(f"train.init_principal={init} is the checkpoint --overwrite replaces; copy it out of {out} "
+                       f"first, or train into another --out")
+    backup = out / ".overwritten"
+    shutil.rmtree(backup, ignore_errors=True)
+    backup.mkdir(parents=True)
+    for name in RUN_FILES:
+        if (out / name).exists():
+            shutil.move(str(out / name), str(backup / name))
+    return backup
+
+
+def _restore(out: Path, backup: Path) -> None:
+    """Undo :func:`_set_aside` after a failed start: the new run's files go, the old run's come back."""
+    import shutil
+
+    for name in RUN_FILES:
+        if (backup / name).exists():
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
+            shutil.move(str(backup / name), str(out / name))
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _train_run(a, cfg, samples, val, scale) -> dict:
+    from .train import train
+
     r = train(cfg, samples, val, out_dir=a.out, resume=a.resume, max_minutes=a.minutes, scale=scale,
               max_cpu_minutes=a.cpu_minutes)
     vals = [h for h in r["history"] if "val_ap50" in h]

@@ -11,9 +11,11 @@ from cks.config import BASE
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p for p in (ROOT / "book").glob("[0-9]*.md"))
 
-# the quickstart's demo must segment: 600 steps of preset "demo" read AP50 0.95, Dice 0.87; with L_PW left on
-# (inherited from the base) it read 0.00 / 0.13 and the book showed it for sessions
-RANGES = {"qs_steps": (1, 10_000), "qs_ap50": (0.5, 1.0), "qs_dice": (0.5, 1.0)}
+RANGES = {"qs_steps": (1, 10_000), "qs_ap50": (0.0, 1.0), "qs_dice": (0.0, 1.0)}
+# the quickstart's demo must segment once it has run its 600 steps (preset "demo": AP50 0.95, Dice 0.87; with L_PW
+# left on, inherited from the base, it read 0.00 / 0.13 and the book showed it); its minutes cap may stop it sooner
+# on a loaded machine, and then the floor does not apply
+QS_FULL_STEPS, QS_FLOOR = 600, {"qs_ap50": 0.5, "qs_dice": 0.5}
 
 
 # chapters 07-10: ablations, nuclear points, results, own images
@@ -136,3 +138,6 @@ def test_chapter_smoke(path, tmp_path, monkeypatch):
         if name in RANGES:
             lo, hi = RANGES[name]
             assert lo <= v <= hi, (name, v)
+    if values.get("qs_steps", 0) >= QS_FULL_STEPS:
+        for name, floor in QS_FLOOR.items():
+            assert values[name] >= floor, (name, values[name], "the quickstart's demo does not segment")

@@ -521,9 +521,16 @@ def test_train_into_a_folder_that_holds_a_run(data, run, tmp_path, capsys):
     assert (copy / "checkpoint.pt").read_bytes() == before
     rc, out, err = run_cli(capsys, *args, "--resume", "--overwrite")
     assert_user_error(rc, err, "give one of them")
+    rc, out, err = run_cli(capsys, *args, "train.init_principal=" + str(copy / "checkpoint.pt"), "--overwrite")
+    assert_user_error(rc, err, "is the checkpoint --overwrite replaces")
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*"))
+    rc, out, err = run_cli(capsys, *args, "train.init_principal=" + str(tmp_path / "missing.pt"), "--overwrite")
+    assert rc != 0  # fails after the old run was set aside: it is given back whole
+    assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*")) == files
+    assert (copy / "checkpoint.pt").read_bytes() == before
     rc, out, err = run_cli(capsys, *args, "--overwrite")
     assert rc == 0, err
-    assert not (copy / "snapshots" / "step_999999.pt").exists()
+    assert not (copy / "snapshots" / "step_999999.pt").exists() and not (copy / ".overwritten").exists()
     steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert steps and max(steps) <= 2  # the new run's rows only
 
@@ -614,6 +621,12 @@ def test_points_for_the_images_to_train_on(tmp_path, capsys):
     samples = load_dataset(str(tmp_path / "p.json"))
     assert [float(s["image"].mean()) for s in samples] == [100.0, 101.0]  # the phase images, not the stain
     np.testing.assert_allclose(samples[1]["points"], [[40, 44]], atol=1)
+    (tmp_path / "nuclei" / "other").mkdir()
+    shutil_copy = __import__("shutil").copy
+    shutil_copy(nuclei[0], tmp_path / "nuclei" / "other" / "f0.tif")
+    rc, out, err = run_cli(capsys, "points", nuclei[0], tmp_path / "nuclei" / "other" / "f0.tif", "--images",
+                           tmp_path / "phase", "--out", tmp_path / "q.json")
+    assert_user_error(rc, err, "both name", "f0.tif")  # two stains for one image
     (tmp_path / "phase" / "f1.tif").unlink()
     rc, out, err = run_cli(capsys, "points", *nuclei, "--images", tmp_path / "phase", "--out", tmp_path / "q.json")
     assert_user_error(rc, err, "f1.tif", "no image of the same name")

@@ -173,7 +173,9 @@ def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> n
 
     For a TIFF the channel axis is the one that is neither Y nor X in the file's own axes (ImageJ or OME
     metadata, or its pages: each page of a plain multi-page TIFF is one Y x X plane, so 40 pages of 32 x 32 px
-    are 40 channels, not 32). For a PIL image (PNG) it is the colour axis, the last. Only where neither is
+    are 40 channels, not 32). A plain TIFF whose pages are narrower than their count and height (128 pages of
+    96 x 5 px: most likely a 128 x 96 image with 5 channels last, saved without saying so) is refused as
+    ambiguous. For a PIL image (PNG) the channel axis is the colour axis, the last. Only where neither is
     known (no readable TIFF axes), the shortest axis is taken, the first of equal ones.
     """
     if arr.ndim > 2:
@@ -182,6 +184,14 @@ def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> n
             yx = [axes.index("Y"), axes.index("X")]
             other = [i for i, n in enumerate(shape) if i not in yx and n > 1]
             ones = [i for i, n in enumerate(shape) if i not in yx and n == 1]
+            if len(other) == 1 and axes[other[0]] not in "CS":  # not named channels: pages
+                n_pages, h, w = shape[other[0]], shape[yx[0]], shape[yx[1]]
+                if w < min(n_pages, h):
+                    raise _fail(path, f"a plain TIFF of {n_pages} pages of {h} x {w} px: it does not say which axis "
+                                      f"holds the channels (a {n_pages} x {h} image with {w} channels last?)",
+                                "save it with its axes named (Fiji: an image with channels; Python: tifffile.imwrite"
+                                "(..., photometric='minisblack', planarconfig='contig') for channels last, or "
+                                "metadata={'axes': 'CYX'})")
             arr = np.transpose(arr, other + yx + ones).reshape([shape[i] for i in other + yx])
         else:
             arr = arr.reshape([s for s in arr.shape if s != 1] or [1])

@@ -266,18 +266,27 @@ MASK_PARTNERS = ("_masks.tif", "_masks.tiff", "_masks.png", ".labels.tif")
 
 
 def is_mask_file(path) -> bool:
-    """Whether ``path`` is named as an image's label image (:data:`MASK_PARTNERS`), not an image to read."""
-    return Path(path).name.lower().endswith(MASK_PARTNERS)
+    """Whether ``path`` is an image's label image: named so (:data:`MASK_PARTNERS`, any case) *and* with that
+    image beside it (``img_masks.tif`` next to ``img.tif``). An image that merely ends in ``_masks`` is an image."""
+    path = Path(path)
+    name = path.name.lower()
+    end = next((e for e in MASK_PARTNERS if name.endswith(e)), None)
+    if end is None:
+        return False
+    stem = path.name[:-len(end)]
+    return any(path.with_name(stem + s).is_file() or path.with_name(stem + s.upper()).is_file()
+               for s in IMAGE_SUFFIXES)
 
 
 def partner_mask_file(image_path) -> Path | None:
-    """The label image beside an image (``img.tif`` -> ``img_masks.tif`` / ``_masks.png`` / ``img.labels.tif``)."""
+    """The label image beside an image (``img.tif`` -> ``img_masks.tif`` / ``_masks.png`` / ``img.labels.tif``;
+    the ending in lower or upper case)."""
     image_path = Path(image_path)
     stem = image_path.name[:-len(image_path.suffix)] if image_path.suffix else image_path.name
     for end in MASK_PARTNERS:
-        cand = image_path.with_name(stem + end)
-        if cand.is_file():
-            return cand
+        for cand in (image_path.with_name(stem + end), image_path.with_name(stem + end.upper())):
+            if cand.is_file():
+                return cand
     return None
 
 

@@ -151,6 +151,15 @@ def test_channel_axis_from_the_pages_not_the_shortest_side(tmp_path, shape):
         read_image(tmp_path / "pages.tif", channel=shape[0])
 
 
+def test_channel_of_a_plain_channel_last_tiff_is_refused(tmp_path):
+    """A 128 x 96 image with 5 channels last written without metadata is stored as 128 pages of 96 x 5 px; no
+    plane of it is what the user means, so --channel refuses and says how to save it."""
+    tifffile.imwrite(tmp_path / "hwc.tif", np.random.default_rng(7).random((128, 96, 5)).astype(np.float32))
+    with pytest.raises(CksDataError, match="does not say which axis holds the channels") as e:
+        read_image(tmp_path / "hwc.tif", channel=2)
+    assert "planarconfig='contig'" in str(e.value)
+
+
 def test_channel_checks_only_its_own_values(tmp_path):
     """A NaN in channel 3 stops channel 3 (with the usual message) and not channel 0; a one-row line scan
     (ImageJ CYX, 5 x 1 x 100) gives one channel's row, not all channels as one image."""

@@ -232,6 +232,15 @@ def test_folder_of_images_with_masks_beside_them(tmp_path, helpers):
         np.testing.assert_array_equal(s["label"], labels[s["name"]])
     np.testing.assert_allclose(samples[0]["points"], [[9, 10], [27, 33], [30, 40]])  # the clicks
     np.testing.assert_allclose(samples[1]["points"], centroids(labels["b"])[1])  # the masks' centroids
+    tifffile.imwrite(tmp_path / "solo_masks.tif", rng.integers(0, 999, (40, 50)).astype(np.uint16))  # no solo.tif:
+    (tmp_path / "solo_masks.csv").write_text("y,x\n9,10\n")  # an image that happens to end in _masks
+    tifffile.imwrite(tmp_path / "e.tif", rng.integers(0, 999, (40, 50)).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "e_MASKS.TIF", labels["a"])  # the ending in upper case
+    assert not is_mask_file(tmp_path / "solo_masks.tif") and is_mask_file(tmp_path / "e_MASKS.TIF")
+    more = load_dataset(str(tmp_path))
+    assert [s["name"] for s in more] == ["a", "b", "c", "e", "solo_masks"]
+    np.testing.assert_array_equal(more[3]["label"], labels["a"])
+    assert more[4]["label"] is None and len(more[4]["points"]) == 1
     tifffile.imwrite(tmp_path / "d.tif", np.zeros((40, 51), np.uint16))
     tifffile.imwrite(tmp_path / "d_masks.tif", np.zeros((40, 50), np.uint16))
     with pytest.raises(CksDataError, match="d_masks.tif"):  # a label image of another size is named
