@@ -266,13 +266,16 @@ MASK_PARTNERS = ("_masks.tif", "_masks.tiff", "_masks.png", ".labels.tif")
 
 
 def is_mask_file(path) -> bool:
-    """Whether ``path`` is an image's label image: named so (:data:`MASK_PARTNERS`, any case) *and* with that
-    image beside it (``img_masks.tif`` next to ``img.tif``). An image that merely ends in ``_masks`` is an image."""
+    """Whether ``path`` is a label image, not an image to read: ``*.labels.tif`` (what ``cks predict`` writes,
+    always), or named as Cellpose masks (``img_masks.tif``, any case) *with* its image beside it (``img.tif``):
+    an image that merely ends in ``_masks`` is an image."""
     path = Path(path)
     name = path.name.lower()
     end = next((e for e in MASK_PARTNERS if name.endswith(e)), None)
     if end is None:
         return False
+    if end == ".labels.tif":
+        return True
     stem = path.name[:-len(end)]
     return any(path.with_name(stem + s).is_file() or path.with_name(stem + s.upper()).is_file()
                for s in IMAGE_SUFFIXES)
