@@ -6,6 +6,7 @@ into a one-line ``error: ...`` and exit status 2). Training itself is :func:`cks
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,6 @@ def cmd_train(a) -> dict:
             _restore(out, backup)
         raise
     if backup is not None:
-        import shutil
-
         shutil.rmtree(backup, ignore_errors=True)
     return r
 
@@ -189,8 +188,6 @@ RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "size_model.json",
 def _set_aside(out: Path, cfg) -> Path:
     """``--overwrite``: move the old run's files into ``out/.overwritten`` (so none is mixed into the new run, and
     a failed start gives them back); refuse when the new run would start from the checkpoint being replaced."""
-    import shutil
-
     init = cfg.train.init_principal
     if init and Path(os.path.expandvars(init)).resolve() == (out / "checkpoint.pt").resolve():
         raise CksError(f"train.init_principal={init} is the checkpoint --overwrite replaces; copy it out of {out} "
@@ -206,8 +203,6 @@ def _set_aside(out: Path, cfg) -> Path:
 
 def _restore(out: Path, backup: Path) -> None:
     """Undo :func:`_set_aside` after a failed start: the new run's files go, the old run's come back."""
-    import shutil
-
     for name in RUN_FILES:
         if (backup / name).exists():
             if (out / name).is_dir():

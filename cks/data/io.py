@@ -140,7 +140,7 @@ def _check_values(arr: np.ndarray, path) -> None:
         raise _fail(path, f"{n_bad} NaN/inf pixel(s)", "replace them (e.g. with 0) before use")
 
 
-def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: int = MAX_CHANNELS) -> np.ndarray:
+def _to_chw(arr: np.ndarray, path, channels_last: bool = False) -> np.ndarray:
     """Bring a 2-D or 3-D pixel array into ``[C, H, W]`` layout (guessing the channel axis for TIFF)."""
     if channels_last and arr.ndim == 3:  # PIL: [H, W, C]
         arr = np.moveaxis(arr, -1, 0)
@@ -161,8 +161,8 @@ def _to_chw(arr: np.ndarray, path, channels_last: bool = False, max_channels: in
         raise _fail(path, f"image has shape {tuple(arr.shape)}, which looks like a stack, not channels",
                     "give a 2-D image with at most 3 channels (split stacks into single images); if the planes "
                     "are channels, --channel K (cks predict, cks points) uses one")
-    if arr.shape[0] > max_channels:
-        raise _fail(path, f"image has {arr.shape[0]} channels (at most {max_channels} supported)",
+    if arr.shape[0] > MAX_CHANNELS:
+        raise _fail(path, f"image has {arr.shape[0]} channels (at most {MAX_CHANNELS} supported)",
                     "select the channels to use and save them as a 1-3 channel image (or use one: --channel K in "
                     "cks predict and cks points)")
     return arr
@@ -209,22 +209,22 @@ def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> n
     return arr[channel:channel + 1]
 
 
-def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS, channel: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarray:
     """Read a PNG or TIFF (8/16/32-bit or float, 1-3 channels) image.
 
     Args:
         path: image file. ``.tif``/``.tiff`` are read with ``tifffile``, anything else with PIL.
             Channel-last (``[H, W, C]``) and channel-first (``[C, H, W]``) arrays are both accepted;
             singleton axes are dropped; a constant alpha channel is dropped.
-        max_channels: more channels are an error (default 3, what a model takes).
         channel: read only this channel (0-based), from an image with any number of channels, e.g. a
-            5-channel TIFF (``cks predict --channel``, ``cks points --channel``); ``max_channels`` is then
-            not applied. Z-stacks and time series (named so by the TIFF's metadata) are still refused.
+            5-channel TIFF (``cks predict --channel``, ``cks points --channel``); without it, more than
+            ``MAX_CHANNELS`` (3, what a model takes) are an error. Z-stacks and time series (named so by the
+            TIFF's metadata) are refused either way.
     Returns:
         ``float32`` array ``[C, H, W]`` with the raw pixel values (not normalised); ``[1, H, W]`` with ``channel``.
     Raises:
         CksDataError: missing/empty/unreadable/corrupt file, NaN or inf pixels, zero size,
-            more than ``max_channels`` channels, a ``channel`` the image does not have.
+            more than ``MAX_CHANNELS`` channels without ``channel``, a ``channel`` the image does not have.
             A constant (blank) image is valid.
     """
     arr, channels_last = _read_raw(path)
@@ -232,7 +232,7 @@ def read_image(path: str | os.PathLike, max_channels: int = MAX_CHANNELS, channe
         arr = arr.astype(np.uint8)
     if channel is None:
         _check_values(arr, path)
-        arr = _to_chw(arr, path, channels_last, max_channels)
+        arr = _to_chw(arr, path, channels_last)
     else:  # only the chosen channel's values are checked: a NaN in another channel does not matter
         if arr.size == 0:
             _check_values(arr, path)  # says "zero size"
