@@ -143,27 +143,28 @@ def run_train(proto: dict, a, run_dir: Path) -> None:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def _predict_all(model, samples, threshold: float, size: str = "auto", size_from: str = "auto"):
+def _predict_all(model, samples, threshold: float, size: str = "auto", size_from: str = "auto", tta: str = "none"):
     from cks.evaluation import predict_many
     from cks.predict import scores_by_label
     from cks.size import median_diameter
 
     kw = {"size_from": size_from} if size == "auto" else {}  # auto: the model's own size estimate, found by size_from
-    out = predict_many(model, samples, size=size, score_threshold=threshold, **kw)
+    out = predict_many(model, samples, size=size, score_threshold=threshold, tta=tta, **kw)
     sizes = [{"name": s["name"], "true_diameter": median_diameter(s["label"]), "estimated_diameter": p[2]["diameter"],
               "scale": p[2]["scale"], "source": p[2]["diameter_source"]} for s, p in zip(samples, out)]
     return [p[0] for p in out], [scores_by_label(p[1]) for p in out], sizes
 
 
 def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | None = None,
-                      size_points: str | None = None, size_from: str = "auto") -> dict:
+                      size_points: str | None = None, size_from: str = "auto", tta: str = "none") -> dict:
     """Predict every report image at native size, score, bootstrap.
 
     With ``tune_spec``, the score threshold is chosen first on the tuning split (:mod:`cks.threshold`,
     max F1 at IoU 0.5); else it is 0.5 (``predict``'s default). Records each image's cell-size estimate.
     ``size_points`` (``"nuclei"`` or ``"auto"``, :func:`cks.data.spec.load_dataset`'s ``points``): each image's
     cell size is measured at its points (``predict(points=...)``) instead of estimated by the model;
-    otherwise the model estimates it as ``size_from`` says (:func:`cks.predict.predict`).
+    otherwise the model estimates it as ``size_from`` says (:func:`cks.predict.predict`). ``tta``: predict's mask
+    test-time augmentation (:mod:`cks.tta`), on the tuning and the report split alike (the protocols: "none").
     """
     from cks.bootstrap import evaluate_with_intervals
     from cks.checkpoint import load_model
@@ -175,7 +176,7 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | No
     pts, size = (size_points, "points") if size_points else ("none", "auto")
     if tune_spec:
         tune = load_dataset(tune_spec, scale=1.0, points=pts)
-        tl, ts, tsizes = _predict_all(model, tune, DEFAULT_GRID[0], size, size_from)
+        tl, ts, tsizes = _predict_all(model, tune, DEFAULT_GRID[0], size, size_from, tta)
         tuned = tune_score_threshold(tl, ts, [s["label"] for s in tune])
         threshold = tuned["threshold"]
         extra = {"threshold_tuning": {"split": tune_spec, "rule": "max pooled F1 at IoU 0.5", **tuned},
@@ -186,7 +187,8 @@ def predict_and_score(spec: str, run_dir: Path, n_boot: int, tune_spec: str | No
             extra["tune_cell_lines"] = lines
     samples = load_dataset(spec, scale=1.0, points=pts)
     t0 = time.perf_counter()
-    labels, scores, sizes = _predict_all(model, samples, DEFAULT_GRID[0] if tune_spec else threshold, size, size_from)
+    labels, scores, sizes = _predict_all(model, samples, DEFAULT_GRID[0] if tune_spec else threshold, size, size_from,
+                                         tta)
     secs = time.perf_counter() - t0
     if tune_spec:
         cut = [apply_threshold(l, s, threshold) for l, s in zip(labels, scores)]
@@ -267,6 +269,8 @@ def main(argv=None) -> Path:
                    help="each image's cell size at prediction: the model's own estimate (default), that estimate "
                         "refined at the model's detections (predict(size_from='refined')), or measured at "
                         "the image's points (the protocol's: nuclear points for labels 'nuclei', else centroids)")
+    p.add_argument("--tta", choices=["none", "flips", "d4"], default="none",
+                   help="predict's mask test-time augmentation (cks.tta) on the tuning and report split (default none)")
     p.add_argument("--result-name", help="name of the result file (default: --model); e.g. to score a run twice")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -287,7 +291,7 @@ def main(argv=None) -> Path:
     if a.size_from == "points":
         size_points = "nuclei" if proto["labels"] == "nuclei" else "auto"  # the protocol's points, whatever a run learned from
     res = predict_and_score(proto["report"], run_dir, a.bootstrap, proto["tune"] if proto.get("tune_threshold") else None,
-                            size_points, "refined" if a.size_from == "refined" else "auto")
+                            size_points, "refined" if a.size_from == "refined" else "auto", a.tta)
     eval_path = run_dir / ("eval.json" if not a.result_name else f"eval_{a.result_name}.json")
     eval_path.write_text(json.dumps(res, indent=1))
     hist = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
@@ -299,6 +303,8 @@ def main(argv=None) -> Path:
         f" points (predict(points=...)), not estimated by the model" if size_points else "") + (
         "; each image's cell size at prediction: the learned regressor's estimate refined at the model's own "
         "confident detections (predict(size_from='refined'))" if a.size_from == "refined" else "") + (
+        f"; masks predicted with test-time augmentation predict(tta={a.tta!r}) on the tuning and report split"
+        if a.tta != "none" else "") + (
         f"; points jittered with sigma {a.jitter} px (training scale)" if a.jitter else "") + (
         f"; trained on {a.train} instead of the protocol's training spec" if a.train else "") + (
         f"; {a.note}" if a.note else "")

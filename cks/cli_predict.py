@@ -170,7 +170,7 @@ def cmd_predict(a) -> dict:
         try:  # one unreadable or unusable image is reported, and the others are still predicted
             img = read_image(p, channel=a.channel)  # --channel K: one plane of any number of channels
             label, table, info = predict(model, img, score_threshold=a.score_threshold,
-                                         mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling,
+                                         mask_threshold=a.mask_threshold, mask_resampling=a.mask_resampling, tta=a.tta,
                                          scale=a.scale, diameter=a.diameter, tile=a.tile, size_from=a.size_from,
                                          points=_points_beside(p, img.shape[-2:]) if a.size_at_points else None,
                                          return_info=True)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .data.io import normalize_image
 from .errors import CksConfigError
 from .predict_checks import as_chw as _as_chw, check_diameter, check_scale
+from .tta import TTA_CHOICES, augmented_window_logits, transforms_for
 from .predict_scale import (  # noqa: F401  (constants re-exported: cks.predict.SEARCH_SIDE, ...)
     MAX_RANGE, MIN_CELLS_FOR_SIZE, POINT_PASSES, REFINE_RANGE, REGRESSOR_MIN_CELLS, REGRESSOR_PASSES,
     SEARCH_MIN_SCORE, SEARCH_SIDE, SEARCH_STEPS, SIZE_FROM, SIZE_MIN_SCORE, TOP_N, _diameter_at_points,
@@ -50,11 +51,12 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @torch.no_grad()
 def _run_tile(model, x: torch.Tensor, core: tuple[int, int, int, int], offset: tuple[int, int], mask_threshold: float,
-              margin: float = 0.0, keep_probs: bool = False):
+              margin: float = 0.0, keep_probs: bool = False, transforms=TTA_CHOICES["none"]):
     """Detections of one tile whose location lies in ``core`` (y0, y1, x0, x1, tile coords) grown by ``margin``.
 
     Returns ``(points [K, 2], scores [K], masks [K, S, S], origin [K, 2])``: ``masks`` are the windows thresholded
     at ``mask_threshold`` (uint8), or with ``keep_probs`` their probabilities (float16, thresholded later).
+    ``transforms``: the orientations whose windows are averaged (:func:`cks.tta.augmented_window_logits`).
     """
     out = model(x[None])
     pts, sc, lg, org = out["seg_points"], out["seg_scores"], out["seg_logits"], out["seg_origin"]
@@ -62,7 +64,8 @@ def _run_tile(model, x: torch.Tensor, core: tuple[int, int, int, int], offset: t
     keep = ((pts[:, 0] >= y0 - 0.5 - margin) & (pts[:, 0] < y1 - 0.5 + margin)
             & (pts[:, 1] >= x0 - 0.5 - margin) & (pts[:, 1] < x1 - 0.5 + margin))
     off = torch.tensor(offset, device=pts.device)
-    prob = torch.sigmoid(lg[keep])
+    lg = augmented_window_logits(model, x, pts[keep], lg[keep], org[keep], transforms)
+    prob = torch.sigmoid(lg)
     masks = prob.half() if keep_probs else (prob >= mask_threshold).to(torch.uint8)
     return pts[keep] + off, sc[keep], masks, org[keep] + off
 
@@ -92,7 +95,7 @@ def _empty_result(h: int, w: int):
 def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 0.5, min_area: int = 0,
             scale: float | None = None, diameter: float | None = None, model_diameter: float | None = None,
             tile: int = 1024, overlap: int | None = None, device: str | None = None, size_from: str = "auto",
-            points=None, mask_resampling: str = "label", return_info: bool = False):
+            points=None, mask_resampling: str = "label", tta="none", return_info: bool = False):
     """Segment one image.
 
     Args:
@@ -153,6 +156,11 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             themselves with ``"label"`` and 0.953 with ``"bilinear"`` (``benchmarks/mask_resolution.py``). It costs
             more time: ``python -m cks.bench`` times both ways back (about 4x the label path's pasting with
             thousands of large random masks, a third of the model's time at 4,000 cells on a 2-core CPU).
+        tta: test-time augmentation of the masks (ours): ``"none"`` (default), ``"flips"`` (or ``True``: the
+            image also flipped up-down, left-right and both) or ``"d4"`` (those and their transposes). The cells
+            are found on the image as it is; each cell's mask probabilities are averaged over the orientations
+            (:mod:`cks.tta`), at one more model pass per orientation (4x or 8x the time of the final pass; the
+            size search is not repeated). Measured on the Usiigaci tuning fields: ``benchmarks/tta.py``.
         return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
             "diameter_source", "passes"}``.
     Returns:
@@ -179,8 +187,9 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
     if mask_resampling not in MASK_RESAMPLING:
         raise CksConfigError(f"mask_resampling must be one of {', '.join(map(repr, MASK_RESAMPLING))}, "
                              f"got {mask_resampling!r}")
+    transforms_for(tta)  # a bad choice fails here, before any work
     kw = dict(score_threshold=score_threshold, mask_threshold=mask_threshold, min_area=min_area, tile=tile,
-              overlap=overlap, device=device, mask_resampling=mask_resampling)
+              overlap=overlap, device=device, mask_resampling=mask_resampling, tta=tta)
     info = {"scale": None, "diameter": None, "diameter_source": None, "passes": 1}
     source = "given"
     blank = _is_blank(img)  # no cells, so no cell size to find or warn about
@@ -198,7 +207,7 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             raise CksConfigError("size_from='learned' needs a fitted size regressor (size_model.json in the run "
                                  "folder, written at the end of `cks train`); use size_from='score' or give diameter=")
         # the size found depends neither on the reporting mask threshold nor on how the masks are resampled
-        search_kw = dict(kw, mask_threshold=0.5, mask_resampling="label")
+        search_kw = dict(kw, mask_threshold=0.5, mask_resampling="label", tta="none")
         if size_from in ("auto", "learned", "refined") and learned is not None:
             scale, passes, source = _scale_by_regressor(model, img)
         else:
@@ -221,7 +230,7 @@ MASK_RESAMPLING = ("label", "bilinear")
 
 
 def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, mask_threshold: float, min_area: int,
-                tile: int, overlap: int | None, device: str | None, mask_resampling: str = "label"):
+                tile: int, overlap: int | None, device: str | None, mask_resampling: str = "label", tta="none"):
     """One pass at a fixed ``scale`` (see :func:`predict`); ``img`` is ``[C, H, W]``, checked."""
     h, w = img.shape[-2:]
     if not (math.isfinite(scale) and scale > 0):
@@ -236,8 +245,9 @@ def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, ma
     window = model.cfg.segmentor.window
     overlap = int(overlap) if overlap is not None else 2 * window + 32
     probs = mask_resampling == "bilinear" and (hs, ws) != (h, w)  # threshold after resizing the masks back
+    transforms = transforms_for(tta)
     if hs < MIN_SIDE or ws < MIN_SIDE:  # the deepest feature map must have more than one pixel (GroupNorm)
-        return _predict_small(model, x, (h, w), (hs, ws), score_threshold, mask_threshold, min_area, probs)
+        return _predict_small(model, x, (h, w), (hs, ws), score_threshold, mask_threshold, min_area, probs, transforms)
     tiled = hs > tile or ws > tile
     if tiled and not window <= overlap < tile:
         raise CksConfigError(f"tile overlap must be at least the window ({window} px) and less than the tile "
@@ -247,7 +257,7 @@ def _predict_at(model, img: np.ndarray, scale: float, score_threshold: float, ma
     for ty, th, cy0, cy1 in _tiles(hs, tile, overlap):  # loop over tiles, not cells
         for tx, tw, cx0, cx1 in _tiles(ws, tile, overlap):
             parts.append(_run_tile(model, x[:, ty:ty + th, tx:tx + tw], (cy0, cy1, cx0, cx1), (ty, tx),
-                                   mask_threshold, margin, probs))
+                                   mask_threshold, margin, probs, transforms))
     pts = torch.cat([p[0] for p in parts]).cpu()
     sc = torch.cat([p[1] for p in parts]).cpu()
     masks = torch.cat([p[2] for p in parts]).cpu()
@@ -265,11 +275,12 @@ MIN_SIDE = 128
 
 
 def _predict_small(model, x: torch.Tensor, native: tuple[int, int], size: tuple[int, int], score_threshold: float,
-                   mask_threshold: float, min_area: int, probs: bool = False):
+                   mask_threshold: float, min_area: int, probs: bool = False, transforms=TTA_CHOICES["none"]):
     """An input smaller than ``MIN_SIDE``: pad it (zeros = the normalised mean), keep detections inside."""
     hs, ws = size
     xp = F.pad(x, (0, max(0, MIN_SIDE - ws), 0, max(0, MIN_SIDE - hs)))
-    pts, sc, masks, org = _run_tile(model, xp, (0, hs, 0, ws), (0, 0), mask_threshold, keep_probs=probs)
+    pts, sc, masks, org = _run_tile(model, xp, (0, hs, 0, ws), (0, 0), mask_threshold, keep_probs=probs,
+                                    transforms=transforms)
     return _finish(pts.cpu(), sc.cpu(), masks.cpu(), org.cpu(), native, size, score_threshold, min_area,
                    mask_threshold if probs else None)
 

@@ -161,6 +161,8 @@ def add_parser(subparsers):
                    help="how the model finds each image's cell size without --diameter, as in cks predict")
     p.add_argument("--mask-resampling", choices=["label", "bilinear"], default="label",
                    help="as in cks predict: tune the thresholds for the way you will predict")
+    p.add_argument("--tta", choices=["none", "flips", "d4"], default="none",
+                   help="as in cks predict (mask test-time augmentation): tune for the way you will predict")
     p.add_argument("--json", help="also write the table and the choice to this file")
     return p
 
@@ -174,7 +176,7 @@ def run_cli(args) -> dict:
     samples = load_dataset(args.data, scale=1.0, points="none")
     r = tune_mask_threshold(model, samples, grid=args.mask_grid, size="auto" if args.diameter is None else args.diameter,
                             objective=args.objective, size_from=args.size_from,
-                            mask_resampling=args.mask_resampling)
+                            mask_resampling=args.mask_resampling, tta=args.tta)
     print("mask  score    F1   AP50   AP75   Dice  cells (true)")
     for row in r["table"]:
         print(f"{row['mask_threshold']:4.2f}  {row['score_threshold']:5.2f} {row['f1']:5.3f}  {row['ap50']:5.3f}  "
@@ -183,13 +185,15 @@ def run_cli(args) -> dict:
             f" --size-from {args.size_from}" if args.size_from != "auto" else "")
     if args.mask_resampling != "label":
         size += f" --mask-resampling {args.mask_resampling}"
+    if args.tta != "none":
+        size += f" --tta {args.tta}"
     print(f"chosen by {r['objective']}: cks predict --model {args.model} --score-threshold {r['score_threshold']} "
           f"--mask-threshold {r['mask_threshold']}{size} ...")
     if args.json:
         import json
 
         atomic_write_text(json.dumps({**r, "model": str(args.model), "data": args.data,
-                                      "mask_resampling": args.mask_resampling}, indent=1), Path(args.json))
+                                      "mask_resampling": args.mask_resampling, "tta": args.tta}, indent=1), Path(args.json))
     return r
 
 

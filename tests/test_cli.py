@@ -723,6 +723,12 @@ def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, c
     bl, _ = predict(model, img, score_threshold=0.0, scale=0.8, mask_resampling="bilinear")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "bl" / "set1" / "raw.labels.tif"), bl)
     assert not np.array_equal(bl, predict(model, img, score_threshold=0.0, scale=0.8)[0])
+    # --tta reaches predict
+    rc, out, err = run_cli(capsys, "predict", "--model", run, root / "set1/raw.tif", "--out", tmp_path / "tta",
+                           "--score-threshold", "0.0", "--scale", "0.8", "--tta", "flips")
+    assert rc == 0, err
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "tta" / "set1" / "raw.labels.tif"),
+                                  predict(model, img, score_threshold=0.0, scale=0.8, tta="flips")[0])
     # the scale search (no regressor) runs at mask threshold 0.5 whatever the candidate, so each row equals a direct pass
     samples = [{"image": tifffile.imread(root / f"set{i}/raw.tif"), "label": data[1][f"set{i}"]["label"]} for i in (1, 2)]
     t = tune_mask_threshold(model, samples, grid=(0.3, 0.5), size_from="score")
@@ -735,6 +741,13 @@ def test_thresholds_chooses_what_predict_takes(data, segmenting_run, tmp_path, c
                            "--diameter", "20", "--mask-resampling", "bilinear", "--json", tmp_path / "TB.json")
     assert rc == 0, err
     assert "--mask-resampling bilinear" in out
+    rc, out, err = run_cli(capsys, "thresholds", "--model", run, "--data", f"{root}:set1,set2", "--mask-grid", "0.5",
+                           "--diameter", "20", "--tta", "flips", "--json", tmp_path / "TT.json")
+    assert rc == 0, err
+    assert "--tta flips" in out
+    tt = json.loads((tmp_path / "TT.json").read_text())
+    ref = tune_mask_threshold(model, samples, grid=(0.5,), size=20.0, tta="flips")
+    assert tt["tta"] == "flips" and tt["table"] == json.loads(json.dumps(ref["table"]))
     tb = json.loads((tmp_path / "TB.json").read_text())
     ref = tune_mask_threshold(model, samples, grid=(0.5,), size=20.0, mask_resampling="bilinear")
     assert tb["mask_resampling"] == "bilinear" and tb["table"] == json.loads(json.dumps(ref["table"]))
@@ -896,3 +909,5 @@ def test_predict_size_from_choices_match_the_library():
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     opt = next(a for a in sub.choices["predict"]._actions if "--size-from" in a.option_strings)
     assert tuple(opt.choices) == importlib.import_module("cks.predict").SIZE_FROM
+    opt = next(a for a in sub.choices["predict"]._actions if "--tta" in a.option_strings)
+    assert tuple(opt.choices) == tuple(importlib.import_module("cks.tta").TTA_CHOICES)

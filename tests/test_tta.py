@@ -1,0 +1,112 @@
+"""Mask test-time augmentation (cks.tta): the geometry checked against a model whose windows are known."""
+import numpy as np
+import pytest
+import torch
+
+from cks.config import get_preset
+from cks.data.synthetic import synthetic_sample
+from cks.errors import CksConfigError
+from cks.metrics import intersections, iou_from_intersections
+from cks.models.segmentor import window_origin
+from cks.predict import predict
+from cks.train import train
+from cks.tta import TTA_CHOICES, augmented_window_logits, transforms_for
+
+
+class _CropSegmentor:
+    """Draws each window as the image's own pixels under it (zeros outside): a perfectly equivariant head."""
+    window = 24
+
+    def trunk_features(self, feat4):
+        return feat4
+
+    def __call__(self, feat4, points, batch, trunk=None):
+        img = feat4[0, 0]  # the fake features are the image itself
+        _, origin = window_origin(points, self.window)
+        s = self.window
+        pad = torch.nn.functional.pad(img, (s, s, s, s))
+        wins = torch.stack([pad[oy + s:oy + 2 * s, ox + s:ox + 2 * s] for oy, ox in origin.tolist()])  # test only
+        return wins, origin
+
+
+class _CropModel:
+    inference_chunk = 5  # several chunks for 13 points
+    segmentor = _CropSegmentor()
+
+    def features(self, image):
+        return {4: image}
+
+
+def _identity_windows(model, x, pts):
+    return model.segmentor(x[None], pts, torch.zeros(len(pts), dtype=torch.long))
+
+
+@pytest.mark.parametrize("choice", ["flips", "d4"])
+@pytest.mark.parametrize("hw", [(50, 70), (64, 96), (33, 31)])
+def test_equivariant_head_is_unchanged(choice, hw):
+    """Each orientation's windows, mapped back and aligned, hold the same pixels as the original ones."""
+    g = torch.Generator().manual_seed(hw[0])
+    x = torch.rand(1, *hw, generator=g) * 6 - 3  # values used as logits
+    pts = torch.stack([torch.rand(13, generator=g) * (hw[0] - 1), torch.rand(13, generator=g) * (hw[1] - 1)], 1)
+    model = _CropModel()
+    logits, origin = _identity_windows(model, x, pts)
+    out = augmented_window_logits(model, x, pts, logits, origin, transforms_for(choice))
+    assert out.shape == logits.shape
+    torch.testing.assert_close(out, logits, atol=2e-4, rtol=0)
+
+
+def test_a_biased_orientation_is_averaged_in():
+    """A head that draws flipped images 1 logit higher: the mean probability moves by a closed-form amount."""
+    hw = (64, 64)
+    x = torch.zeros(1, *hw)
+    pts = torch.tensor([[31.0, 31.0], [10.0, 50.0]])
+    model = _CropModel()
+    logits, origin = _identity_windows(model, x, pts)  # all 0: probability 0.5
+
+    class Biased(_CropModel):
+        def features(self, image):
+            return {4: image + 1.0}  # every non-identity orientation is seen 1 logit higher
+
+    out = augmented_window_logits(Biased(), x, pts, logits, origin, TTA_CHOICES["flips"])
+    p = torch.sigmoid(out)
+    expect = (0.5 + 3 * torch.sigmoid(torch.tensor(1.0))) / 4  # identity + 3 flips, where all four cover
+    centre = p[:, 4:20, 4:20]  # pixels covered by every orientation (windows may be 4 px off)
+    torch.testing.assert_close(centre, torch.full_like(centre, float(expect)), atol=1e-5, rtol=0)
+
+
+def test_choices_and_errors():
+    assert transforms_for(True) == transforms_for("flips") and len(transforms_for("flips")) == 4
+    assert transforms_for(False) == transforms_for(None) == ((False, False, False),)
+    assert len(set(transforms_for("d4"))) == 8 and transforms_for("d4")[0] == (False, False, False)
+    with pytest.raises(CksConfigError, match="tta must be one of"):
+        transforms_for("rot")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = get_preset("supervised", size="test", overrides={
+        "size.normalize": False, "segmentor.window": 48, "train.crop_size": 128, "train.steps": 150,
+        "train.lr": 3e-3, "train.finetune_lr": 3e-3, "train.checkpoint_every": 10_000})
+    data = [synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=1)]
+    return train(cfg, data, progress=False)["model"]
+
+
+def test_predict_keeps_the_detections(trained):
+    """tta changes masks only: the same cells at the same places with the same scores, masks close to the plain ones."""
+    s = synthetic_sample((200, 232), n_cells=30, radius=(7, 11), seed=5)  # not a multiple of 32
+    plain, tp = predict(trained, s["image"], score_threshold=0.3)
+    for choice in ("flips", "d4"):
+        lab, tt = predict(trained, s["image"], score_threshold=0.3, tta=choice)
+        assert lab.shape == plain.shape and lab.dtype == np.int32
+        for k in ("score", "y", "x"):
+            np.testing.assert_array_equal(tt[k], tp[k])
+        ids_a, ids_b, iou = (lambda r: (r[0], r[1], iou_from_intersections(*r[2:]).toarray()))(intersections(lab, plain))
+        assert len(ids_a) == len(tp["label"])
+        assert np.median(iou.max(1)) > 0.7  # the same cells, redrawn
+
+
+def test_predict_rejects_a_bad_tta(trained):
+    with pytest.raises(CksConfigError, match="tta must be one of"):
+        predict(trained, np.zeros((64, 64), np.float32) + 1, tta="x")
