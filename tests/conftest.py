@@ -9,7 +9,7 @@ from cks.data.synthetic import synthetic_sample
 
 
 def write_set(folder, seed, size=(128, 128)):
-    """One Usiigaci-layout set folder: raw.tif + instances_ids.png (as tests/test_cli.py)."""
+    """One Usiigaci-layout set folder: raw.tif + instances_ids.png (as tests/cli_helpers.py)."""
     s = synthetic_sample(size, n_cells=10, radius=(7, 11), seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(folder / "raw.tif", (s["image"][0] * 10000 + 20000).clip(0, 65535).astype(np.uint16))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cks.bench import grid_points, main
-from tests.test_cli import data, run  # noqa: F401  (module fixtures: generated images, a 3-step run)
+from tests.cli_helpers import data, run  # noqa: F401  (module fixtures: generated images, a 3-step run)
 
 
 def test_grid_points_inside_margin_and_apart():

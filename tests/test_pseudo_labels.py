@@ -10,7 +10,7 @@ from cks.data.io import read_label
 from cks.data.spec import load_dataset
 from cks.evaluation import predict_many
 from cks.checkpoint import load_model
-from tests.test_cli import TINY, write_set
+from tests.cli_helpers import TINY, write_set
 
 
 def test_pseudo_labels_are_the_runs_own_masks_in_the_usiigaci_layout(tmp_path):
