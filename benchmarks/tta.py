@@ -37,13 +37,15 @@ def score_arms(model, samples, size: str, arms=ARMS) -> dict:
     from cks.predict import scores_by_label
     from cks.threshold import DEFAULT_GRID, apply_threshold, tune_score_threshold
 
+    if arms[0] != "none":
+        raise ValueError(f"the first arm must be 'none' (it finds each field's scale and the shared threshold), got {arms}")
     gts = [s["label"] for s in samples]
     lowest = DEFAULT_GRID[0]
     out, scales, threshold = {}, None, None
     for arm in arms:
         t0 = time.perf_counter()
         if scales is None:  # the un-augmented arm finds each field's scale
-            res = predict_many(model, samples, size=size, score_threshold=lowest, tta=arm)
+            res = predict_many(model, samples, size=size, score_threshold=lowest, tta="none")
             scales = [r[2]["scale"] for r in res]
         else:
             res = [predict(model, s["image"], score_threshold=lowest, scale=sc, tta=arm, return_info=True)

@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "to a native pixel)")
     r.add_argument("--tta", choices=["none", "flips", "d4"], default="none", help="test-time augmentation of the "
                    "masks: each cell's mask averaged over the image flipped (flips: 4 orientations, 4x the time) or "
-                   "flipped and transposed (d4: 8); the cells found and their scores do not change (default none)")
+                   "flipped and transposed (d4: 8); the detections and their scores do not change (default none)")
     r.add_argument("--scale", type=float, help="resize factor (default: a size-normalised model estimates each "
                    "image's cell size; older models use their training scale)")
     r.add_argument("--diameter", type=float, help="cell size of the images: median equivalent diameter in px "

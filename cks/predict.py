@@ -158,11 +158,12 @@ def predict(model, image, score_threshold: float = 0.5, mask_threshold: float = 
             thousands of large random masks, a third of the model's time at 4,000 cells on a 2-core CPU).
         tta: test-time augmentation of the masks (ours): ``"none"`` (default), ``"flips"`` (or ``True``: the
             image also flipped up-down, left-right and both) or ``"d4"`` (those and their transposes). The cells
-            are found on the image as it is; each cell's mask probabilities are averaged over the orientations
+            are found on the image as it is (detections and scores unchanged; a cell whose mask becomes empty may be
+            dropped or kept where it was not); each cell's mask probabilities are averaged over the orientations
             (:mod:`cks.tta`), at one more model pass per orientation (4x or 8x the time of the final pass; the
             size search is not repeated). Measured on the Usiigaci tuning fields (``benchmarks/tta.py``, 2,400-step
-            probes): supervised Dice +0.004, AP50 +0.014 with ``"flips"``; CKS from points no gain (Dice -0.0003),
-            so no protocol uses it.
+            probes): supervised Dice +0.004, AP50 +0.014 with ``"flips"``; CKS from points no gain (Dice -0.0003,
+            AP50 -0.015), so no protocol uses it.
         return_info: also return ``{"scale", "diameter" (estimated or given, native px, or None),
             "diameter_source", "passes"}``.
     Returns:

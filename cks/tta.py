@@ -4,8 +4,8 @@ Every model is trained on images flipped and transposed at random (:func:`cks.da
 dihedral group D4 of the square), so it should draw the same cell whichever way up the image is shown.
 It does so only roughly; averaging the masks drawn in several orientations smooths that out, a common
 trick for segmentation networks. :func:`augmented_window_logits` keeps the detections of the image as it
-is (points and scores do not change, so neither do the cells found or their order) and, for each other
-orientation ``g``:
+is (points and scores do not change; only a cell whose mask becomes empty, or stops being empty, after the
+masks are pasted can be dropped or kept where it was not) and, for each other orientation ``g``:
 
 1. pads the tile to a multiple of 32 px (the backbone's stride, so the stride-4 feature grid maps onto
    itself under ``g``) and shows ``g(image)`` to the principal model;
@@ -20,8 +20,8 @@ The window probabilities (sigmoid of the logits) are averaged over the orientati
 and returned as logits, so thresholding at ``mask_threshold`` works as before. Cost: one more backbone pass
 per orientation (``len(transforms)`` passes in all). Measured on the Usiigaci tuning fields (issue #9 session 44,
 ``benchmarks/tta.py``, ``results/usiigaci_points_v2/tta_tuning.json``): a supervised model's Dice +0.004 and AP50
-+0.014 with ``"flips"`` (+0.0045 / +0.022 with ``"d4"``), a CKS model's nothing (Dice -0.0003); the models
-already draw nearly the same mask in every orientation. Nothing runs on import.
++0.014 with ``"flips"`` (+0.0045 / +0.022 with ``"d4"``), a CKS model's nothing (Dice -0.0003, AP50 -0.015 with ``"flips"``, -0.012
+with ``"d4"``); the models already draw nearly the same mask in every orientation. Nothing runs on import.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def transforms_for(tta) -> tuple[tuple[bool, bool, bool], ...]:
         tta = "none"
     elif tta is True:
         tta = "flips"
-    if tta not in TTA_CHOICES:
+    if not isinstance(tta, str) or tta not in TTA_CHOICES:
         from .errors import CksConfigError
 
         raise CksConfigError(f"tta must be one of {', '.join(map(repr, TTA_CHOICES))} (or True = 'flips'), got {tta!r}")

@@ -14,7 +14,8 @@ from cks.tta import TTA_CHOICES, augmented_window_logits, transforms_for
 
 
 class _CropSegmentor:
-    """Draws each window as the image's own pixels under it (zeros outside): a perfectly equivariant head."""
+    """Draws each window as the image's own pixels under it (zeros outside) plus the image's value at the point
+    given: a perfectly equivariant head that also sees where the point is (as the location encoding does)."""
     window = 24
 
     def trunk_features(self, feat4):
@@ -26,7 +27,9 @@ class _CropSegmentor:
         s = self.window
         pad = torch.nn.functional.pad(img, (s, s, s, s))
         wins = torch.stack([pad[oy + s:oy + 2 * s, ox + s:ox + 2 * s] for oy, ox in origin.tolist()])  # test only
-        return wins, origin
+        at = torch.round(points).long()
+        at = img[at[:, 0].clamp(0, img.shape[0] - 1), at[:, 1].clamp(0, img.shape[1] - 1)]
+        return wins + at[:, None, None], origin
 
 
 class _CropModel:
@@ -34,6 +37,8 @@ class _CropModel:
     segmentor = _CropSegmentor()
 
     def features(self, image):
+        # an augmented image reaches the model padded to the backbone's stride, so that its own padding adds nothing
+        assert image.shape[-2] % 32 == 0 and image.shape[-1] % 32 == 0, image.shape
         return {4: image}
 
 
@@ -56,7 +61,7 @@ def test_equivariant_head_is_unchanged(choice, hw):
 
 
 def test_a_biased_orientation_is_averaged_in():
-    """A head that draws flipped images 1 logit higher: the mean probability moves by a closed-form amount."""
+    """A head that draws flipped images higher: the mean probability moves by a closed-form amount."""
     hw = (64, 64)
     x = torch.zeros(1, *hw)
     pts = torch.tensor([[31.0, 31.0], [10.0, 50.0]])
@@ -69,7 +74,8 @@ def test_a_biased_orientation_is_averaged_in():
 
     out = augmented_window_logits(Biased(), x, pts, logits, origin, TTA_CHOICES["flips"])
     p = torch.sigmoid(out)
-    expect = (0.5 + 3 * torch.sigmoid(torch.tensor(1.0))) / 4  # identity + 3 flips, where all four cover
+    # the flips' windows: 1 everywhere plus the point's value 1 = logit 2; identity + 3 flips where all four cover
+    expect = (0.5 + 3 * torch.sigmoid(torch.tensor(2.0))) / 4
     centre = p[:, 4:20, 4:20]  # pixels covered by every orientation (windows may be 4 px off)
     torch.testing.assert_close(centre, torch.full_like(centre, float(expect)), atol=1e-5, rtol=0)
 
@@ -78,8 +84,9 @@ def test_choices_and_errors():
     assert transforms_for(True) == transforms_for("flips") and len(transforms_for("flips")) == 4
     assert transforms_for(False) == transforms_for(None) == ((False, False, False),)
     assert len(set(transforms_for("d4"))) == 8 and transforms_for("d4")[0] == (False, False, False)
-    with pytest.raises(CksConfigError, match="tta must be one of"):
-        transforms_for("rot")
+    for bad in ("rot", ["flips"], 2):
+        with pytest.raises(CksConfigError, match="tta must be one of"):
+            transforms_for(bad)
 
 
 @pytest.fixture(scope="module")
