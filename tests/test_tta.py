@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from cks.config import get_preset
 from cks.data.synthetic import synthetic_sample
 from cks.errors import CksConfigError
 from cks.metrics import intersections, iou_from_intersections
 from cks.models.segmentor import window_origin
 from cks.predict import predict
-from cks.train import train
 from cks.tta import TTA_CHOICES, augmented_window_logits, transforms_for
+from tests.test_predict import model  # noqa: F401  (module fixture: a supervised model trained 150 steps on generated cells)
 
 
 class _CropSegmentor:
@@ -42,8 +41,8 @@ class _CropModel:
         return {4: image}
 
 
-def _identity_windows(model, x, pts):
-    return model.segmentor(x[None], pts, torch.zeros(len(pts), dtype=torch.long))
+def _identity_windows(fake, x, pts):
+    return fake.segmentor(x[None], pts, torch.zeros(len(pts), dtype=torch.long))
 
 
 @pytest.mark.parametrize("choice", ["flips", "d4"])
@@ -53,9 +52,9 @@ def test_equivariant_head_is_unchanged(choice, hw):
     g = torch.Generator().manual_seed(hw[0])
     x = torch.rand(1, *hw, generator=g) * 6 - 3  # values used as logits
     pts = torch.stack([torch.rand(13, generator=g) * (hw[0] - 1), torch.rand(13, generator=g) * (hw[1] - 1)], 1)
-    model = _CropModel()
-    logits, origin = _identity_windows(model, x, pts)
-    out = augmented_window_logits(model, x, pts, logits, origin, transforms_for(choice))
+    fake = _CropModel()
+    logits, origin = _identity_windows(fake, x, pts)
+    out = augmented_window_logits(fake, x, pts, logits, origin, transforms_for(choice))
     assert out.shape == logits.shape
     torch.testing.assert_close(out, logits, atol=2e-4, rtol=0)
 
@@ -65,8 +64,8 @@ def test_a_biased_orientation_is_averaged_in():
     hw = (64, 64)
     x = torch.zeros(1, *hw)
     pts = torch.tensor([[31.0, 31.0], [10.0, 50.0]])
-    model = _CropModel()
-    logits, origin = _identity_windows(model, x, pts)  # all 0: probability 0.5
+    fake = _CropModel()
+    logits, origin = _identity_windows(fake, x, pts)  # all 0: probability 0.5
 
     class Biased(_CropModel):
         def features(self, image):
@@ -89,23 +88,12 @@ def test_choices_and_errors():
             transforms_for(bad)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = get_preset("supervised", size="test", overrides={
-        "size.normalize": False, "segmentor.window": 48, "train.crop_size": 128, "train.steps": 150,
-        "train.lr": 3e-3, "train.finetune_lr": 3e-3, "train.checkpoint_every": 10_000})
-    data = [synthetic_sample((128, 128), n_cells=16, radius=(7, 11), seed=1)]
-    return train(cfg, data, progress=False)["model"]
-
-
-def test_predict_keeps_the_detections(trained):
+def test_predict_keeps_the_detections(model):
     """tta changes masks only: the same cells at the same places with the same scores, masks close to the plain ones."""
     s = synthetic_sample((200, 232), n_cells=30, radius=(7, 11), seed=5)  # not a multiple of 32
-    plain, tp = predict(trained, s["image"], score_threshold=0.3)
+    plain, tp = predict(model, s["image"], score_threshold=0.3)
     for choice in ("flips", "d4"):
-        lab, tt = predict(trained, s["image"], score_threshold=0.3, tta=choice)
+        lab, tt = predict(model, s["image"], score_threshold=0.3, tta=choice)
         assert lab.shape == plain.shape and lab.dtype == np.int32
         for k in ("score", "y", "x"):
             np.testing.assert_array_equal(tt[k], tp[k])
@@ -114,6 +102,6 @@ def test_predict_keeps_the_detections(trained):
         assert np.median(iou.max(1)) > 0.7  # the same cells, redrawn
 
 
-def test_predict_rejects_a_bad_tta(trained):
+def test_predict_rejects_a_bad_tta(model):
     with pytest.raises(CksConfigError, match="tta must be one of"):
-        predict(trained, np.zeros((64, 64), np.float32) + 1, tta="x")
+        predict(model, np.zeros((64, 64), np.float32) + 1, tta="x")
