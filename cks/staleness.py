@@ -3,7 +3,9 @@
 Each result records the commit it was trained at (``git_commit``), and the runs that first stood in the Usiigaci
 headline were older than much of ``cks``. A *re-run* trains the same configuration again, with the exact command the
 closing notes give for the fields we do not have, and is scored once on the report split like every run; the
-headline (:mod:`cks.headline`) now shows the re-runs, because they were trained by the code that ships. This module
+headline (:mod:`cks.headline`) showed the re-runs, because they were trained by the code that ships; since issue #9
+session 44 it shows the supervised re-runs, and its CKS row holds the tuning split's newer choice
+(``a2_pairwise_both_8000_seed*``, trained fresh at that session's code). This module
 reads the re-runs next to the first runs from the committed result files and says, seed by seed, whether each re-run
 falls inside the spread of the first runs' seeds, and, once every seed of the first row (CKS) is re-run, whether the
 first runs were optimistic about later code (every re-run below every first run) or not.
