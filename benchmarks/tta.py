@@ -34,7 +34,7 @@ def score_arms(model, samples, size: str, arms=ARMS) -> dict:
     """``{arm: {ap50, ap75, dice, f1, n_pred, n_gt, predict_s, own_threshold, own_f1}}`` plus the shared threshold."""
     from cks.evaluation import predict_many
     from cks.metrics import evaluate
-    from cks.predict import scores_by_label
+    from cks.predict import predict, scores_by_label
     from cks.threshold import DEFAULT_GRID, apply_threshold, tune_score_threshold
 
     if arms[0] != "none":
@@ -63,12 +63,6 @@ def score_arms(model, samples, size: str, arms=ARMS) -> dict:
                     "own_threshold": own["threshold"], "own_f1": round(own["f1"], 4)}
         print(f"  {size:5s} {arm:6s} " + "  ".join(f"{k} {v}" for k, v in out[arm].items()), flush=True)
     return {"score_threshold": threshold, "scales": [round(float(s), 4) for s in scales], "arms": out}
-
-
-def predict(*args, **kwargs):
-    from cks.predict import predict as run
-
-    return run(*args, **kwargs)
 
 
 def main(argv=None) -> dict:

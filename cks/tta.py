@@ -101,7 +101,7 @@ def augmented_window_logits(model, x: Tensor, points: Tensor, logits: Tensor, or
     """The windows of ``points`` averaged over the orientations ``transforms`` (see the module docstring).
 
     Args:
-        model: a :class:`cks.models.Principal` in eval mode.
+        model: a :class:`cks.models.Principal` in eval mode (its :meth:`~cks.models.Principal.windows_at`).
         x: the normalised tile ``[C, H, W]`` the detections were found on.
         points: ``[K, 2]`` (y, x) detections on ``x``; ``logits [K, S, S]`` and ``origin [K, 2]`` (long):
             their windows as the model drew them on ``x`` (the identity orientation).
@@ -117,18 +117,8 @@ def augmented_window_logits(model, x: Tensor, points: Tensor, logits: Tensor, or
     xp = F.pad(x, (0, (32 - w % 32) % 32, 0, (32 - h % 32) % 32))  # zeros: the normalised image mean
     hw = tuple(xp.shape[-2:])
     total, count = torch.sigmoid(logits.float()), torch.ones_like(logits, dtype=torch.float32)
-    chunk = int(getattr(model, "inference_chunk", 1024))
     for g in others:  # a few orientations, each one pass over all cells
-        xg = _apply(xp, g)
-        feat4 = model.features(xg[None])[4]
-        trunk = model.segmentor.trunk_features(feat4)
-        pg = _apply_points(points.float(), g, hw)
-        parts = []
-        for i in range(0, pg.shape[0], chunk):  # bounded memory, as the model's own inference
-            p = pg[i:i + chunk]
-            parts.append(model.segmentor(feat4, p, torch.zeros(len(p), dtype=torch.long, device=p.device), trunk=trunk))
-        win = torch.cat([p[0] for p in parts])
-        org = torch.cat([p[1] for p in parts])
+        win, org = model.windows_at(_apply(xp, g)[None], _apply_points(points.float(), g, hw))
         win, org = _back(win, org, g, hw)
         win, ok = _shift(torch.sigmoid(win.float()), org - origin)
         total += win * ok

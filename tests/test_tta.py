@@ -32,13 +32,15 @@ class _CropSegmentor:
 
 
 class _CropModel:
-    inference_chunk = 5  # several chunks for 13 points
     segmentor = _CropSegmentor()
 
     def features(self, image):
         # an augmented image reaches the model padded to the backbone's stride, so that its own padding adds nothing
         assert image.shape[-2] % 32 == 0 and image.shape[-1] % 32 == 0, image.shape
         return {4: image}
+
+    def windows_at(self, image, points):  # as cks.models.Principal.windows_at
+        return self.segmentor(self.features(image)[4], points, torch.zeros(len(points), dtype=torch.long))
 
 
 def _identity_windows(fake, x, pts):
@@ -105,3 +107,17 @@ def test_predict_keeps_the_detections(model):
 def test_predict_rejects_a_bad_tta(model):
     with pytest.raises(CksConfigError, match="tta must be one of"):
         predict(model, np.zeros((64, 64), np.float32) + 1, tta="x")
+
+
+def test_windows_in_chunks_are_the_same(model):
+    """Principal.windows_at (the augmented orientations' windows) splits thousands of cells into chunks without
+    changing them: a chunk of 3 cells gives the same labels as one chunk."""
+    s = synthetic_sample((160, 160), n_cells=20, radius=(7, 11), seed=3)
+    whole, _ = predict(model, s["image"], score_threshold=0.3, tta="flips")
+    old = model.inference_chunk
+    try:
+        model.inference_chunk = 3
+        chunked, _ = predict(model, s["image"], score_threshold=0.3, tta="flips")
+    finally:
+        model.inference_chunk = old
+    np.testing.assert_array_equal(chunked, whole)

@@ -91,15 +91,25 @@ class Principal(nn.Module):
         scores = torch.cat([d[1] for d in dets]) if dets else feat4.new_zeros(0)
         bi = torch.cat([torch.full((len(d[0]),), i, dtype=torch.long, device=feat4.device)
                         for i, d in enumerate(dets)])
-        if torch.is_grad_enabled() or pts.shape[0] <= self.inference_chunk:
-            logits, origin = self.segmentor(feat4, pts, bi, trunk=trunk)
-        else:  # bounded memory: cells in chunks (constant number of chunks per 1024 cells)
-            parts = [self.segmentor(feat4, pts[i:i + self.inference_chunk], bi[i:i + self.inference_chunk], trunk=trunk)
-                     for i in range(0, pts.shape[0], self.inference_chunk)]
-            logits = torch.cat([p[0] for p in parts])
-            origin = torch.cat([p[1] for p in parts])
+        logits, origin = self._windows(feat4, pts, bi, trunk)
         out.update(seg_logits=logits, seg_origin=origin, seg_batch=bi, seg_points=pts, seg_scores=scores)
         return out
+
+    def _windows(self, feat4: Tensor, pts: Tensor, bi: Tensor, trunk: Tensor) -> tuple[Tensor, Tensor]:
+        """The segmentation head at ``pts [K, 2]`` of images ``bi [K]``; without gradients in chunks of
+        ``inference_chunk`` cells (bounded memory: a constant number of chunks per 1024 cells)."""
+        if torch.is_grad_enabled() or pts.shape[0] <= self.inference_chunk:
+            return self.segmentor(feat4, pts, bi, trunk=trunk)
+        parts = [self.segmentor(feat4, pts[i:i + self.inference_chunk], bi[i:i + self.inference_chunk], trunk=trunk)
+                 for i in range(0, pts.shape[0], self.inference_chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def windows_at(self, image: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Window logits ``[K, S, S]`` and their top-left corners ``[K, 2]`` at exactly ``points [K, 2]`` (y, x) of
+        one ``image [1, C, H, W]`` (no detection, no matching; :mod:`cks.tta` asks for flipped images' windows)."""
+        feat4 = self.features(image)[4]
+        bi = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+        return self._windows(feat4, points, bi, self.segmentor.trunk_features(feat4))
 
 
 def build_principal(cfg: Config, scale: float = 1.0) -> Principal:
