@@ -77,6 +77,21 @@ def _cpu_defaults(a) -> dict:
     return out
 
 
+#: the preset `cks train` uses when --preset is not given, by --labels: what the tuning splits chose for each kind of
+#: label (issue #9): clicks or centroids -> ``phase_points`` (Usiigaci), points on nuclei -> ``nuclear_points``
+#: (DeepCell), masks -> ``supervised``. Python's :func:`cks.get_preset` keeps ``"base"`` as its default.
+DEFAULT_PRESETS = {"points": "phase_points", "nuclei": "nuclear_points", "masks": "supervised"}
+
+
+def default_preset(labels: str, preset: str | None) -> str:
+    """``preset`` if given, else :data:`DEFAULT_PRESETS` for ``labels``."""
+    if preset:
+        return preset
+    if labels not in DEFAULT_PRESETS:
+        raise CksError(f"--labels must be one of {', '.join(DEFAULT_PRESETS)}, got {labels!r}")
+    return DEFAULT_PRESETS[labels]
+
+
 def nuclear_prior_note(labels: str, cfg) -> str | None:
     """A hint for CKS from nuclear points whose prior switches off (preset ``nuclear_points``), else None."""
     lc = cfg.loss
@@ -117,6 +132,7 @@ def cmd_train(a) -> dict:
                        f"or give another --out")
     if a.resume and a.overwrite:
         raise CksError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    a.preset = default_preset(a.labels, a.preset)
     cfg = get_preset(a.preset, size=a.size)
     if a.labels == "masks" and cfg.loss.mode != "supervised":
         cfg = with_overrides(cfg, {"loss.mode": "supervised"})

@@ -8,7 +8,7 @@ whose results are missing from a checkout reads "not yet measured", never a numb
 
 Which runs stand for "CKS from points" is the tuning split's choice, recorded in the issue #9 closing notes and
 chapters 8, 9 and 9b: on Usiigaci, since issue #9 session 44, Table VII's a2 collaborator with L_PW on the principal's
-windows too (``--preset table7_a2_b1 --set loss.pairwise_on=both``, 8,000 steps: both seeds passed the rule fixed
+windows too (``--preset table7_a2_b1 --set loss.pairwise_on=both``, since session 45 the preset ``phase_points``, 8,000 steps: both seeds passed the rule fixed
 before they were scored, tuning AP50 >= 0.52 at the end; the ``base`` preset at 8,000 steps stood there before); on
 DeepCell the preset
 recommended for nuclear points with our image-affinity term, trained 4,800 steps (``nuclear_pairwise_fresh_long``).
@@ -42,7 +42,7 @@ README_END = "<!-- /headline -->"
 HEADLINE: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     "Usiigaci NIH3T3 phase, report split val/set46-50 (325 cells)": [
         ("Voronoi disks around the points (no learning)", "disks", "usiigaci_points", ("voronoi_disks",)),
-        ("CKS from centroid points, `table7_a2_b1` + `loss.pairwise_on=both`, 8,000 steps", "cks", "usiigaci_points_v2",
+        ("CKS from centroid points, `phase_points` (`table7_a2_b1` + `loss.pairwise_on=both`), 8,000 steps", "cks", "usiigaci_points_v2",
          ("a2_pairwise_both_8000_seed0", "a2_pairwise_both_8000_seed1")),
         ("supervised from masks, 8,000 steps", "supervised", "usiigaci_points_v2",
          ("supervised_8000_rerun_seed0", "supervised_8000_rerun_seed1")),

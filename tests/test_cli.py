@@ -118,6 +118,27 @@ def test_points_training_drops_masks_unless_the_true_foreground_is_asked_for(dat
     assert seen == [[False, False], [True, True]]
 
 
+def test_default_preset_follows_the_labels(data, tmp_path, capsys):
+    """Without --preset, `cks train` takes what the tuning splits chose for the kind of labels; a given one wins."""
+    from cks.cli_train import DEFAULT_PRESETS, default_preset
+    from cks.errors import CksError
+
+    assert [default_preset(k, None) for k in ("points", "nuclei", "masks")] == [
+        "phase_points", "nuclear_points", "supervised"]
+    assert default_preset("points", "base") == "base" and set(DEFAULT_PRESETS) == {"points", "nuclei", "masks"}
+    with pytest.raises(CksError, match="--labels"):
+        default_preset("boxes", None)
+    for extra, foreground, pairwise_on in (([], [16, 32, 64, 128], "both"), (["--preset", "base"], [16, 32, 64],
+                                                                            "collaborator")):
+        out = tmp_path / f"D{len(extra)}"
+        rc, text, err = run_cli(capsys, "train", "--data", f"{data[0]}:set1-2", "--labels", "points", "--out", out,
+                                "--steps", "1", *TINY, *extra)
+        assert rc == 0, err
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["collaborator"]["foreground"] == foreground and cfg["loss"]["pairwise_on"] == pairwise_on
+        assert f"preset {'base' if extra else 'phase_points'}," in text
+
+
 def test_nuclear_points_hint_only_where_the_prior_switches_off():
     from cks.cli_train import nuclear_prior_note
     from cks.config import get_preset

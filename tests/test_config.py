@@ -34,6 +34,16 @@ def test_presets_are_small_visible_diffs(name):
     assert changed <= set(diff)  # nothing changes beyond the stated diff
 
 
+def test_phase_points_is_the_headline_configuration():
+    """``phase_points`` is exactly what the Usiigaci headline's CKS runs were trained with: Table VII's a2 row plus
+    L_PW on both (their recorded command: ``--preset table7_a2_b1 --set loss.pairwise_on=both``), and it leaves
+    the base, and so every ablation row, as it was."""
+    chosen = with_overrides(get_preset("table7_a2_b1"), {"loss.pairwise_on": "both"})
+    assert get_preset("phase_points") == chosen
+    assert get_preset("phase_points").collaborator.foreground == (16, 32, 64, 128)
+    assert BASE.collaborator.foreground == (16, 32, 64) and BASE.loss.pairwise_on == "collaborator"
+
+
 def test_overrides_and_errors():
     cfg = with_overrides(BASE, ["loss.prior_scale=0", "detector.strides=4,8", "backbone.pretrained=false"])
     assert cfg.loss.prior_scale == 0.0 and cfg.detector.strides == (4, 8) and cfg.backbone.pretrained is False
