@@ -39,7 +39,8 @@ def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
 
 
 def preset_and_overrides(command: str, train_keys: bool = True) -> tuple[str, list[str]]:
-    """The ``--preset`` (default ``base``) and the ``--set`` overrides of a recorded command (up to its next
+    """The ``--preset`` (default ``base``: the recorded commands without one are ``cks train`` commands from before
+    its default became :data:`cks.cli_train.DEFAULT_PRESETS`; ``protocol.py`` always names its preset) and the ``--set`` overrides of a recorded command (up to its next
     ``--`` option); ``train_keys=False`` drops the ``train.*`` ones (the budget, not the setting)."""
     words = command.split()
     preset = words[words.index("--preset") + 1] if "--preset" in words[:-1] else "base"

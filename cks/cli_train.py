@@ -5,6 +5,7 @@ into a one-line ``error: ...`` and exit status 2). Training itself is :func:`cks
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 
 from .errors import CksError
 
-__all__ = ["cmd_train", "nuclear_prior_note", "CPU_STEPS", "CPU_CROP"]
+__all__ = ["cmd_train", "nuclear_prior_note", "default_preset", "resumed_preset", "DEFAULT_PRESETS", "CPU_STEPS",
+           "CPU_CROP"]
 
 
 def _load_training(a, spec, scale, labels, keep_masks=False):
@@ -77,10 +79,14 @@ def _cpu_defaults(a) -> dict:
     return out
 
 
-#: the preset `cks train` uses when --preset is not given, by --labels: what the tuning splits chose for each kind of
-#: label (issue #9): clicks or centroids -> ``phase_points`` (Usiigaci), points on nuclei -> ``nuclear_points``
-#: (DeepCell), masks -> ``supervised``. Python's :func:`cks.get_preset` keeps ``"base"`` as its default.
+#: the preset `cks train` uses when --preset is not given, by --labels (since issue #9 session 45; ``base`` before):
+#: clicks or centroids -> ``phase_points`` (the Usiigaci tuning split's choice), points detected on nuclei ->
+#: ``nuclear_points`` (the DeepCell tuning split chose it with ``--set loss.pairwise_weight=1`` at 4,800 steps and
+#: without at 2,400), masks -> ``supervised`` (the same configuration the base gave in supervised mode).
+#: Python's :func:`cks.get_preset` keeps ``"base"`` as its default.
 DEFAULT_PRESETS = {"points": "phase_points", "nuclei": "nuclear_points", "masks": "supervised"}
+#: what `cks train` used for every kind of labels before :data:`DEFAULT_PRESETS`
+OLD_DEFAULT_PRESET = "base"
 
 
 def default_preset(labels: str, preset: str | None) -> str:
@@ -90,6 +96,27 @@ def default_preset(labels: str, preset: str | None) -> str:
     if labels not in DEFAULT_PRESETS:
         raise CksError(f"--labels must be one of {', '.join(DEFAULT_PRESETS)}, got {labels!r}")
     return DEFAULT_PRESETS[labels]
+
+
+def resumed_preset(run_config: dict | None, labels: str, size: str | None) -> tuple[str, str | None]:
+    """``(preset, note)`` for ``--resume`` without ``--preset``: a run trained before :data:`DEFAULT_PRESETS` (under
+    :data:`OLD_DEFAULT_PRESET`) continues under that preset, with a note saying so, so that repeating the run's own
+    command with ``--resume`` still works. It is recognised by the settings in which the old and the new default
+    differ: all of them at the old default's values in the run's ``config.json`` (``run_config``). Otherwise the
+    new default, and no note."""
+    from .config import Config, get_preset
+    from .run_folder import config_changes
+
+    new = default_preset(labels, None)
+    if run_config is None:
+        return new, None
+    differ = config_changes(get_preset(OLD_DEFAULT_PRESET, size=size).to_dict(), get_preset(new, size=size).to_dict())
+    stored = Config.from_dict(run_config).to_dict()
+    if differ and all(stored[k.split(".")[0]][k.split(".")[1]] == old for k, (old, _) in differ.items()):
+        return OLD_DEFAULT_PRESET, (f"train: --resume: this run was trained with preset {OLD_DEFAULT_PRESET!r}, `cks train`'s "
+                                    f"default before {new!r} became the default for --labels {labels}; continuing it "
+                                    f"with {OLD_DEFAULT_PRESET!r} (say --preset to choose)")
+    return new, None
 
 
 def nuclear_prior_note(labels: str, cfg) -> str | None:
@@ -132,6 +159,11 @@ def cmd_train(a) -> dict:
                        f"or give another --out")
     if a.resume and a.overwrite:
         raise CksError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if a.resume and not a.preset:
+        stored = out / "config.json"
+        a.preset, note = resumed_preset(json.loads(stored.read_text()) if stored.exists() else None, a.labels, a.size)
+        if note:
+            print(note)
     a.preset = default_preset(a.labels, a.preset)
     cfg = get_preset(a.preset, size=a.size)
     if a.labels == "masks" and cfg.loss.mode != "supervised":

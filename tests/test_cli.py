@@ -139,6 +139,28 @@ def test_default_preset_follows_the_labels(data, tmp_path, capsys):
         assert f"preset {'base' if extra else 'phase_points'}," in text
 
 
+def test_resume_keeps_a_run_trained_under_the_old_default(data, tmp_path, capsys):
+    """A run trained when `cks train` defaulted to `base` resumes with its own command (no --preset): it continues
+    under `base` and says so; a run of the new default resumes under it without a note."""
+    from cks.cli_train import resumed_preset
+    from cks.config import get_preset
+
+    assert resumed_preset(None, "points", "test") == ("phase_points", None)
+    assert resumed_preset(get_preset("base", size="test").to_dict(), "nuclei", "test")[0] == "base"
+    assert resumed_preset(get_preset("supervised", size="test").to_dict(), "masks", "test") == ("supervised", None)
+    for first, note in ((["--preset", "base"], True), ([], False)):
+        out = tmp_path / f"R{len(first)}"
+        args = ["train", "--data", f"{data[0]}:set1-2", "--labels", "points", "--out", out, *TINY]
+        rc, _, err = run_cli(capsys, *args, "--steps", "1", *first)
+        assert rc == 0, err
+        rc, text, err = run_cli(capsys, *args, "--steps", "2", "--resume")
+        assert rc == 0, err
+        assert ("trained with preset 'base'" in text) == note, text
+        assert json.loads((out / "config.json").read_text())["train"]["steps"] == 2
+        from cks.checkpoint import load_checkpoint
+        assert load_checkpoint(out)["step"] == 2
+
+
 def test_nuclear_points_hint_only_where_the_prior_switches_off():
     from cks.cli_train import nuclear_prior_note
     from cks.config import get_preset

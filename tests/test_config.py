@@ -42,6 +42,17 @@ def test_phase_points_is_the_headline_configuration():
     assert get_preset("phase_points") == chosen
     assert get_preset("phase_points").collaborator.foreground == (16, 32, 64, 128)
     assert BASE.collaborator.foreground == (16, 32, 64) and BASE.loss.pairwise_on == "collaborator"
+    # and what those runs recorded, every section but the budget (train.*: steps, seed, crops of the protocol)
+    import json
+    from pathlib import Path
+
+    ours = get_preset("phase_points", size="convnext_atto").to_dict()
+    for seed in (0, 1):
+        f = Path(__file__).parents[1] / "results" / "usiigaci_points_v2" / f"a2_pairwise_both_8000_seed{seed}.json"
+        if not f.exists():
+            pytest.skip(f"{f.name} is not in this checkout")
+        recorded = Config.from_dict(json.loads(f.read_text())["config"]).to_dict()
+        assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
 
 
 def test_overrides_and_errors():
