@@ -124,10 +124,13 @@ def cmd_points(a) -> dict:
 
 
 def cmd_presets(a) -> dict:
+    from .cli_train import DEFAULT_PRESETS
     from .config import PRESETS, SIZES
 
+    defaults = {p: [k for k, v in DEFAULT_PRESETS.items() if v == p] for p in DEFAULT_PRESETS.values()}
     for name, diff in PRESETS.items():
-        print(f"{name:40s} {json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper, with size-relative prior d and L_MC on size-normalised images; paper_absolute: the paper as written)'}")
+        mark = f"[cks train --labels {'/'.join(defaults[name])}] " if name in defaults else ""
+        print(f"{name:40s} {mark}{json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper, with size-relative prior d and L_MC on size-normalised images; paper_absolute: the paper as written)'}")
     print("\nsizes: " + ", ".join(SIZES))
     return {"presets": list(PRESETS)}
 

@@ -199,6 +199,8 @@ def test_python_m_cks_presets_and_help():
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "base" in r.stdout and "supervised" in r.stdout and "sizes:" in r.stdout
+    marked = {line.split()[0] for line in r.stdout.splitlines() if "[cks train --labels" in line}
+    assert marked == {"phase_points", "nuclear_points", "supervised"}  # the defaults of `cks train` say so
     r = subprocess.run([sys.executable, "-m", "cks", "train", "--help"], cwd=REPO, env=ENV, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
