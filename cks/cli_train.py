@@ -81,10 +81,10 @@ def _cpu_defaults(a) -> dict:
 
 #: the preset `cks train` uses when --preset is not given, by --labels (since issue #9 session 45; ``base`` before):
 #: clicks or centroids -> ``phase_points`` (the Usiigaci tuning split's choice), points detected on nuclei ->
-#: ``nuclear_points`` (the DeepCell tuning split chose it with ``--set loss.pairwise_weight=1`` at 4,800 steps and
-#: without at 2,400), masks -> ``supervised`` (the same configuration the base gave in supervised mode).
+#: ``nuclear_pairwise`` (the DeepCell tuning split's choice at 4,800 steps: ``nuclear_points`` with L_PW), masks ->
+#: ``supervised`` (the same configuration the base gave in supervised mode).
 #: Python's :func:`cks.get_preset` keeps ``"base"`` as its default.
-DEFAULT_PRESETS = {"points": "phase_points", "nuclei": "nuclear_points", "masks": "supervised"}
+DEFAULT_PRESETS = {"points": "phase_points", "nuclei": "nuclear_pairwise", "masks": "supervised"}
 #: what `cks train` used for every kind of labels before :data:`DEFAULT_PRESETS`
 OLD_DEFAULT_PRESET = "base"
 

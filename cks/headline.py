@@ -51,7 +51,7 @@ HEADLINE: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     ],
     "DeepCell 2016 phase, test split: MCF10A + HeLa (274 cells)": [
         ("Voronoi disks around the nuclear points (no learning)", "disks", "deepcell_nuclei", ("voronoi_disks",)),
-        ("CKS from nuclear points, `nuclear_points` + L_PW, 4,800 steps", "cks", "deepcell_nuclei_v2",
+        ("CKS from nuclear points, `nuclear_pairwise` (`nuclear_points` + L_PW), 4,800 steps", "cks", "deepcell_nuclei_v2",
          ("nuclear_pairwise_fresh_long_seed0", "nuclear_pairwise_fresh_long_seed1")),
         ("CKS, the paper's configuration (`table6_constant_d`), 4,800 steps; not the tuning split's choice", "paper",
          "deepcell_nuclei_v2", ("paper_constant_d_long_seed0", "paper_constant_d_long_seed1")),

@@ -62,6 +62,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # L_PW (in the base, see OURS) stays off here: DeepCell, 2,400 steps, tuning AP50 at the end 0.319 / 0.295 with it
     # (seeds 0 / 1) vs 0.328 / 0.319 without
     "nuclear_points": {"loss.prior_scale_after": 1.0, "loss.pairwise_weight": 0.0},
+    # what the DeepCell tuning split chose for points on nuclei at 4,800 steps (issue #9, session 23; chapter 8):
+    # nuclear_points with L_PW (the base's weight 1), i.e. `--preset nuclear_points --set loss.pairwise_weight=1`.
+    # Tuning AP50 at the end 0.351 / 0.353 (seeds 0 / 1; without L_PW 0.296 / 0.343), test AP50 0.605 / 0.523
+    # (nuclear_pairwise_fresh_long_seed*). `cks train --labels nuclei` uses it unless --preset says otherwise
+    "nuclear_pairwise": {"loss.prior_scale_after": 1.0},
     # what the Usiigaci tuning split chose for CKS from clicks or centroids on phase contrast (issue #9, sessions
     # 43-44; ours): Table VII's a2 collaborator and L_PW on the principal's windows as well as on M_c. Usiigaci
     # usiigaci_points_v2, 8,000 steps, tuning AP50 at the end 0.533 / 0.568 (seeds 0 / 1; the rule, fixed before

@@ -124,7 +124,7 @@ def test_default_preset_follows_the_labels(data, tmp_path, capsys):
     from cks.errors import CksError
 
     assert [default_preset(k, None) for k in ("points", "nuclei", "masks")] == [
-        "phase_points", "nuclear_points", "supervised"]
+        "phase_points", "nuclear_pairwise", "supervised"]
     assert default_preset("points", "base") == "base" and set(DEFAULT_PRESETS) == {"points", "nuclei", "masks"}
     with pytest.raises(CksError, match="--labels"):
         default_preset("boxes", None)
@@ -200,7 +200,7 @@ def test_python_m_cks_presets_and_help():
     assert r.returncode == 0, r.stderr
     assert "base" in r.stdout and "supervised" in r.stdout and "sizes:" in r.stdout
     marked = {line.split()[0] for line in r.stdout.splitlines() if "[cks train --labels" in line}
-    assert marked == {"phase_points", "nuclear_points", "supervised"}  # the defaults of `cks train` say so
+    assert marked == {"phase_points", "nuclear_pairwise", "supervised"}  # the defaults of `cks train` say so
     r = subprocess.run([sys.executable, "-m", "cks", "train", "--help"], cwd=REPO, env=ENV, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr

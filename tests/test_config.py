@@ -55,6 +55,22 @@ def test_phase_points_is_the_headline_configuration():
         assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
 
 
+def test_nuclear_pairwise_is_the_deepcell_choice():
+    """``nuclear_pairwise`` is ``nuclear_points`` with L_PW at weight 1, what the DeepCell headline's CKS runs
+    recorded (``--preset nuclear_points --set loss.pairwise_weight=1``), every section but the budget."""
+    import json
+    from pathlib import Path
+
+    assert get_preset("nuclear_pairwise") == with_overrides(get_preset("nuclear_points"), {"loss.pairwise_weight": 1.0})
+    ours = get_preset("nuclear_pairwise", size="convnext_atto").to_dict()
+    for seed in (0, 1):
+        f = Path(__file__).parents[1] / "results" / "deepcell_nuclei_v2" / f"nuclear_pairwise_fresh_long_seed{seed}.json"
+        if not f.exists():
+            pytest.skip(f"{f.name} is not in this checkout")
+        recorded = Config.from_dict(json.loads(f.read_text())["config"]).to_dict()
+        assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
+
+
 def test_overrides_and_errors():
     cfg = with_overrides(BASE, ["loss.prior_scale=0", "detector.strides=4,8", "backbone.pretrained=false"])
     assert cfg.loss.prior_scale == 0.0 and cfg.detector.strides == (4, 8) and cfg.backbone.pretrained is False
