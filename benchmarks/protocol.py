@@ -43,7 +43,7 @@ _PRIOR_NOTE = ("the prior of Eq. 4 on for the first half of the run unless the p
                "default 0.5 since session 7 of issue #9; the paper: the whole run)")
 _THRESHOLD_NOTE = "the score threshold is chosen on the tuning split (max F1 at IoU 0.5), not fixed at 0.5"
 _SN_NOTE = ("; cell-size normalised (issue #9): each training image rescaled so its cells' median equivalent "
-            "diameter is 32 px (from the masks for supervised runs, estimated from the points for CKS), prior d = "
+            "diameter is {diameter} px (from the masks for supervised runs, estimated from the points for CKS), prior d = "
             "0.7 cell diameters unless the overrides say otherwise, L_MC minimum area 0.45 of a cell (exponent 0.5); "
             + _PRIOR_NOTE + "; predict estimates each image's cell size with the run's learned size regressor "
             "(cks.size_model, fitted on the training images when training stops; the per-field sizes record their "
@@ -98,8 +98,9 @@ PROTOCOLS = {
 
 def note_for_config(template: str, cfg: dict, steps_reached: int | None = None) -> str:
     """The protocol's note for one run's configuration (``config.json`` as a dict): its budget and seed fill
-    ``{steps}`` and ``{seed}`` ("N steps", or "N of M planned steps" for a run stopped by its CPU budget), and the
-    fixed-scale text replaces the size-normalisation one where the run turned normalisation off."""
+    ``{steps}`` and ``{seed}`` ("N steps", or "N of M planned steps" for a run stopped by its CPU budget) and
+    ``{diameter}`` (its ``size.diameter``, 32 where the configuration does not say), and the fixed-scale text
+    replaces the size-normalisation one where the run turned normalisation off."""
     train = cfg.get("train", {})
     planned = int(train["steps"]) if "steps" in train else None
     if planned is None:
@@ -111,7 +112,7 @@ def note_for_config(template: str, cfg: dict, steps_reached: int | None = None) 
     note = template.replace("{steps}", steps).replace("{seed}", str(train.get("seed", "?")))
     if not cfg.get("size", {}).get("normalize", True):
         note = note.replace(_SN_NOTE, _FIXED_SCALE_NOTE)
-    return note
+    return note.replace("{diameter}", f"{float(cfg.get('size', {}).get('diameter', 32.0)):g}")
 
 
 def run_note(template: str, run_dir: Path, steps_reached: int | None = None) -> str:

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "nuclei: points detected on the nuclear channel")
     t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, size_model.json)")
     t.add_argument("--preset", help="see `cks presets` (default by --labels: phase_points for points, "
-                   "nuclear_pairwise for nuclei, supervised for masks; --resume keeps a run's own, base before these)")
+                   "nuclear_pairwise for nuclei, supervised for masks; --resume without it also recognises base, the default before)")
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto "
                    "(default, CPU-sized), test")
     t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "

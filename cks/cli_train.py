@@ -98,25 +98,46 @@ def default_preset(labels: str, preset: str | None) -> str:
     return DEFAULT_PRESETS[labels]
 
 
-def resumed_preset(run_config: dict | None, labels: str, size: str | None) -> tuple[str, str | None]:
-    """``(preset, note)`` for ``--resume`` without ``--preset``: a run trained before :data:`DEFAULT_PRESETS` (under
-    :data:`OLD_DEFAULT_PRESET`) continues under that preset, with a note saying so, so that repeating the run's own
-    command with ``--resume`` still works. It is recognised by the settings in which the old and the new default
-    differ: all of them at the old default's values in the run's ``config.json`` (``run_config``). Otherwise the
-    new default, and no note."""
-    from .config import Config, get_preset
-    from .run_folder import config_changes
+def resumed_preset(run_config: dict | None, labels: str, size: str | None, sets=()) -> tuple[str, str | None]:
+    """``(preset, note)`` for ``--resume`` without ``--preset``, so that repeating a run's own command with
+    ``--resume`` keeps working after :data:`DEFAULT_PRESETS` replaced :data:`OLD_DEFAULT_PRESET`.
+
+    The run's ``config.json`` (``run_config``) is compared, outside the ``train`` section and the settings a resumed
+    run may extend (:data:`cks.run_folder.EXTENDABLE`) or that ``cks train`` derives from the data
+    (``collaborator.n_cell_types``), with the new default and then the old one, each with ``sets`` (the command's
+    ``--set``) applied: the new default if it matches (no note), else the old one with a note saying so.
+
+    Raises:
+        CksError: neither matches (the run was trained with another ``--preset`` or other ``--set`` values): the
+        message names the first differing settings and asks for the run's own ``--preset`` and ``--set``.
+    """
+    from .config import Config, get_preset, with_overrides
+    from .run_folder import EXTENDABLE
 
     new = default_preset(labels, None)
     if run_config is None:
         return new, None
-    differ = config_changes(get_preset(OLD_DEFAULT_PRESET, size=size).to_dict(), get_preset(new, size=size).to_dict())
     stored = Config.from_dict(run_config).to_dict()
-    if differ and all(stored[k.split(".")[0]][k.split(".")[1]] == old for k, (old, _) in differ.items()):
-        return OLD_DEFAULT_PRESET, (f"train: --resume: this run was trained with preset {OLD_DEFAULT_PRESET!r}, `cks train`'s "
-                                    f"default before {new!r} became the default for --labels {labels}; continuing it "
-                                    f"with {OLD_DEFAULT_PRESET!r} (say --preset to choose)")
-    return new, None
+    skip = set(EXTENDABLE) | {"collaborator.n_cell_types"}
+
+    def differs(preset: str) -> list[str]:
+        cfg = get_preset(preset, size=size)
+        if labels == "masks":
+            cfg = with_overrides(cfg, {"loss.mode": "supervised"})
+        built = with_overrides(cfg, list(sets or [])).to_dict()
+        return [f"{s}.{k}" for s in built if s != "train" for k in built[s]
+                if f"{s}.{k}" not in skip and stored.get(s, {}).get(k) != built[s][k]]
+
+    if not differs(new):
+        return new, None
+    if not differs(OLD_DEFAULT_PRESET):
+        return OLD_DEFAULT_PRESET, (f"train: --resume: this run was trained with preset {OLD_DEFAULT_PRESET!r}, `cks "
+                                    f"train`'s default before {new!r} became the default for --labels {labels}; "
+                                    f"continuing it with {OLD_DEFAULT_PRESET!r}")
+    raise CksError(f"--resume: the run in --out was trained with another configuration than preset {new!r} (the "
+                   f"default for --labels {labels}) or {OLD_DEFAULT_PRESET!r} (the default before) with these --set "
+                   f"values; it differs from {new!r} in {', '.join(differs(new)[:5])}: give the --preset (and --set) "
+                   f"it was trained with (see its config.json), or use a new --out folder")
 
 
 def nuclear_prior_note(labels: str, cfg) -> str | None:
@@ -125,7 +146,8 @@ def nuclear_prior_note(labels: str, cfg) -> str | None:
     if labels != "nuclei" or lc.mode != "cks" or lc.prior_until >= 1 or lc.prior_scale_after > 0 or lc.prior_scale == 0:
         return None
     return (f"train: note: points from nuclei, and the prior of Eq. 4 stops at {lc.prior_until:g} of the run; without "
-            "it CKS can shrink to the nuclei (the points sit on them). --preset nuclear_points keeps a weak prior to "
+            "it CKS can shrink to the nuclei (the points sit on them). --preset nuclear_points (or nuclear_pairwise, "
+            "the default for --labels nuclei) keeps a weak prior to "
             "the end (DeepCell tuning AP50 0.27 vs 0.18 with the base preset, issue #9)")
 
 
@@ -161,7 +183,8 @@ def cmd_train(a) -> dict:
         raise CksError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if a.resume and not a.preset:
         stored = out / "config.json"
-        a.preset, note = resumed_preset(json.loads(stored.read_text()) if stored.exists() else None, a.labels, a.size)
+        a.preset, note = resumed_preset(json.loads(stored.read_text()) if stored.exists() else None, a.labels, a.size,
+                                        a.set or [])
         if note:
             print(note)
     a.preset = default_preset(a.labels, a.preset)

@@ -141,13 +141,20 @@ def test_default_preset_follows_the_labels(data, tmp_path, capsys):
 
 def test_resume_keeps_a_run_trained_under_the_old_default(data, tmp_path, capsys):
     """A run trained when `cks train` defaulted to `base` resumes with its own command (no --preset): it continues
-    under `base` and says so; a run of the new default resumes under it without a note."""
+    under `base` and says so; a run of the new default resumes under it without a note; a run of any other preset
+    is refused with a message that asks for its preset (not misnamed `base`)."""
+    from cks.checkpoint import load_checkpoint
     from cks.cli_train import resumed_preset
     from cks.config import get_preset
+    from cks.errors import CksError
 
     assert resumed_preset(None, "points", "test") == ("phase_points", None)
     assert resumed_preset(get_preset("base", size="test").to_dict(), "nuclei", "test")[0] == "base"
     assert resumed_preset(get_preset("supervised", size="test").to_dict(), "masks", "test") == ("supervised", None)
+    pw = ["loss.pairwise_on=both"]  # base with an override of a setting where base and phase_points differ
+    assert resumed_preset(get_preset("base", size="test", overrides=pw).to_dict(), "points", "test", pw)[0] == "base"
+    with pytest.raises(CksError, match="give the --preset"):  # an ablation preset is not taken for `base`
+        resumed_preset(get_preset("table5_entropy_principal", size="test").to_dict(), "points", "test")
     for first, note in ((["--preset", "base"], True), ([], False)):
         out = tmp_path / f"R{len(first)}"
         args = ["train", "--data", f"{data[0]}:set1-2", "--labels", "points", "--out", out, *TINY]
@@ -157,8 +164,14 @@ def test_resume_keeps_a_run_trained_under_the_old_default(data, tmp_path, capsys
         assert rc == 0, err
         assert ("trained with preset 'base'" in text) == note, text
         assert json.loads((out / "config.json").read_text())["train"]["steps"] == 2
-        from cks.checkpoint import load_checkpoint
         assert load_checkpoint(out)["step"] == 2
+    out = tmp_path / "R_other"
+    args = ["train", "--data", f"{data[0]}:set1-2", "--labels", "points", "--out", out, *TINY]
+    rc, _, err = run_cli(capsys, *args, "--steps", "1", "--preset", "table5_entropy_principal")
+    assert rc == 0, err
+    rc, text, err = run_cli(capsys, *args, "--steps", "2", "--resume")
+    assert rc == 2 and "give the --preset" in err and "trained with preset 'base'" not in text, (text, err)
+    assert load_checkpoint(out)["step"] == 1  # refused before anything was touched
 
 
 def test_nuclear_points_hint_only_where_the_prior_switches_off():
@@ -299,6 +312,9 @@ def test_resume_with_another_config_is_refused(data, run, tmp_path, capsys):
     before = (copy / "checkpoint.pt").read_bytes()
     rc, out, err = run_cli(capsys, "train", "--data", data[0], "--labels", "points", "--out", copy, "--steps", "3",
                            "--resume", *TINY, "loss.prior_scale=1.5")
+    assert_user_error(rc, err, "another configuration", "loss.prior_scale", "--set")
+    rc, out, err = run_cli(capsys, "train", "--data", data[0], "--labels", "points", "--out", copy, "--steps", "3",
+                           "--resume", "--preset", "phase_points", *TINY, "loss.prior_scale=1.5")  # the preset named
     assert_user_error(rc, err, "checkpoint.pt", "another configuration")
     assert (copy / "checkpoint.pt").read_bytes() == before
 

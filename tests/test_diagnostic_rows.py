@@ -29,7 +29,7 @@ def _fake_run(tmp_path, run, extra_set):
     res = tmp_path / "results" / "usiigaci_ablation_v2"
     res.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/protocol.py --protocol usiigaci_ablation_v2 --model " + run + (
-        f" --preset texture_collaborator --set {extra_set} --steps 800" if extra_set else "")
+        f" --preset texture_collaborator --set {extra_set} --steps 800" if extra_set else " --preset base")
     (res / f"{run}.json").write_text(json.dumps({"command": cmd, "seed": 1, "metrics": {"ap50": 0.07}}))
     return runs
 
@@ -73,6 +73,9 @@ def test_preset_and_overrides_reads_both_command_kinds():
     train_cmd = "python -m cks train --steps 800 --set train.seed=0 train.crop_size=256 loss.pairwise_weight=1"
     assert preset_and_overrides(train_cmd, train_keys=False) == ("base", ["loss.pairwise_weight=1"])
     assert preset_and_overrides("python -m cks train --preset") == ("base", [])
+    # protocol.py without --preset trains the preset named like the model (`preset = a.preset or a.model`)
+    assert preset_and_overrides("python benchmarks/protocol.py --protocol p --model table7_a2_b1 --seed 0") == (
+        "table7_a2_b1", [])
 
 
 def test_diagnose_command_follows_the_recorded_flags(tmp_path):

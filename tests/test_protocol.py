@@ -135,3 +135,7 @@ def test_note_for_a_run_stopped_by_its_cpu_budget_says_how_far_it_got(protocol):
     assert "3,600 steps of one 256-px crop, seed 0" in protocol.note_for_config(template, cfg, 3600)
     assert "1,000 steps" in protocol.note_for_config(template, {}, 1000)
     assert "seed ?" in protocol.note_for_config(template, {})
+    assert "median equivalent diameter is 32 px" in protocol.note_for_config(template, cfg)  # the default size
+    big = {**cfg, "size": {"normalize": True, "diameter": 48.0}}
+    assert "median equivalent diameter is 48 px" in protocol.note_for_config(template, big)
+    assert "{diameter}" not in protocol.note_for_config(template, big)
