@@ -41,13 +41,13 @@ def tuning_curve(run_dir: Path, key: str = "val_ap50") -> dict[str, float]:
 def preset_and_overrides(command: str, train_keys: bool = True) -> tuple[str, list[str]]:
     """The preset and the ``--set`` overrides of a recorded command (up to its next ``--`` option);
     ``train_keys=False`` drops the ``train.*`` ones (the budget, not the setting). Without ``--preset`` the preset
-    is what the command took by default: the ``--model`` name for ``benchmarks/protocol.py`` (its rule), else
-    ``base`` (the recorded ``cks train`` commands without one are from before its default became
-    :data:`cks.cli_train.DEFAULT_PRESETS`)."""
+    is what the command took by default: the ``--model`` name for a training ``benchmarks/protocol.py`` command
+    (its rule), else ``base`` (an ``--eval-only`` command trains nothing; the recorded ``cks train`` commands
+    without one are from before its default became :data:`cks.cli_train.DEFAULT_PRESETS`)."""
     words = command.split()
     if "--preset" in words[:-1]:
         preset = words[words.index("--preset") + 1]
-    elif "protocol.py" in command and "--model" in words[:-1]:
+    elif "protocol.py" in command and "--model" in words[:-1] and "--eval-only" not in words:
         preset = words[words.index("--model") + 1]
     else:
         preset = "base"

@@ -9,7 +9,8 @@ The few names a user needs, importable from ``cks`` (all but ``predict`` and ``t
     cks.write_labels(label, "out/field.labels.tif"); cks.write_table(table, "out/field.csv")
     print(cks.evaluate_model(model, cks.load_dataset("my_set_with_masks/"))["ap50"])
 
-Training: ``cks.train(cks.get_preset("base", size="convnext_atto"), samples)``; the command line is ``cks``.
+Training: ``cks.train(cks.get_preset("phase_points", size="convnext_atto"), samples)`` (what ``cks train --labels
+points`` trains; ``base`` is the ablations' reference); the command line is ``cks``.
 """
 from importlib import import_module
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .cli_predict import cmd_evaluate, cmd_predict
-from .cli_train import cmd_train
+from .cli_train import DEFAULT_PRESETS, cmd_train
 from .errors import CksError
 
 EXAMPLES = {
@@ -124,13 +124,12 @@ def cmd_points(a) -> dict:
 
 
 def cmd_presets(a) -> dict:
-    from .cli_train import DEFAULT_PRESETS
     from .config import PRESETS, SIZES
 
     defaults = {p: [k for k, v in DEFAULT_PRESETS.items() if v == p] for p in DEFAULT_PRESETS.values()}
     for name, diff in PRESETS.items():
         mark = f"[cks train --labels {'/'.join(defaults[name])}] " if name in defaults else ""
-        print(f"{name:40s} {mark}{json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper, with size-relative prior d and L_MC on size-normalised images; paper_absolute: the paper as written)'}")
+        print(f"{name:40s} {mark}{json.dumps({k: v for k, v in diff.items()}) if diff else '(the paper, with size-relative prior d and L_MC on size-normalised images and our L_PW; paper_absolute: the paper as written)'}")
     print("\nsizes: " + ", ".join(SIZES))
     return {"presets": list(PRESETS)}
 
@@ -187,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points: the data's points (centroids of masks if only masks); masks: fully supervised; "
                         "nuclei: points detected on the nuclear channel")
     t.add_argument("--out", required=True, help="run folder (config.json, checkpoint.pt, metrics.jsonl, size_model.json)")
-    t.add_argument("--preset", help="see `cks presets` (default by --labels: phase_points for points, "
-                   "nuclear_pairwise for nuclei, supervised for masks; --resume without it also recognises base, the default before)")
+    t.add_argument("--preset", help="see `cks presets` (default by --labels: " + ", ".join(
+        f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()) + "; --resume without it also recognises base, the default "
+        "before)")
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto "
                    "(default, CPU-sized), test")
     t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "

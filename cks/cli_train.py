@@ -14,8 +14,8 @@ import numpy as np
 
 from .errors import CksError
 
-__all__ = ["cmd_train", "nuclear_prior_note", "default_preset", "resumed_preset", "DEFAULT_PRESETS", "CPU_STEPS",
-           "CPU_CROP"]
+__all__ = ["cmd_train", "nuclear_prior_note", "default_preset", "resumed_preset", "DEFAULT_PRESETS",
+           "OLD_DEFAULT_PRESET", "CPU_STEPS", "CPU_CROP"]
 
 
 def _load_training(a, spec, scale, labels, keep_masks=False):
@@ -146,8 +146,8 @@ def nuclear_prior_note(labels: str, cfg) -> str | None:
     if labels != "nuclei" or lc.mode != "cks" or lc.prior_until >= 1 or lc.prior_scale_after > 0 or lc.prior_scale == 0:
         return None
     return (f"train: note: points from nuclei, and the prior of Eq. 4 stops at {lc.prior_until:g} of the run; without "
-            "it CKS can shrink to the nuclei (the points sit on them). --preset nuclear_points (or nuclear_pairwise, "
-            "the default for --labels nuclei) keeps a weak prior to "
+            "it CKS can shrink to the nuclei (the points sit on them). --preset nuclear_pairwise (the default for "
+            "--labels nuclei; nuclear_points without L_PW) keeps a weak prior to "
             "the end (DeepCell tuning AP50 0.27 vs 0.18 with the base preset, issue #9)")
 
 

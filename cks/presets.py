@@ -1,5 +1,7 @@
 """The presets: :data:`BASE` (the paper's configuration plus what issue #9 measured, :data:`OURS`) and one small,
-visible diff from it per ablation row of the paper, plus the model sizes (:data:`SIZES`).
+visible diff from it per ablation row of the paper, the configurations the tuning splits chose (``phase_points``,
+``nuclear_pairwise``: what ``cks train`` takes by default, :data:`cks.cli_train.DEFAULT_PRESETS`), plus the model
+sizes (:data:`SIZES`).
 
 Every preset is a dict of ``"section.key": value`` overrides (:func:`cks.config.with_overrides`), so an ablation
 is its diff (:func:`preset_diff`) and nothing else. :func:`get_preset` builds a :class:`cks.config.Config` from a
@@ -19,7 +21,7 @@ __all__ = ["OURS", "BASE", "SIZES", "PRESETS", "get_preset", "preset_diff"]
 #: (issue #9). Usiigaci ``usiigaci_points_v2``, 3,600 steps, tuning split (train/set17-20), AP50 at step 3,600:
 #: 0.370 / 0.402 with it (seeds 0 / 1), 0.315 / 0.297 without; median signed boundary offset 0.78 / 0.85 px
 #: (without: 1.72 px, seed 1). At 800 steps it was within seed noise of the base. On DeepCell nuclear points it
-#: does not help (``nuclear_points`` switches it off).
+#: did not help at 2,400 steps (``nuclear_points`` switches it off) and did at 4,800 (``nuclear_pairwise``).
 OURS: dict[str, Any] = {"loss.pairwise_weight": 1.0}
 
 BASE = with_overrides(Config(), OURS)
