@@ -179,8 +179,9 @@ def test_nuclear_points_hint_only_where_the_prior_switches_off():
     from cks.config import get_preset
     from cks.losses.cks import effective_loss_config
 
-    assert "--preset nuclear_points" in nuclear_prior_note("nuclei", get_preset("base"))
-    for labels, preset in (("points", "base"), ("nuclei", "nuclear_points"), ("nuclei", "prior_throughout"),
+    assert "--preset nuclear_pairwise" in nuclear_prior_note("nuclei", get_preset("base"))
+    for labels, preset in (("points", "base"), ("nuclei", "nuclear_points"), ("nuclei", "nuclear_pairwise"),
+                           ("nuclei", "prior_throughout"),
                            ("nuclei", "table6_no_prior"), ("masks", "supervised")):
         assert nuclear_prior_note(labels, get_preset(preset)) is None, (labels, preset)
     # what the preset changes: pi after loss.prior_until (Eq. 4), 1 instead of 0; before it, both have the paper's 2
