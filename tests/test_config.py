@@ -34,41 +34,29 @@ def test_presets_are_small_visible_diffs(name):
     assert changed <= set(diff)  # nothing changes beyond the stated diff
 
 
-def test_phase_points_is_the_headline_configuration():
-    """``phase_points`` is exactly what the Usiigaci headline's CKS runs were trained with: Table VII's a2 row plus
-    L_PW on both (their recorded command: ``--preset table7_a2_b1 --set loss.pairwise_on=both``), and it leaves
-    the base, and so every ablation row, as it was."""
-    chosen = with_overrides(get_preset("table7_a2_b1"), {"loss.pairwise_on": "both"})
-    assert get_preset("phase_points") == chosen
+@pytest.mark.parametrize("preset, recipe, results", [
+    ("phase_points", ("table7_a2_b1", {"loss.pairwise_on": "both"}), "usiigaci_points_v2/a2_pairwise_both_8000_seed{}"),
+    ("nuclear_pairwise", ("nuclear_points", {"loss.pairwise_weight": 1.0}),
+     "deepcell_nuclei_v2/nuclear_pairwise_fresh_long_seed{}")])
+def test_chosen_presets_are_the_headline_configurations(preset, recipe, results):
+    """The presets named for what the tuning splits chose are exactly what the headline's CKS runs were trained with:
+    their recorded commands' preset plus ``--set`` (``recipe``), and the configuration those runs recorded, every
+    section but the budget (``train.*``: steps, seed, crops of the protocol). The committed results must be there."""
+    import json
+    from pathlib import Path
+
+    assert get_preset(preset) == with_overrides(get_preset(recipe[0]), recipe[1])
+    ours = get_preset(preset, size="convnext_atto").to_dict()
+    for seed in (0, 1):
+        f = Path(__file__).parents[1] / "results" / (results.format(seed) + ".json")
+        recorded = Config.from_dict(json.loads(f.read_text())["config"]).to_dict()
+        assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
+
+
+def test_phase_points_leaves_the_base_as_it_was():
+    """The choice has its own name; the base, and so every ablation row, keeps the paper's a1 collaborator."""
     assert get_preset("phase_points").collaborator.foreground == (16, 32, 64, 128)
     assert BASE.collaborator.foreground == (16, 32, 64) and BASE.loss.pairwise_on == "collaborator"
-    # and what those runs recorded, every section but the budget (train.*: steps, seed, crops of the protocol)
-    import json
-    from pathlib import Path
-
-    ours = get_preset("phase_points", size="convnext_atto").to_dict()
-    for seed in (0, 1):
-        f = Path(__file__).parents[1] / "results" / "usiigaci_points_v2" / f"a2_pairwise_both_8000_seed{seed}.json"
-        if not f.exists():
-            pytest.skip(f"{f.name} is not in this checkout")
-        recorded = Config.from_dict(json.loads(f.read_text())["config"]).to_dict()
-        assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
-
-
-def test_nuclear_pairwise_is_the_deepcell_choice():
-    """``nuclear_pairwise`` is ``nuclear_points`` with L_PW at weight 1, what the DeepCell headline's CKS runs
-    recorded (``--preset nuclear_points --set loss.pairwise_weight=1``), every section but the budget."""
-    import json
-    from pathlib import Path
-
-    assert get_preset("nuclear_pairwise") == with_overrides(get_preset("nuclear_points"), {"loss.pairwise_weight": 1.0})
-    ours = get_preset("nuclear_pairwise", size="convnext_atto").to_dict()
-    for seed in (0, 1):
-        f = Path(__file__).parents[1] / "results" / "deepcell_nuclei_v2" / f"nuclear_pairwise_fresh_long_seed{seed}.json"
-        if not f.exists():
-            pytest.skip(f"{f.name} is not in this checkout")
-        recorded = Config.from_dict(json.loads(f.read_text())["config"]).to_dict()
-        assert {s: v for s, v in recorded.items() if s != "train"} == {s: v for s, v in ours.items() if s != "train"}
 
 
 def test_overrides_and_errors():
