@@ -1,4 +1,5 @@
-"""``cks train``: load the training images and their labels, the CPU defaults, and the run itself.
+"""``cks train``: the preset by --labels (:data:`DEFAULT_PRESETS`; on ``--resume``, the run's own), the training images
+and their labels, the CPU defaults, and the run itself.
 
 Part of the ``cks`` command line (:mod:`cks.cli` builds the parser and turns every :class:`cks.errors.CksError`
 into a one-line ``error: ...`` and exit status 2). Training itself is :func:`cks.train.train`.
@@ -183,8 +184,11 @@ def cmd_train(a) -> dict:
         raise CksError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if a.resume and not a.preset:
         stored = out / "config.json"
-        a.preset, note = resumed_preset(json.loads(stored.read_text()) if stored.exists() else None, a.labels, a.size,
-                                        a.set or [])
+        try:
+            run_config = json.loads(stored.read_text()) if stored.exists() else None
+        except (OSError, ValueError):  # unreadable: the checkpoint's own config decides (run_folder.restore)
+            run_config = None
+        a.preset, note = resumed_preset(run_config, a.labels, a.size, a.set or [])
         if note:
             print(note)
     a.preset = default_preset(a.labels, a.preset)

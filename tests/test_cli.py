@@ -172,6 +172,9 @@ def test_resume_keeps_a_run_trained_under_the_old_default(data, tmp_path, capsys
     rc, text, err = run_cli(capsys, *args, "--steps", "2", "--resume")
     assert rc == 2 and "give the --preset" in err and "trained with preset 'base'" not in text, (text, err)
     assert load_checkpoint(out)["step"] == 1  # refused before anything was touched
+    (out / "config.json").write_text("{not json")  # unreadable: the checkpoint's own config still refuses it
+    rc, text, err = run_cli(capsys, *args, "--steps", "2", "--resume")
+    assert rc == 2 and "another configuration" in err, (text, err)
 
 
 def test_nuclear_points_hint_only_where_the_prior_switches_off():
