@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import CksError
 
-__all__ = ["cmd_train", "nuclear_prior_note", "default_preset", "resumed_preset", "DEFAULT_PRESETS",
+__all__ = ["cmd_train", "nuclear_prior_note", "default_preset", "preset_config", "resumed_preset", "DEFAULT_PRESETS",
            "OLD_DEFAULT_PRESET", "CPU_STEPS", "CPU_CROP"]
 
 
@@ -99,6 +99,16 @@ def default_preset(labels: str, preset: str | None) -> str:
     return DEFAULT_PRESETS[labels]
 
 
+def preset_config(preset: str, labels: str, size: str | None):
+    """The configuration of ``preset`` at ``size`` for ``labels``: ``--labels masks`` trains any preset supervised."""
+    from .config import get_preset, with_overrides
+
+    cfg = get_preset(preset, size=size)
+    if labels == "masks" and cfg.loss.mode != "supervised":
+        cfg = with_overrides(cfg, {"loss.mode": "supervised"})
+    return cfg
+
+
 def resumed_preset(run_config: dict | None, labels: str, size: str | None, sets=()) -> tuple[str, str | None]:
     """``(preset, note)`` for ``--resume`` without ``--preset``, so that repeating a run's own command with
     ``--resume`` keeps working after :data:`DEFAULT_PRESETS` replaced :data:`OLD_DEFAULT_PRESET`.
@@ -112,8 +122,8 @@ def resumed_preset(run_config: dict | None, labels: str, size: str | None, sets=
         CksError: neither matches (the run was trained with another ``--preset`` or other ``--set`` values): the
         message names the first differing settings and asks for the run's own ``--preset`` and ``--set``.
     """
-    from .config import Config, get_preset, with_overrides
-    from .run_folder import EXTENDABLE
+    from .config import Config, with_overrides
+    from .run_folder import EXTENDABLE, config_changes
 
     new = default_preset(labels, None)
     if run_config is None:
@@ -122,14 +132,11 @@ def resumed_preset(run_config: dict | None, labels: str, size: str | None, sets=
     skip = set(EXTENDABLE) | {"collaborator.n_cell_types"}
 
     def differs(preset: str) -> list[str]:
-        cfg = get_preset(preset, size=size)
-        if labels == "masks":
-            cfg = with_overrides(cfg, {"loss.mode": "supervised"})
-        built = with_overrides(cfg, list(sets or [])).to_dict()
-        return [f"{s}.{k}" for s in built if s != "train" for k in built[s]
-                if f"{s}.{k}" not in skip and stored.get(s, {}).get(k) != built[s][k]]
+        built = with_overrides(preset_config(preset, labels, size), list(sets or [])).to_dict()
+        return [k for k in sorted(config_changes(stored, built)) if not k.startswith("train.") and k not in skip]
 
-    if not differs(new):
+    changed = differs(new)
+    if not changed:
         return new, None
     if not differs(OLD_DEFAULT_PRESET):
         return OLD_DEFAULT_PRESET, (f"train: --resume: this run was trained with preset {OLD_DEFAULT_PRESET!r}, `cks "
@@ -137,7 +144,7 @@ def resumed_preset(run_config: dict | None, labels: str, size: str | None, sets=
                                     f"continuing it with {OLD_DEFAULT_PRESET!r}")
     raise CksError(f"--resume: the run in --out was trained with another configuration than preset {new!r} (the "
                    f"default for --labels {labels}) or {OLD_DEFAULT_PRESET!r} (the default before) with these --set "
-                   f"values; it differs from {new!r} in {', '.join(differs(new)[:5])}: give the --preset (and --set) "
+                   f"values; it differs from {new!r} in {', '.join(changed[:5])}: give the --preset (and --set) "
                    f"it was trained with (see its config.json), or use a new --out folder")
 
 
@@ -173,7 +180,7 @@ def per_type_heads(cfg, samples, explicit: bool = False) -> tuple:
 
 
 def cmd_train(a) -> dict:
-    from .config import get_preset, with_overrides
+    from .config import with_overrides
     from .data.spec import load_dataset, parse_spec
 
     out = Path(a.out)
@@ -192,9 +199,7 @@ def cmd_train(a) -> dict:
         if note:
             print(note)
     a.preset = default_preset(a.labels, a.preset)
-    cfg = get_preset(a.preset, size=a.size)
-    if a.labels == "masks" and cfg.loss.mode != "supervised":
-        cfg = with_overrides(cfg, {"loss.mode": "supervised"})
+    cfg = preset_config(a.preset, a.labels, a.size)
     if a.labels in ("points", "nuclei") and cfg.loss.mode == "supervised":
         raise CksError(f"preset {a.preset!r} is fully supervised; use --labels masks or a CKS preset")
     cfg = with_overrides(cfg, _cpu_defaults(a))
