@@ -100,7 +100,8 @@ def note_for_config(template: str, cfg: dict, steps_reached: int | None = None) 
     """The protocol's note for one run's configuration (``config.json`` as a dict): its budget and seed fill
     ``{steps}`` and ``{seed}`` ("N steps", or "N of M planned steps" for a run stopped by its CPU budget) and
     ``{diameter}`` (its ``size.diameter``, 32 where the configuration does not say), and the fixed-scale text
-    replaces the size-normalisation one where the run turned normalisation off."""
+    replaces the size-normalisation one where the run turned normalisation off; a run whose ``backbone.name`` is
+    not the protocol's ``convnext_atto`` names its own backbone."""
     train = cfg.get("train", {})
     planned = int(train["steps"]) if "steps" in train else None
     if planned is None:
@@ -112,6 +113,7 @@ def note_for_config(template: str, cfg: dict, steps_reached: int | None = None) 
     note = template.replace("{steps}", steps).replace("{seed}", str(train.get("seed", "?")))
     if not cfg.get("size", {}).get("normalize", True):
         note = note.replace(_SN_NOTE, _FIXED_SCALE_NOTE)
+    note = note.replace("convnext_atto", str(cfg.get("backbone", {}).get("name", "convnext_atto")))
     return note.replace("{diameter}", f"{float(cfg.get('size', {}).get('diameter', 32.0)):g}")
 
 

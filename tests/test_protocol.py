@@ -139,3 +139,7 @@ def test_note_for_a_run_stopped_by_its_cpu_budget_says_how_far_it_got(protocol):
     big = {**cfg, "size": {"normalize": True, "diameter": 48.0}}
     assert "median equivalent diameter is 48 px" in protocol.note_for_config(template, big)
     assert "{diameter}" not in protocol.note_for_config(template, big)
+    pico = {**cfg, "backbone": {"name": "convnext_pico"}}  # a run on another backbone names it, not atto
+    assert "convnext_pico from random init" in protocol.note_for_config(template, pico)
+    assert "convnext_atto" not in protocol.note_for_config(template, pico)
+    assert "convnext_atto from random init" in protocol.note_for_config(template, cfg)

@@ -27,6 +27,10 @@ BACKBONES = {
     "convnext_small": ("convnext_small", {}),
     "convnext_tiny": ("convnext_tiny", {}),
     "convnext_atto": ("convnext_atto", {}),
+    # timm's other small ConvNeXts (no paper counterpart): between atto (3.4 M encoder parameters) and tiny
+    "convnext_femto": ("convnext_femto", {}),
+    "convnext_pico": ("convnext_pico", {}),
+    "convnext_nano": ("convnext_nano", {}),
     "test": ("convnext_atto", {"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)}),
 }
 

@@ -1,4 +1,6 @@
 """Backbone + FPN: strides, any input size, He init, channel handling."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -46,3 +48,19 @@ def test_named_sizes_exist():
     for size in ("convnext_small", "convnext_atto", "test"):
         cfg = get_preset("base", size=size)
         assert cfg.backbone.name == size
+
+
+@pytest.mark.parametrize("name,stage_channels", [("convnext_femto", [48, 96, 192, 384]),
+                                                 ("convnext_pico", [64, 128, 256, 512]),
+                                                 ("convnext_nano", [80, 160, 320, 640])])
+def test_small_convnexts_between_atto_and_tiny(name, stage_channels):
+    """The backbones that may replace atto on a CPU budget build with timm's stage widths and feed the same FPN."""
+    bb = Backbone(dataclasses.replace(get_preset("base", size="convnext_atto").backbone, name=name))
+    assert list(bb.encoder.feature_info.channels()) == stage_channels  # timm's published widths for each
+    feats = bb(torch.randn(1, 3, 64, 64))
+    assert {s: tuple(f.shape) for s, f in feats.items()} == {s: (1, 128, 64 // s, 64 // s) for s in (4, 8, 16, 32)}
+
+
+def test_unknown_backbone_is_refused_with_the_names():
+    with pytest.raises(ValueError, match="convnext_pico"):
+        Backbone(dataclasses.replace(get_preset("base", size="test").backbone, name="convnext_huge"))
