@@ -1,7 +1,9 @@
 """Results in the formats other tools open: ImageJ/Fiji ROI sets, QuPath GeoJSON, COCO instances.
 
-* :func:`write_imagej_rois`: a ``.zip`` of polygon ROIs, one per cell, named ``cell_0001``... (Fiji: ROI
-  Manager > More > Open...). ImageJ coordinates are pixel corners, so our outlines move by +0.5 px.
+* :func:`write_imagej_rois`: a ``.zip`` of ROIs, one per cell, named ``cell_0001``... (Fiji: ROI Manager >
+  More > Open...): a polygon ROI, or for a cell in several pieces one *composite* ROI (ImageJ's ``ShapeRoi``:
+  one closed path per piece, image coordinates), so ROI Manager lists and measures each cell once. ImageJ
+  coordinates are pixel corners, so our outlines move by +0.5 px.
 * :func:`write_geojson`: a ``FeatureCollection`` of polygon *detections* with the score as a measurement
   (QuPath: File > Import objects / drag and drop). QuPath coordinates are pixel corners too.
 * :func:`write_coco`: one COCO instances JSON for a set of images, masks as RLE (pycocotools), the score
@@ -62,26 +64,60 @@ def _paint(shape, polygons: dict[int, list[np.ndarray]]) -> np.ndarray:
     return lab
 
 
+def shape_path(polygons: list[np.ndarray]) -> np.ndarray:
+    """ImageJ ``ShapeRoi`` path data for closed ``[N, 2]`` (x, y) polygons: per polygon ``0 x y`` (MOVETO), ``1 x y``
+    (LINETO) for each further vertex, ``4`` (CLOSE); float32, as ``ShapeRoi.getShapeAsArray`` writes it."""
+    path: list[float] = []
+    for xy in polygons:
+        xy = np.asarray(xy, np.float64)
+        steps = np.concatenate([np.ones((len(xy), 1)), xy], axis=1)
+        steps[0, 0] = 0.0  # MOVETO the first vertex
+        path.extend(steps.ravel().tolist())
+        path.append(4.0)  # CLOSE
+    return np.asarray(path, np.float32)
+
+
+def _composite_roi(polygons: list[np.ndarray], name: str):
+    """A composite (``ShapeRoi``) ImageJ ROI of several closed (x, y) polygons: rectangle type, the path after the
+    header (``shape_roi_size`` floats), the bounds of all pieces in the header."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    xy = np.concatenate(polygons)
+    roi = ImagejRoi()
+    roi.roitype = ROI_TYPE.RECT
+    roi.name = name
+    roi.left, roi.top = (int(np.floor(v)) for v in xy.min(0))
+    roi.right, roi.bottom = (int(np.ceil(v)) for v in xy.max(0))
+    roi.multi_coordinates = shape_path(polygons)
+    roi.shape_roi_size = int(roi.multi_coordinates.size)
+    return roi
+
+
 def write_imagej_rois(label: np.ndarray, path) -> int:
-    """Write every cell of ``label`` as a polygon ROI into the ROI-set zip ``path``; returns the count."""
+    """Write every cell of ``label`` as one ROI into the ROI-set zip ``path``: a polygon, or a composite ROI for a
+    cell in pieces. Returns the number of cells (= ROIs)."""
     from roifile import ROI_TYPE, ImagejRoi
 
     buf = io.BytesIO()
     n = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for i, polys in cell_outlines(label).items():
-            for k, poly in enumerate(polys):  # a cell in pieces: one ROI per piece, the same name
-                roi = ImagejRoi.frompoints(poly[:, ::-1] + 0.5, name=f"cell_{i:04d}")  # (x, y), pixel corners
+            name, xy = f"cell_{i:04d}", [poly[:, ::-1] + 0.5 for poly in polys]  # (x, y), pixel corners
+            if len(xy) == 1:
+                roi = ImagejRoi.frompoints(xy[0], name=name)
                 roi.roitype = ROI_TYPE.POLYGON
-                zf.writestr(f"cell_{i:04d}" + (f"-{k + 1}" if k else "") + ".roi", roi.tobytes())
+            else:
+                roi = _composite_roi(xy, name)
+            zf.writestr(name + ".roi", roi.tobytes())
             n += 1
     atomic_write_bytes(buf.getvalue(), path)
     return n
 
 
 def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
-    """Label image ``shape`` painted from a ROI-set zip of polygon ROIs (ROIs sharing a name are one cell;
-    cells are numbered in order of appearance)."""
+    """Label image ``shape`` painted from a ROI-set zip of polygon or composite ROIs (every piece of a composite
+    ROI, and ROIs sharing a name, as zips written before composite ROIs were, are one cell; cells are numbered in
+    order of appearance)."""
     from roifile import roiread
 
     rois = roiread(str(path))
@@ -90,7 +126,8 @@ def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
     polys: dict[int, list[np.ndarray]] = {}
     for k, r in enumerate(rois):
         i = ids.setdefault(r.name or f"roi_{k}", len(ids) + 1)
-        polys.setdefault(i, []).append(np.asarray(r.coordinates(), np.float64)[:, ::-1] - 0.5)
+        for xy in r.coordinates(multi=True):
+            polys.setdefault(i, []).append(np.asarray(xy, np.float64)[:, ::-1] - 0.5)
     return _paint(shape, polys)
 
 
@@ -158,4 +195,4 @@ def write_coco(items, path, chunk: int = 64) -> int:
     return len(anns)
 
 
-__all__ = ["cell_outlines", "write_imagej_rois", "read_imagej_rois", "write_geojson", "read_geojson", "write_coco"]
+__all__ = ["cell_outlines", "shape_path", "write_imagej_rois", "read_imagej_rois", "write_geojson", "read_geojson", "write_coco"]

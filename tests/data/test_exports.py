@@ -28,6 +28,50 @@ def test_imagej_roi_zip_roundtrip(tmp_path):
     assert _min_matched_iou(back, lab) >= 0.99
 
 
+def test_a_cell_in_pieces_is_one_composite_roi_in_imagejs_layout(tmp_path):
+    """Read with ImageJ's RoiDecoder layout (not roifile): 'Iout', type byte 6 = rect (1) for a ShapeRoi, bounds as
+    big-endian shorts top/left/bottom/right at 8-15, the path's float count at 36, the path's floats from 64."""
+    import struct
+    import zipfile
+
+    lab = _label()
+    write_imagej_rois(lab, tmp_path / "cells.rois.zip")
+    with zipfile.ZipFile(tmp_path / "cells.rois.zip") as zf:
+        names = zf.namelist()
+        data = zf.read("cell_0001.roi")
+        one_piece = zf.read("cell_0002.roi")
+    assert len(names) == len(np.unique(lab)) - 1 and len(set(names)) == len(names)  # one ROI per cell
+    assert data[:4] == b"Iout" and data[6] == 1 and one_piece[6] == 0  # composite vs polygon
+    top, left, bottom, right = struct.unpack(">4h", data[8:16])
+    ys, xs = np.nonzero(lab == 1)  # pixel corners: the outline runs half a pixel outside the pixel centres
+    assert (top, left) == (ys.min(), xs.min()) and (bottom, right) == (ys.max() + 1, xs.max() + 1)
+    n = struct.unpack(">i", data[36:40])[0]
+    path = np.frombuffer(data[64:64 + 4 * n], ">f4")
+    ops, k, pieces = [], 0, 0
+    while k < n:  # MOVETO/LINETO carry (x, y); CLOSE ends a piece
+        ops.append(int(path[k]))
+        k += 3 if path[k] in (0, 1) else 1
+    assert ops.count(0) == ops.count(4) == 2 and set(ops) == {0, 1, 4}  # two closed pieces
+
+
+def test_imagej_zip_of_pieces_with_one_name_still_reads_as_one_cell(tmp_path):
+    """Zips written before composite ROIs (one polygon ROI per piece, the same name) read back as one cell."""
+    import io
+    import zipfile
+
+    from roifile import ROI_TYPE, ImagejRoi
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, (x0, y0) in enumerate([(2, 2), (20, 20)]):
+            roi = ImagejRoi.frompoints([[x0, y0], [x0 + 6, y0], [x0 + 6, y0 + 6], [x0, y0 + 6]], name="cell_0001")
+            roi.roitype = ROI_TYPE.POLYGON
+            zf.writestr("cell_0001" + (f"-{k + 1}" if k else "") + ".roi", roi.tobytes())
+    (tmp_path / "old.zip").write_bytes(buf.getvalue())
+    back = read_imagej_rois(tmp_path / "old.zip", (32, 32))
+    assert set(np.unique(back)) == {0, 1} and back[4, 4] == 1 and back[22, 22] == 1 and back[14, 14] == 0
+
+
 def test_geojson_roundtrip_and_qupath_fields(tmp_path):
     lab = _label()
     ids = np.unique(lab[lab > 0])
