@@ -1,0 +1,55 @@
+"""Probe readings (cks.probe): hand-built result records, every number checked against the record it came from."""
+import pytest
+
+from cks.probe import END_KEYS, probe_glue, probe_numbers, probe_table, rule_passes
+
+
+def _rec(model, curve, metrics, cpu=41.4, protocol="usiigaci_points_v2"):
+    return {"model": model, "protocol": protocol, "cpu_minutes": cpu, "metrics": metrics,
+            "validation_curve": [{"step": s, "val_ap50": a, "val_dice": d} for s, a, d in curve]}
+
+
+RECS = [
+    _rec("probe_a", [(4000, 0.60, 0.74), (2000, 0.50, None), (8000, 0.72, 0.78)],
+         {"ap50": 0.55, "dice": 0.69, "ap75": 0.04, "count_ratio": 0.93}),
+    _rec("probe_b", [], {"ap50": 0.30}, cpu=None),
+]
+
+
+def test_numbers_read_the_last_validation_and_the_report():
+    n = probe_numbers(RECS[0])
+    assert list(n["curve"]) == [2000, 4000, 8000]  # sorted, whatever the record's order
+    assert (n["tune"], n["tdice"]) == (0.72, 0.78)  # the last step, not the best
+    assert (n["report"], n["dice"], n["ap75"], n["count"], n["cpu"]) == (0.55, 0.69, 0.04, 0.93, 41.4)
+    assert n["curve"][2000]["dice"] is None
+    empty = probe_numbers(None)
+    assert empty["curve"] == {} and all(empty[k] is None for k in END_KEYS)
+
+
+def test_glue_names_and_missing_values_as_zero():
+    g = probe_glue("ch09b_x", "a", probe_numbers(RECS[0]), steps=(2000, 4000, 6000))
+    assert g["ch09b_x_a_tune"] == 0.72 and g["ch09b_x_a_report"] == 0.55 and g["ch09b_x_a_cpu"] == 41.4
+    assert g["ch09b_x_a_at4k"] == 0.6 and g["ch09b_x_a_dice4k"] == 0.74
+    assert g["ch09b_x_a_at6k"] == 0.0 and g["ch09b_x_a_dice2k"] == 0.0  # not validated there / no Dice
+    assert len(g) == len(END_KEYS) + 2 * 3 and all(isinstance(v, float) for v in g.values())
+    b = probe_glue("p", "b", probe_numbers(RECS[1]))
+    assert b["p_b_report"] == 0.3 and b["p_b_tune"] == 0.0 and b["p_b_cpu"] == 0.0
+
+
+def test_table_rows_for_runs_that_exist():
+    rows = probe_table(RECS, {"A": "probe_a", "missing": "no_such_run"}, ("usiigaci_points_v2",))
+    assert list(rows) == ["A"]
+    assert rows["A"]["tuning AP50 / Dice at 2,000"] == "0.500 / -"
+    assert rows["A"]["tuning AP50 / Dice at 8,000"] == "0.720 / 0.780"
+    assert rows["A"]["report AP50"] == 0.55 and rows["A"]["CPU-min"] == 41
+    every = probe_table(RECS, {"A": "probe_a"}, every=4000)["A"]
+    assert [k for k in every if k.startswith("tuning")] == ["tuning AP50 / Dice at 4,000", "tuning AP50 / Dice at 8,000"]
+
+
+def test_rule_is_a_lower_bound_on_each_named_number():
+    n = probe_numbers(RECS[0])
+    assert rule_passes(n, {"tune": 0.72, "tdice": 0.78})  # equal passes
+    assert not rule_passes(n, {"tune": 0.72, "tdice": 0.781})  # one half short fails
+    assert not rule_passes(probe_numbers(RECS[1]), {"tune": 0.1})  # no validation: fails
+    with pytest.raises(KeyError, match="unknown"):
+        rule_passes(n, {"ap50": 0.5})
