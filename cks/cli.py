@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()) + "; --resume without it also recognises base, the default "
         "before)")
     t.add_argument("--size", default="convnext_atto", help="model size: convnext_small (paper), convnext_atto "
-                   "(default, CPU-sized), test")
+                   "(default, CPU-sized), convnext_femto / convnext_pico / convnext_nano (larger encoders with atto's "
+                   "heads), test")
     t.add_argument("--steps", type=int, help="training steps (default: the preset's on a GPU, 2000 on a CPU); "
                    "--minutes / --cpu-minutes may stop it earlier")
     t.add_argument("--crop-size", type=int, help="side of the random training crop in px (default: the preset's "

@@ -34,6 +34,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "backbone.name": "convnext_atto", "backbone.fpn_channels": 128,
         "detector.channels": 128, "segmentor.channels": 128,
     },
+    # timm's ConvNeXts between atto (3.4 M encoder parameters) and tiny, with atto's heads (issue #9, session 46)
+    **{name: {"backbone.name": name, "backbone.fpn_channels": 128, "detector.channels": 128,
+              "segmentor.channels": 128} for name in ("convnext_femto", "convnext_pico", "convnext_nano")},
     "test": {
         "backbone.name": "test", "backbone.fpn_channels": 32, "detector.channels": 32, "detector.n_layers": 2,
         "segmentor.channels": 32, "segmentor.n_layers": 1, "segmentor.patch_channels": 16,

@@ -32,9 +32,11 @@ def cell_outlines(label: np.ndarray) -> dict[int, list[np.ndarray]]:
     """``{cell id: [[N, 2] (y, x) polygon per connected piece]}`` in pixel-centre coordinates.
 
     A predicted cell can come in several pieces (a window cut by a higher-scoring neighbour, nearest-neighbour
-    upsampling): each piece gets its outer outline, so nothing of the cell is lost (holes are not kept).
+    upsampling): each piece gets its outer outline, so nothing of the cell is lost (holes are not kept). A piece
+    that lies inside a hole of another piece is dropped: the other's outline already covers it, and in an even-odd
+    fill (ImageJ's composite ROIs) it would cut a hole instead.
     """
-    from skimage.measure import find_contours
+    from skimage.measure import find_contours, points_in_poly
 
     label = np.asarray(label)
     out = {}
@@ -48,12 +50,18 @@ def cell_outlines(label: np.ndarray) -> dict[int, list[np.ndarray]]:
             contours = find_contours((pieces == k).astype(np.float32), 0.5)
             if contours:
                 polys.append(max(contours, key=len) + np.array([y0 - 1, x0 - 1]))
+        if len(polys) > 1:  # outlines of separate pieces never cross: one vertex tells inside from outside
+            polys = [a for k, a in enumerate(polys)
+                     if not any(points_in_poly(a[:1], b)[0] for j, b in enumerate(polys) if j != k)]
         if polys:
             out[i] = polys
     return out
 
 
-def _paint(shape, polygons: dict[int, list[np.ndarray]]) -> np.ndarray:
+def _paint(shape, polygons: dict[int, list], even_odd: dict[int, list[list[np.ndarray]]] | None = None) -> np.ndarray:
+    """Label image ``shape``: cell ``i`` covers the union of its ``polygons[i]`` (``[N, 2]`` (y, x) arrays) and of
+    each group in ``even_odd[i]``, whose polygons combine by the even-odd rule (an ImageJ composite ROI: a piece
+    inside another is a hole)."""
     from skimage.draw import polygon
 
     lab = np.zeros(shape, np.int32)
@@ -61,6 +69,13 @@ def _paint(shape, polygons: dict[int, list[np.ndarray]]) -> np.ndarray:
         for poly in polys:
             rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
             lab[rr, cc] = i
+    for i, groups in (even_odd or {}).items():
+        for group in groups:
+            inside = np.zeros(shape, bool)
+            for poly in group:
+                rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
+                inside[rr, cc] ^= True
+            lab[inside] = i
     return lab
 
 
@@ -70,6 +85,8 @@ def shape_path(polygons: list[np.ndarray]) -> np.ndarray:
     path: list[float] = []
     for xy in polygons:
         xy = np.asarray(xy, np.float64)
+        if len(xy) > 1 and np.array_equal(xy[0], xy[-1]):  # CLOSE returns to the start: no repeated vertex
+            xy = xy[:-1]
         steps = np.concatenate([np.ones((len(xy), 1)), xy], axis=1)
         steps[0, 0] = 0.0  # MOVETO the first vertex
         path.extend(steps.ravel().tolist())
@@ -117,18 +134,18 @@ def write_imagej_rois(label: np.ndarray, path) -> int:
 def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
     """Label image ``shape`` painted from a ROI-set zip of polygon or composite ROIs (every piece of a composite
     ROI, and ROIs sharing a name, as zips written before composite ROIs were, are one cell; cells are numbered in
-    order of appearance)."""
+    order of appearance). A composite ROI's pieces combine as ImageJ fills them, by the even-odd rule."""
     from roifile import roiread
 
     rois = roiread(str(path))
     rois = rois if isinstance(rois, list) else [rois]
     ids: dict[str, int] = {}
-    polys: dict[int, list[np.ndarray]] = {}
+    groups: dict[int, list[list[np.ndarray]]] = {}
     for k, r in enumerate(rois):
         i = ids.setdefault(r.name or f"roi_{k}", len(ids) + 1)
-        for xy in r.coordinates(multi=True):
-            polys.setdefault(i, []).append(np.asarray(xy, np.float64)[:, ::-1] - 0.5)
-    return _paint(shape, polys)
+        groups.setdefault(i, []).append([np.asarray(xy, np.float64)[:, ::-1] - 0.5
+                                         for xy in r.coordinates(multi=True)])
+    return _paint(shape, {}, groups)
 
 
 def write_geojson(label: np.ndarray, table: dict | None, path) -> int:

@@ -52,6 +52,46 @@ def test_a_cell_in_pieces_is_one_composite_roi_in_imagejs_layout(tmp_path):
         ops.append(int(path[k]))
         k += 3 if path[k] in (0, 1) else 1
     assert ops.count(0) == ops.count(4) == 2 and set(ops) == {0, 1, 4}  # two closed pieces
+    pieces_xy, k = [], 0
+    while k < n:  # the vertices of each piece, in image coordinates (pixel corners)
+        if path[k] == 0:
+            pieces_xy.append([])
+        if path[k] in (0, 1):
+            pieces_xy[-1].append(path[k + 1:k + 3])
+        k += 3 if path[k] in (0, 1) else 1
+    small = np.asarray(pieces_xy[1])  # the extra piece painted at rows 150-155, columns 160-169
+    assert small.min(0).tolist() == [160, 150] and small.max(0).tolist() == [170, 156]  # its pixels' outer corners
+    assert all(not np.array_equal(p[0], p[-1]) for p in map(np.asarray, pieces_xy))  # CLOSE, no repeated vertex
+
+
+def test_a_piece_inside_a_hole_of_its_cell_is_covered_not_cut_out(tmp_path):
+    """Fiji fills a composite ROI by the even-odd rule: a piece written inside another's outline would be a hole."""
+    lab = np.zeros((40, 40), np.int32)
+    lab[5:30, 5:30] = 1
+    lab[10:25, 10:25] = 0  # a ring ...
+    lab[15:20, 15:20] = 1  # ... with a separate piece of the same cell in its hole
+    assert write_imagej_rois(lab, tmp_path / "ring.zip") == 1
+    back = read_imagej_rois(tmp_path / "ring.zip", lab.shape)
+    assert back[17, 17] == 1 and back[12, 12] == 1  # the inner piece kept (holes are not exported, as before)
+    assert (back == 1).sum() == 25 * 25
+
+
+def test_a_composite_roi_with_a_piece_inside_another_reads_as_a_hole(tmp_path):
+    """A composite ROI from Fiji (e.g. Create Selection on a cell with a hole) paints by the even-odd rule."""
+    import io
+    import zipfile
+
+    from cks.data.exports import _composite_roi
+
+    outer = np.array([[2, 2], [22, 2], [22, 22], [2, 22]], float)  # (x, y) pixel corners
+    inner = np.array([[8, 8], [16, 8], [16, 16], [8, 16]], float)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("cell_0001.roi", _composite_roi([outer, inner], "cell_0001").tobytes())
+    (tmp_path / "hole.zip").write_bytes(buf.getvalue())
+    back = read_imagej_rois(tmp_path / "hole.zip", (32, 32))
+    assert back[4, 4] == 1 and back[12, 12] == 0 and back[30, 30] == 0  # ring: inside the inner square is a hole
+    assert (back == 1).sum() == 20 * 20 - 8 * 8
 
 
 def test_imagej_zip_of_pieces_with_one_name_still_reads_as_one_cell(tmp_path):

@@ -45,9 +45,17 @@ def test_he_init_std():
 
 
 def test_named_sizes_exist():
-    for size in ("convnext_small", "convnext_atto", "test"):
+    for size in ("convnext_small", "convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "test"):
         cfg = get_preset("base", size=size)
         assert cfg.backbone.name == size
+
+
+@pytest.mark.parametrize("size", ["convnext_femto", "convnext_pico", "convnext_nano"])
+def test_larger_cpu_sizes_differ_from_atto_only_in_the_encoder(size):
+    """--size convnext_pico trains what --size convnext_atto --set backbone.name=convnext_pico trains."""
+    atto = get_preset("base", size="convnext_atto")
+    assert get_preset("base", size=size) == dataclasses.replace(
+        atto, backbone=dataclasses.replace(atto.backbone, name=size))
 
 
 @pytest.mark.parametrize("name,stage_channels", [("convnext_femto", [48, 96, 192, 384]),
