@@ -43,7 +43,8 @@ def test_table_rows_for_runs_that_exist():
     assert rows["A"]["tuning AP50 / Dice at 8,000"] == "0.580 / 0.730"
     assert rows["A"]["report AP50"] == 0.55 and rows["A"]["CPU-min"] == 41
     every = probe_table(RECS, {"A": "probe_a"}, every=4000)["A"]
-    assert [k for k in every if k.startswith("tuning")] == ["tuning AP50 / Dice at 4,000", "tuning AP50 / Dice at 8,000"]
+    assert [k for k in every if k.startswith("tuning")] == ["tuning AP50 / Dice at 4,000",
+                                                           "tuning AP50 / Dice at 8,000"]
 
 
 def test_rule_is_a_lower_bound_on_each_named_number():

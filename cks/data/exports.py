@@ -212,4 +212,5 @@ def write_coco(items, path, chunk: int = 64) -> int:
     return len(anns)
 
 
-__all__ = ["cell_outlines", "shape_path", "write_imagej_rois", "read_imagej_rois", "write_geojson", "read_geojson", "write_coco"]
+__all__ = ["cell_outlines", "shape_path", "write_imagej_rois", "read_imagej_rois", "write_geojson", "read_geojson",
+           "write_coco"]
