@@ -184,6 +184,12 @@ def _pick_channel(arr: np.ndarray, path, channels_last: bool, channel: int) -> n
             yx = [axes.index("Y"), axes.index("X")]
             other = [i for i, n in enumerate(shape) if i not in yx and n > 1]
             ones = [i for i, n in enumerate(shape) if i not in yx and n == 1]
+            if len(other) > 1:  # e.g. CYXS: channels of RGB samples; one index cannot name a plane
+                named = ", ".join(f"{axes[i]} = {shape[i]}" for i in other)
+                raise _fail(path, f"a TIFF with axes {axes} (shape {tuple(shape)}): besides Y and X it has {named}, "
+                                  "so one --channel index does not name one plane",
+                            "save the plane you need as an image of its own (Fiji: Image > Color > Split Channels; "
+                            "Python: tifffile.imwrite(name, plane))")
             if len(other) == 1 and axes[other[0]] not in "CS":  # not named channels: pages
                 n_pages, h, w = shape[other[0]], shape[yx[0]], shape[yx[1]]
                 if w < min(n_pages, h):

@@ -160,6 +160,16 @@ def test_channel_of_a_plain_channel_last_tiff_is_refused(tmp_path):
     assert "planarconfig='contig'" in str(e.value)
 
 
+def test_channel_of_channels_of_rgb_samples_is_refused_naming_the_axes(tmp_path):
+    """An OME-TIFF of 2 channels of RGB samples (axes CYXS): one index cannot name one plane, so --channel refuses
+    with the file's own axes and how to save one plane, not with a bare "4 dimensions"."""
+    tifffile.imwrite(tmp_path / "cyxs.ome.tif", np.zeros((2, 32, 40, 3), np.uint8), metadata={"axes": "CYXS"},
+                     photometric="rgb")
+    with pytest.raises(CksDataError, match=r"axes CYXS .*C = 2, S = 3") as e:
+        read_image(tmp_path / "cyxs.ome.tif", channel=1)
+    assert "Split Channels" in str(e.value)
+
+
 def test_channel_checks_only_its_own_values(tmp_path):
     """A NaN in channel 3 stops channel 3 (with the usual message) and not channel 0; a one-row line scan
     (ImageJ CYX, 5 x 1 x 100) gives one channel's row, not all channels as one image."""
