@@ -30,13 +30,11 @@ BASE = with_overrides(Config(), OURS)
 SIZES: dict[str, dict[str, Any]] = {
     "convnext_small": {},
     "convnext_tiny": {"backbone.name": "convnext_tiny"},
-    "convnext_atto": {
-        "backbone.name": "convnext_atto", "backbone.fpn_channels": 128,
-        "detector.channels": 128, "segmentor.channels": 128,
-    },
-    # timm's ConvNeXts between atto (3.4 M encoder parameters) and tiny, with atto's heads (issue #9, session 46)
+    # the CPU sizes: atto (3.4 M encoder parameters) and timm's ConvNeXts between it and tiny (issue #9, session 46),
+    # all with the same 128-channel heads
     **{name: {"backbone.name": name, "backbone.fpn_channels": 128, "detector.channels": 128,
-              "segmentor.channels": 128} for name in ("convnext_femto", "convnext_pico", "convnext_nano")},
+              "segmentor.channels": 128}
+       for name in ("convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano")},
     "test": {
         "backbone.name": "test", "backbone.fpn_channels": 32, "detector.channels": 32, "detector.n_layers": 2,
         "segmentor.channels": 32, "segmentor.n_layers": 1, "segmentor.patch_channels": 16,

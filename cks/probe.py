@@ -6,7 +6,8 @@ verdict), and quotes those numbers in prose. This module gathers them from the r
 (:func:`cks.report.load_results`), so the chapter does not repeat the reading:
 
 * :func:`probe_numbers`: one run's tuning curve, its last validation and its report metrics;
-* :func:`probe_glue`: the flat ``{name: number}`` a chapter glues (``{prefix}_{key}_tune`` ...);
+* :func:`probe_glue`: the flat ``{name: number}`` a chapter glues (``{prefix}_{key}_tune`` ...); :func:`probe_glues`
+  for every run of a table;
 * :func:`probe_table`: one markdown row per run;
 * :func:`rule_passes`: does a run meet its rule (every named number at least its threshold)?
 
@@ -19,7 +20,7 @@ import math
 
 from .report import find_result
 
-__all__ = ["probe_numbers", "probe_glue", "probe_table", "rule_passes", "END_KEYS"]
+__all__ = ["probe_numbers", "probe_glue", "probe_glues", "probe_table", "rule_passes", "END_KEYS"]
 
 #: the numbers of :func:`probe_numbers` besides the curve: name -> where it comes from
 END_KEYS = {"tune": "the tuning split's AP50 at the last validation", "tdice": "the tuning split's Dice there",
@@ -62,6 +63,16 @@ def probe_glue(prefix: str, key: str, numbers: dict, steps=(), digits: int = 3) 
         at = numbers["curve"].get(int(s), {})
         out[f"{prefix}_{key}_at{int(s) // 1000}k"] = r(at.get("ap50"))
         out[f"{prefix}_{key}_dice{int(s) // 1000}k"] = r(at.get("dice"))
+    return out
+
+
+def probe_glues(records: list[dict], runs: dict[str, tuple[str, str]], prefix: str, protocols=(),
+                steps=()) -> dict[str, float]:
+    """:func:`probe_glue` for every run of a chapter's probe table: ``runs`` maps a row label to ``(key, model)``
+    (the key names the run in the glue names; a model without a result glues zeros)."""
+    out: dict[str, float] = {}
+    for key, model in runs.values():
+        out.update(probe_glue(prefix, key, probe_numbers(find_result(records, model, tuple(protocols))), steps))
     return out
 
 

@@ -1,7 +1,7 @@
 """Probe readings (cks.probe): hand-built result records, every number checked against the record it came from."""
 import pytest
 
-from cks.probe import END_KEYS, probe_glue, probe_numbers, probe_table, rule_passes
+from cks.probe import END_KEYS, probe_glue, probe_glues, probe_numbers, probe_table, rule_passes
 
 
 def _rec(model, curve, metrics, cpu=41.4, protocol="usiigaci_points_v2"):
@@ -55,3 +55,12 @@ def test_rule_is_a_lower_bound_on_each_named_number():
     assert not rule_passes(probe_numbers(RECS[1]), {"tune": 0.1})  # no validation: fails
     with pytest.raises(KeyError, match="unknown"):
         rule_passes(n, {"ap50": 0.5})
+
+
+def test_glues_of_a_table_are_each_runs_glue():
+    runs = {"A": ("a", "probe_a"), "B": ("b", "probe_b"), "gone": ("g", "no_such_run")}
+    g = probe_glues(RECS, runs, "p", ("usiigaci_points_v2",), steps=(4000,))
+    assert g == {**probe_glue("p", "a", probe_numbers(RECS[0]), (4000,)),
+                 **probe_glue("p", "b", probe_numbers(RECS[1]), (4000,)),
+                 **probe_glue("p", "g", probe_numbers(None), (4000,))}
+    assert g["p_a_at4k"] == 0.6 and g["p_g_tune"] == 0.0

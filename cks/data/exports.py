@@ -58,24 +58,18 @@ def cell_outlines(label: np.ndarray) -> dict[int, list[np.ndarray]]:
     return out
 
 
-def _paint(shape, polygons: dict[int, list], even_odd: dict[int, list[list[np.ndarray]]] | None = None) -> np.ndarray:
-    """Label image ``shape``: cell ``i`` covers the union of its ``polygons[i]`` (``[N, 2]`` (y, x) arrays) and of
-    each group in ``even_odd[i]``, whose polygons combine by the even-odd rule (an ImageJ composite ROI: a piece
-    inside another is a hole)."""
+def _paint(shape, groups: dict[int, list[list[np.ndarray]]]) -> np.ndarray:
+    """Label image ``shape``: cell ``i`` covers the union of its groups ``groups[i]``; the ``[N, 2]`` (y, x)
+    polygons of one group combine by the even-odd rule (an ImageJ composite ROI: a piece inside another is a hole;
+    a group of one polygon is that polygon)."""
     from skimage.draw import polygon
 
     lab = np.zeros(shape, np.int32)
-    for i, polys in polygons.items():
-        for poly in polys:
-            rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
-            lab[rr, cc] = i
-    for i, groups in (even_odd or {}).items():
-        for group in groups:
-            inside = np.zeros(shape, bool)
-            for poly in group:
-                rr, cc = polygon(poly[:, 0], poly[:, 1], shape)
-                inside[rr, cc] ^= True
-            lab[inside] = i
+    for i, cell in groups.items():
+        for group in cell:  # pixels covered an odd number of times (work bounded by the polygons, not the image)
+            flat = np.concatenate([np.ravel_multi_index(polygon(p[:, 0], p[:, 1], shape), shape) for p in group])
+            ids, times = np.unique(flat, return_counts=True)
+            lab.flat[ids[times % 2 == 1]] = i
     return lab
 
 
@@ -145,7 +139,7 @@ def read_imagej_rois(path, shape: tuple[int, int]) -> np.ndarray:
         i = ids.setdefault(r.name or f"roi_{k}", len(ids) + 1)
         groups.setdefault(i, []).append([np.asarray(xy, np.float64)[:, ::-1] - 0.5
                                          for xy in r.coordinates(multi=True)])
-    return _paint(shape, {}, groups)
+    return _paint(shape, groups)
 
 
 def write_geojson(label: np.ndarray, table: dict | None, path) -> int:
@@ -176,7 +170,7 @@ def read_geojson(path, shape: tuple[int, int]) -> np.ndarray:
                  if g.get("type") == "MultiPolygon" else [])
         if parts:
             i = int((f.get("properties") or {}).get("label", k))
-            polys[i] = [np.asarray(p[0], np.float64)[:, ::-1] - 0.5 for p in parts]
+            polys[i] = [[np.asarray(p[0], np.float64)[:, ::-1] - 0.5] for p in parts]  # pieces: a union
     return _paint(shape, polys)
 
 
