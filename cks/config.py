@@ -98,6 +98,8 @@ class LossConfig:
     prior_scale_after: float = 0.0  # ... and pi = this after it
     prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
+    prior_shape: str = "disk"  # paper: r = Euclidean distance (a disk); "geodesic" (ours, issue #9): r along the image, through dark pixels (cks.losses.geodesic.geodesic_prior_radius)
+    prior_geodesic_beta: float = 3.0  # "geodesic": a px brighter than the image mean by z standard deviations costs 1 + beta z
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
     foreground_from: str = "collaborator"  # what L_S (Eq. 8) pulls the masks toward: the collaborator's M_c (CKS), or "masks": the TRUE foreground (label > 0; a diagnostic upper bound, the author's point + image-mask mode)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V); "geodesic" (ours): linear, but M_c is 0 where the flood fill of M_c >= 0.5 from the points gives the pixel to another cell

@@ -135,12 +135,11 @@ def snapshot_files(run_dir, keep: int | None = None) -> list[Path]:
     return snaps or [last]
 
 
-def _loss_at(cfg, step: int) -> tuple:
-    """(d table in px, pi, prior centre, force points, prior zero) of Eq. 4 as training used them at ``step``."""
+def _loss_at(cfg, step: int):
+    """The loss configuration (d table in px, pi, prior centre and shape ... of Eq. 4) training used at ``step``."""
     from .schedule import loss_config_at
 
-    lc = loss_config_at(cfg, step)
-    return lc.prior_d, lc.prior_scale, lc.prior_center, lc.force_point_foreground, lc.prior_zero
+    return loss_config_at(cfg, step)
 
 
 def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots: int | None = None) -> dict:
@@ -163,7 +162,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
     from .checkpoint import load_checkpoint
     from .config import Config
     from .losses.border import principal_border
-    from .losses.cks import prior_d_per_window
+    from .losses.cks import prior_d_per_window, prior_radius
     from .losses.consistency import principal_foreground
     from .models.principal import Principal
     from .points import centroids
@@ -199,13 +198,15 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
         principal = Principal(cfg)
         principal.load_state_dict(ck["principal"])
         collab = _collaborator(ck)
-        d_table, pi, center, force, zero = _loss_at(cfg, step)
+        lc = _loss_at(cfg, step)
         shape = (1, side, side)
         with torch.no_grad():
             out = principal.eval()(x, p)
             lg, b, o, sp = out["seg_logits"], out["seg_batch"], out["seg_origin"], out["seg_points"]
-            d = prior_d_per_window(ct, b, torch.as_tensor(d_table, dtype=torch.float32).reshape(-1))
-            m_p = principal_foreground(lg, b, o, sp, shape, d, pi, center, force, zero)[0].numpy()
+            d = prior_d_per_window(ct, b, torch.as_tensor(lc.prior_d, dtype=torch.float32).reshape(-1))
+            r = prior_radius(lc, x, {"logits": lg, "batch": b, "origin": o, "points": sp})
+            m_p = principal_foreground(lg, b, o, sp, shape, d, lc.prior_scale, lc.prior_center,
+                                       lc.force_point_foreground, lc.prior_zero, r)[0].numpy()
             b_p = principal_border(lg, b, o, shape, cfg.loss.border_magnitude)[0].numpy()
             m_c = None if collab is None else torch.sigmoid(collab(x, ct)["fg_logits"])[0].numpy()
         rows.append({"step": step, "M_p": m_p, "M_c": m_c, "B_p": b_p,

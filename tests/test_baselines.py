@@ -1,7 +1,7 @@
 """Point baselines: Voronoi-clipped disks (closed form) and seeded watershed on generated cells."""
 import numpy as np
 
-from cks.baselines import constant_scores, seeded_watershed, voronoi_disks
+from cks.baselines import constant_scores, geodesic_disks, seeded_watershed, voronoi_disks
 from cks.data.synthetic import synthetic_sample
 from cks.metrics import evaluate
 
@@ -30,3 +30,37 @@ def test_baselines_segment_generated_cells():
     shifted = s["points"] + 15.0
     r_bad = evaluate(voronoi_disks(shifted, (128, 128), 8.0), constant_scores(disks), s["label"])
     assert r_bad["dice"] < evaluate(disks, constant_scores(disks), s["label"])["dice"] - 0.2
+
+
+def test_geodesic_disks_without_cost_are_voronoi_disks_and_keep_the_area():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(20, 100, size=(12, 2))
+    flat = np.zeros((120, 130), np.float32)
+    geo = geodesic_disks(flat, pts, radius=9.0, beta=0.0, stride=1)
+    vor = voronoi_disks(pts, flat.shape, 9.0)
+    assert (geo == vor).mean() > 0.97  # the 8-neighbour metric is within 8 % of the Euclidean one
+    # a point with no neighbour within 2 radii keeps the area of its disk
+    far = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(len(pts)) * 1e9
+    alone = np.flatnonzero(far.min(1) > 18)
+    assert len(alone) > 0
+    for k in alone:
+        assert abs((geo == k + 1).sum() - np.pi * 81) <= 3
+    assert geodesic_disks(flat, np.zeros((0, 2)), 5.0).max() == 0
+
+
+def test_geodesic_disks_stop_at_a_bright_halo():
+    # a dark cell in a bright ring: the region around its point fills the cell, not a disk across the ring
+    from scipy import ndimage
+
+    cell = np.zeros((80, 80), bool)
+    cell[20:60, 34:44] = True  # a long, thin cell
+    img = np.zeros((80, 80), np.float32)
+    img[ndimage.binary_dilation(cell, iterations=3) & ~cell] = 3.0
+    img[cell] = -1.0
+    radius = np.sqrt(cell.sum() / np.pi)
+    pts = np.array([[40.0, 39.0]])
+    iou = {}
+    for beta in (0.0, 3.0):
+        lab = geodesic_disks(img, pts, radius, beta=beta) > 0
+        iou[beta] = (lab & cell).sum() / (lab | cell).sum()
+    assert iou[3.0] > 0.7 and iou[3.0] > iou[0.0] + 0.3, iou  # stride 2: the coarse grid blurs the ends

@@ -31,7 +31,7 @@ from ..config import LossConfig
 from ..errors import CksConfigError
 from .border import border_loss, principal_border
 from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
-from .geodesic import geodesic_partition, owner_windows
+from .geodesic import geodesic_partition, geodesic_prior_radius, owner_windows
 from .pairwise import pair_weights, pairwise_loss, window_pairwise_loss
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
@@ -128,6 +128,24 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
     return lc
 
 
+def prior_radius(cfg: LossConfig, image: Tensor | None, seg: dict[str, Tensor]) -> Tensor | None:
+    """The per-pixel distance ``r`` of the prior (Eq. 4) in every window, or None for the paper's Euclidean one.
+
+    ``cfg.prior_shape = "geodesic"`` (ours, issue #9): the distance along the image through dark pixels
+    (:func:`cks.losses.geodesic.geodesic_prior_radius`, cost ``1 + prior_geodesic_beta * max(0, z)``), rescaled so that
+    a disk of half the target cell diameter (``cfg.spacing_diameter / 2``) keeps its area. Needs ``image
+    [B, C, H, W]``; ``seg`` as for :func:`cks_loss_terms`. Returns ``[K, S, S]`` or None (``"disk"``, or no prior).
+    """
+    if cfg.prior_shape not in ("disk", "geodesic"):
+        raise CksConfigError(f"loss.prior_shape must be 'disk' (paper) or 'geodesic', got {cfg.prior_shape!r}")
+    if cfg.prior_shape == "disk" or cfg.prior_scale == 0:
+        return None
+    if image is None:
+        raise CksConfigError("loss.prior_shape='geodesic' needs the image: pass image=[B, C, H, W]")
+    return geodesic_prior_radius(image, seg["batch"], seg["origin"], seg["points"], seg["logits"].shape[-1],
+                                 0.5 * float(cfg.spacing_diameter), cfg.prior_geodesic_beta)
+
+
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
                    cfg: LossConfig = LossConfig(), foreground: Tensor | None = None,
@@ -145,7 +163,8 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         foreground: ``[B, H, W]`` in [0, 1] or None: what L_S pulls the masks toward in place of the collaborator's
             ``M_c`` (``loss.foreground_from = "masks"``: the true foreground, a diagnostic of the principal's side).
             L_M and L_B still train the collaborator.
-        image: ``[B, C, H, W]`` what the collaborator sees; needed only with ``cfg.pairwise_weight > 0``
+        image: ``[B, C, H, W]`` what the collaborator sees; needed only with ``cfg.pairwise_weight > 0`` or
+            ``cfg.prior_shape = "geodesic"`` (:func:`prior_radius`)
             (ours: ``L_PW`` of :mod:`cks.losses.pairwise` on ``cfg.pairwise_on``: the collaborator's ``M_c``, the
             principal's windows or both (the sum); returned and added to ``total`` only then).
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
@@ -166,7 +185,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
 
     # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
     m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
-                               cfg.force_point_foreground, cfg.prior_zero)
+                               cfg.force_point_foreground, cfg.prior_zero, prior_radius(cfg, image, seg))
     if cfg.consistency_collaborator not in COLLABORATOR_LOSSES:
         raise CksConfigError(f"loss.consistency_collaborator must be one of {sorted(COLLABORATOR_LOSSES)}, "
                              f"got {cfg.consistency_collaborator!r}")
@@ -221,5 +240,5 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     return out
 
 
-__all__ = ["prior_d_per_window", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
+__all__ = ["prior_d_per_window", "prior_radius", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
            "effective_loss_config", "WARMUP_D_REL"]

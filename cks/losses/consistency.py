@@ -25,7 +25,7 @@ from ..windows import gather_windows, scatter_windows, window_index
 
 
 def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_window: Tensor,
-                 center: str = "point", zero_at: float = 0.0) -> Tensor:
+                 center: str = "point", zero_at: float = 0.0, radius: Tensor | None = None) -> Tensor:
     """The prior ``l_prior = exp(-r^2 / (2 d^2))`` of Eq. 4, a 2D Gaussian of variance d^2, per window.
 
     Args:
@@ -37,13 +37,17 @@ def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_wind
             ``k > 0`` (ours, ``loss.prior_zero``): ``(g - g_k) / (1 - g_k)`` with ``g_k = exp(-k^2 / 2)``, which
             is 1 at the point, crosses 0 at ``r = k d`` and tends to ``-g_k / (1 - g_k)`` far away: pixels
             beyond ``k d`` are pushed towards background unless the principal is confident.
+        radius: ``[K, S, S]`` or None. Given (ours, ``loss.prior_shape = "geodesic"``), ``r`` is this per-pixel distance
+            (:func:`cks.losses.geodesic.geodesic_prior_radius`) instead of the Euclidean one; ``center`` is unused.
     Returns:
         ``[K, S, S]`` values in (0, 1] (in ``(-g_k / (1 - g_k), 1]`` with ``zero_at``); the caller scales them
         by pi. Not differentiable in any meaningful sense (built from labels).
     """
     device = seg_origin.device
     ar = torch.arange(window, device=device, dtype=torch.float32)
-    if center == "point":
+    if radius is not None:
+        r2 = radius.to(device=device, dtype=torch.float32) ** 2
+    elif center == "point":
         cy = seg_points[:, 0].float() - seg_origin[:, 0].float()  # point in window coordinates
         cx = seg_points[:, 1].float() - seg_origin[:, 1].float()
     elif center == "window":
@@ -51,9 +55,10 @@ def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_wind
         cy = cx = torch.full((k,), (window - 1) / 2.0, device=device)
     else:
         raise CksConfigError(f"loss.prior_center must be 'point' (paper) or 'window' (author), got {center!r}")
-    dy2 = (ar[None, :] - cy[:, None]) ** 2  # [K, S]
-    dx2 = (ar[None, :] - cx[:, None]) ** 2
-    r2 = dy2[:, :, None] + dx2[:, None, :]
+    if radius is None:
+        dy2 = (ar[None, :] - cy[:, None]) ** 2  # [K, S]
+        dx2 = (ar[None, :] - cx[:, None]) ** 2
+        r2 = dy2[:, :, None] + dx2[:, None, :]
     d = d_per_window.to(device=device, dtype=torch.float32).reshape(-1, 1, 1)
     g = torch.exp(-r2 / (2.0 * d * d))
     if zero_at > 0:
@@ -65,7 +70,8 @@ def prior_logits(seg_points: Tensor, seg_origin: Tensor, window: int, d_per_wind
 @torch.no_grad()
 def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tensor, seg_points: Tensor,
                          shape: tuple[int, int, int], d_per_window: Tensor, prior_scale: float = 2.0,
-                         center: str = "point", force_points: bool = False, prior_zero: float = 0.0) -> Tensor:
+                         center: str = "point", force_points: bool = False, prior_zero: float = 0.0,
+                         prior_radius: Tensor | None = None) -> Tensor:
     """Image-level foreground of the principal, Eq. 4: ``M_p = max_i sigmoid(l(m_i) + pi * l_prior)``.
 
     Since sigmoid is monotone, the max is taken over logits (scatter-amax) and the sigmoid applied
@@ -78,6 +84,7 @@ def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tens
         shape: (B, H, W). d_per_window: ``[K]`` prior widths d. prior_scale: pi (paper 2.0; 0 = no
             prior, Table VI). center: see :func:`prior_logits`.
         prior_zero: see ``zero_at`` of :func:`prior_logits` (0 = the paper's prior).
+        prior_radius: ``[K, S, S]`` or None (paper): see ``radius`` of :func:`prior_logits`.
         force_points: author's code (diff #7, not in the paper): set ``M_p = 1`` at the pixel containing
             each window's cell location (``seg_points`` rounded; locations off the image are skipped).
     Returns:
@@ -86,7 +93,8 @@ def principal_foreground(seg_logits: Tensor, seg_batch: Tensor, seg_origin: Tens
     b, h, w = shape
     z = seg_logits.detach().float()
     if prior_scale != 0 and z.shape[0] > 0:
-        z = z + prior_scale * prior_logits(seg_points, seg_origin, z.shape[-1], d_per_window, center, prior_zero)
+        z = z + prior_scale * prior_logits(seg_points, seg_origin, z.shape[-1], d_per_window, center, prior_zero,
+                                           prior_radius)
     canvas = scatter_windows(z, seg_batch, seg_origin, shape, reduce="amax", fill=float("-inf"))
     m_p = torch.sigmoid(canvas)
     if force_points and seg_points.shape[0] > 0:
