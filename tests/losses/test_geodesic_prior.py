@@ -147,3 +147,19 @@ def test_cks_loss_terms_geodesic_changes_only_l_m(windows):
     for k in ("L_S", "L_B", "L_MC"):  # the prior enters M_p only, the collaborator's target
         assert torch.allclose(a[k], g[k])
     assert not torch.allclose(a["L_M"], g["L_M"])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("point", [(24.0, 24.0), (23.6, 24.4), (24.45, 23.55)])
+def test_prior_radius_is_centred_on_the_point(stride, point):
+    # no cost: the region within the radius is centred on the point (its pixel-centre convention), whatever the
+    # point's sub-pixel position and the grid the distances are computed on
+    image = torch.zeros(1, 1, 96, 96)
+    p = torch.tensor([[point[0] + 24, point[1] + 24]])
+    origin = torch.tensor([[24, 24]])
+    r = geodesic_prior_radius(image, torch.zeros(1, dtype=torch.long), origin, p, 48, radius=8.0, beta=0.0,
+                              stride=stride)[0]
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    inside = r < 8.0
+    centre = torch.stack([yy[inside].mean(), xx[inside].mean()])
+    assert (centre - torch.tensor(point)).abs().max() <= (0.55 if stride == 1 else 0.8), (centre, point)
