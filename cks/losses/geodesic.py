@@ -24,7 +24,7 @@ length of the cheapest path from the point, a path through a pixel brighter than
 (:func:`bright_cost`: the bright halo of phase contrast rings each darker cell), rescaled per cell so that the region
 within half a cell diameter keeps a disk's area (:func:`geodesic_prior_radius`, built on :func:`geodesic_distance`,
 relaxation rounds over all windows at once). Around the mask centroids of the Usiigaci tuning fields, with no
-learning, these regions reach AP50 0.37 where disks of the same area reach 0.12 (``benchmarks/prior_shape.py``).
+learning, these regions reach AP50 0.39 (beta 3) where disks of the same area reach 0.12 (``benchmarks/prior_shape.py``).
 
 Shapes: ``fg [B, H, W]`` bool, ``points [K, 2]`` float (y, x), ``batch [K]`` long; labels are ``k + 1`` for
 window k, 0 for no cell; windows ``[K, S, S]``.
