@@ -98,8 +98,8 @@ class LossConfig:
     prior_scale_after: float = 0.0  # ... and pi = this after it
     prior_zero: float = 0.0  # 0: the paper's prior (>= 0); k > 0: the prior crosses 0 at r = k d (negative beyond)
     prior_center: str = "point"  # paper: Gaussian centred on the point; author: "window" centre (diff #7)
-    prior_shape: str = "disk"  # paper: r = Euclidean distance (a disk); "geodesic" (ours, issue #9): r along the image, through dark pixels (cks.losses.geodesic.geodesic_prior_radius)
-    prior_geodesic_beta: float = 3.0  # "geodesic": a px brighter than the image mean by z standard deviations costs 1 + beta z
+    prior_shape: str = "disk"  # paper: r = Euclidean distance; "geodesic" (ours): r along the image (geodesic.py)
+    prior_geodesic_beta: float = 3.0  # "geodesic": a px z image std above the mean costs 1 + beta z per px of path
     force_point_foreground: bool = False  # author: M_p = 1 at the rounded GT point pixels (diff #7)
     foreground_from: str = "collaborator"  # what L_S (Eq. 8) pulls the masks toward: the collaborator's M_c (CKS), or "masks": the TRUE foreground (label > 0; a diagnostic upper bound, the author's point + image-mask mode)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V); "geodesic" (ours): linear, but M_c is 0 where the flood fill of M_c >= 0.5 from the points gives the pixel to another cell
@@ -312,6 +312,7 @@ RULES: dict[str, Any] = {
     "train.val_every": _positive, "train.snapshots": _non_negative, "train.optimizer": _choice("adam", "adamw"),
     "loss.mode": _choice("cks", "supervised"), "loss.prior_scale": _non_negative,
     "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
+    "loss.prior_shape": _choice("disk", "geodesic"), "loss.prior_geodesic_beta": _non_negative,
     "loss.consistency_principal": _choice("linear", "entropy", "geodesic"), "loss.geodesic_reach": _positive, "loss.foreground_from": _choice("collaborator", "masks"),
     "loss.consistency_collaborator": _choice("linear", "entropy", "soft_entropy"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,

@@ -38,8 +38,8 @@ README_BEGIN = "<!-- headline: python -m cks.headline writes this table from res
 README_END = "<!-- /headline -->"
 
 #: data set -> list of (row label, role, protocol, result names: one per seed). ``role`` is "disks" (the
-#: no-learning baseline the issue's targets name), "geodesic" (a stronger no-learning baseline, ours:
-#: :func:`cks.baselines.geodesic_disks`, issue #9 session 47), "cks" (ours from points, the tuning split's choice), "paper" (CKS in the paper's own
+#: no-learning baseline the issue's targets name), "geodesic" (ours, :func:`cks.baselines.geodesic_disks`: disk areas
+#: taken along the image; no learning either), "cks" (ours from points, the tuning split's choice), "paper" (CKS in the paper's own
 #: configuration), "supervised" (ours from masks) or "peer" (another tool).
 HEADLINE: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     "Usiigaci NIH3T3 phase, report split val/set46-50 (325 cells)": [

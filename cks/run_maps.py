@@ -135,13 +135,6 @@ def snapshot_files(run_dir, keep: int | None = None) -> list[Path]:
     return snaps or [last]
 
 
-def _loss_at(cfg, step: int):
-    """The loss configuration (d table in px, pi, prior centre and shape ... of Eq. 4) training used at ``step``."""
-    from .schedule import loss_config_at
-
-    return loss_config_at(cfg, step)
-
-
 def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots: int | None = None) -> dict:
     """``M_p`` (Eq. 4), ``M_c = sigmoid(fg_logits)`` and ``B_p`` (Eq. 9) on one crop, for every snapshot of a run.
 
@@ -166,6 +159,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
     from .losses.consistency import principal_foreground
     from .models.principal import Principal
     from .points import centroids
+    from .schedule import loss_config_at
 
     files = snapshot_files(run_dir, max_snapshots)
     pts = sample.get("points")
@@ -198,7 +192,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
         principal = Principal(cfg)
         principal.load_state_dict(ck["principal"])
         collab = _collaborator(ck)
-        lc = _loss_at(cfg, step)
+        lc = loss_config_at(cfg, step)  # Eq. 4's d (px), pi, centre and shape as training used them at ``step``
         shape = (1, side, side)
         with torch.no_grad():
             out = principal.eval()(x, p)

@@ -1,5 +1,6 @@
 """Point baselines: Voronoi-clipped disks (closed form) and seeded watershed on generated cells."""
 import numpy as np
+import pytest
 
 from cks.baselines import constant_scores, geodesic_disks, seeded_watershed, voronoi_disks
 from cks.data.synthetic import synthetic_sample
@@ -39,12 +40,14 @@ def test_geodesic_disks_without_cost_are_voronoi_disks_and_keep_the_area():
     geo = geodesic_disks(flat, pts, radius=9.0, beta=0.0, stride=1)
     vor = voronoi_disks(pts, flat.shape, 9.0)
     assert (geo == vor).mean() > 0.97  # the 8-neighbour metric is within 8 % of the Euclidean one
-    # a point with no neighbour within 2 radii keeps the area of its disk
+    # a point with no neighbour within 2 radii keeps the area of its disk (the pixel centres within 9 px)
     far = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(len(pts)) * 1e9
     alone = np.flatnonzero(far.min(1) > 18)
     assert len(alone) > 0
+    yy, xx = np.mgrid[0:120, 0:130]
     for k in alone:
-        assert abs((geo == k + 1).sum() - np.pi * 81) <= 3
+        disk = ((yy - pts[k, 0]) ** 2 + (xx - pts[k, 1]) ** 2 < 81).sum()
+        assert abs((geo == k + 1).sum() - disk) <= 3  # pixels tied at the n-th distance (the 2x grid pairs them)
     assert geodesic_disks(flat, np.zeros((0, 2)), 5.0).max() == 0
 
 
@@ -64,3 +67,26 @@ def test_geodesic_disks_stop_at_a_bright_halo():
         lab = geodesic_disks(img, pts, radius, beta=beta) > 0
         iou[beta] = (lab & cell).sum() / (lab | cell).sum()
     assert iou[3.0] > 0.7 and iou[3.0] > iou[0.0] + 0.3, iou  # stride 2: the coarse grid blurs the ends
+
+
+def test_geodesic_disks_give_a_contested_pixel_to_the_nearer_point():
+    flat = np.zeros((60, 60), np.float32)
+    pts = np.array([[30.0, 24.0], [30.0, 34.0]])  # 10 px apart, radius 9: the disks overlap
+    lab = geodesic_disks(flat, pts, radius=9.0, beta=0.0, stride=1)
+    yy, xx = np.mgrid[0:60, 0:60]
+    d1, d2 = np.hypot(yy - 30, xx - 24), np.hypot(yy - 30, xx - 34)
+    both = (d1 < 8) & (d2 < 8)  # inside both disks, away from their rims
+    assert both.sum() > 20
+    assert np.all(lab[both & (xx < 28)] == 1) and np.all(lab[both & (xx > 30)] == 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_geodesic_disks_at_the_image_edge_keep_the_clipped_disk(stride):
+    flat = np.zeros((40, 50), np.float32)
+    pt = np.array([[3.0, 25.0]])  # the disk of radius 8 leaves the image at the top
+    lab = geodesic_disks(flat, pt, radius=8.0, beta=0.0, stride=stride)
+    yy, xx = np.mgrid[0:40, 0:50]
+    clipped = (yy - 3.0) ** 2 + (xx - 25.0) ** 2 < 64
+    assert abs(int((lab == 1).sum()) - int(clipped.sum())) <= 3
+    assert (lab[0] == 1).sum() >= (clipped[0].sum() - 2)  # the top row is reached
+    assert (lab[12:] == 1).sum() == 0  # and the region does not grow into the image instead

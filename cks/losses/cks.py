@@ -140,6 +140,9 @@ def prior_radius(cfg: LossConfig, image: Tensor | None, seg: dict[str, Tensor]) 
         raise CksConfigError(f"loss.prior_shape must be 'disk' (paper) or 'geodesic', got {cfg.prior_shape!r}")
     if cfg.prior_shape == "disk" or cfg.prior_scale == 0:
         return None
+    if cfg.prior_center != "point":
+        raise CksConfigError("loss.prior_shape='geodesic' measures r from each cell's point; it cannot be combined "
+                             f"with loss.prior_center={cfg.prior_center!r}")
     if image is None:
         raise CksConfigError("loss.prior_shape='geodesic' needs the image: pass image=[B, C, H, W]")
     return geodesic_prior_radius(image, seg["batch"], seg["origin"], seg["points"], seg["logits"].shape[-1],

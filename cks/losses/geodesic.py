@@ -23,8 +23,8 @@ The same idea gives the prior of Eq. 4 a shape (ours, ``loss.prior_shape = "geod
 length of the cheapest path from the point, a path through a pixel brighter than the image's mean costing more
 (:func:`bright_cost`: the bright halo of phase contrast rings each darker cell), rescaled per cell so that the region
 within half a cell diameter keeps a disk's area (:func:`geodesic_prior_radius`, built on :func:`geodesic_distance`,
-relaxation rounds over all windows at once). Around the mask centroids of the Usiigaci tuning fields, with no
-learning, these regions reach AP50 0.39 (beta 3) where disks of the same area reach 0.12 (``benchmarks/prior_shape.py``).
+relaxation rounds over all windows at once). How much of a cell's shape such a region holds, with no learning, is
+measured by ``benchmarks/prior_shape.py`` (``results/usiigaci_points_v2/prior_shape_tuning.json``).
 
 Shapes: ``fg [B, H, W]`` bool, ``points [K, 2]`` float (y, x), ``batch [K]`` long; labels are ``k + 1`` for
 window k, 0 for no cell; windows ``[K, S, S]``.
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..windows import gather_windows
+from ..windows import gather_windows, window_index
 
 
 @torch.no_grad()
@@ -107,7 +107,7 @@ def geodesic_distance(cost: Tensor, seeds: Tensor | None, iterations: int, start
             sub-pixel distances of a point to the pixels around it.
         iterations: relaxation rounds (>= the number of steps of the longest path that matters).
     Returns:
-        ``[K, S, S]`` float distances, 0 at each seed.
+        ``[K, S, S]`` float distances (0 at each seed, or ``start`` at least where it is smaller).
     """
     k, s, _ = cost.shape
     if start is not None:
@@ -154,9 +154,10 @@ def geodesic_prior_radius(image: Tensor, batch: Tensor, origin: Tensor, points: 
     """Per-window distance ``r`` for the prior of Eq. 4 that follows the image (ours, ``loss.prior_shape="geodesic"``).
 
     The geodesic distance from each window's cell location over :func:`bright_cost`, rescaled per window so that
-    the pixels within ``radius`` cover the area of a disk of that radius (``pi radius^2`` px): the prior keeps its
-    width in area and takes the shape of the dark region around the point, not of a disk. ``beta = 0`` gives the
-    (chamfer) Euclidean distance back.
+    the pixels within ``radius`` cover as many image pixels as a disk of that radius around the point does (``pi
+    radius^2`` px, fewer where the disk leaves the image): the prior keeps its width in area and takes the shape of
+    the dark region around the point, not of a disk. ``beta = 0`` gives a disk back, up to the 8-neighbour metric
+    (within 8 % of the Euclidean one) and the coarse grid.
 
     Args:
         image: ``[B, C, H, W]``. batch ``[K]``, origin ``[K, 2]`` (window top-left), points ``[K, 2]`` float (y, x).
@@ -165,34 +166,48 @@ def geodesic_prior_radius(image: Tensor, batch: Tensor, origin: Tensor, points: 
             S / stride relaxation rounds) and resized back: the cost of a 96-px window at stride 2 is about an
             eighth of stride 1's.
     Returns:
-        ``[K, S, S]`` float distances in px-equivalents (very large off the image, which no path crosses).
+        ``[K, S, S]`` float distances in px-equivalents; ``inf`` off the image.
     """
     k = batch.shape[0]
     if k == 0:
         return torch.zeros((0, window, window), device=image.device)
-    cost = gather_windows(bright_cost(image, beta), batch, origin, window, fill=OFF_IMAGE_COST)
+    _, valid = window_index(batch, origin, window, tuple(image.shape[-2:]))  # [K, S, S]: on the image
+    on = valid.to(torch.float32)
+    cost = gather_windows(bright_cost(image, beta), batch, origin, window, fill=0.0)
     local = points.float() - origin.float()  # cell location in window coordinates
     stride = max(1, int(stride))
-    if stride > 1:
-        cost = F.avg_pool2d(cost[:, None], stride, ceil_mode=True)[:, 0]
+    if stride > 1:  # each grid cell: the mean cost of its on-image pixels; a cell wholly off the image is a wall
+        share = F.avg_pool2d(on[:, None], stride, ceil_mode=True)[:, 0]
+        cost = F.avg_pool2d((cost * on)[:, None], stride, ceil_mode=True)[:, 0] / share.clamp(min=1e-6)
+        cost = torch.where(share > 0, cost, torch.full_like(cost, OFF_IMAGE_COST))
+    else:
+        cost = torch.where(valid, cost, torch.full_like(cost, OFF_IMAGE_COST))
     s = cost.shape[-1]
     # sources: the 3 x 3 grid cells around the one holding the point, each at its centre's distance from the point
-    # (grid cell j's centre is at stride * j + (stride - 1) / 2 in window px), so the field is centred on the point
-    seed = torch.floor((local + 0.5) / stride).long()
-    start = torch.full_like(cost, float("inf"))
+    # (grid cell j's centre is at stride * j + (stride - 1) / 2 in window px) times the mean cost of the two cells,
+    # so that the field is centred on the point and a bright cell next to it is not crossed for free
+    seed = torch.floor((local + 0.5) / stride).long().clamp(0, s - 1)
     ks = torch.arange(k, device=cost.device)
+    c_seed = cost[ks, seed[:, 0], seed[:, 1]]
+    start = torch.full_like(cost, float("inf"))
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             cell = (seed + torch.tensor([dy, dx], device=seed.device)).clamp(0, s - 1)
             centre = cell.float() * stride + (stride - 1) / 2.0
-            start[ks, cell[:, 0], cell[:, 1]] = torch.minimum(start[ks, cell[:, 0], cell[:, 1]],
-                                                               (centre - local).norm(dim=1) / stride)
+            step = (centre - local).norm(dim=1) / stride * 0.5 * (c_seed + cost[ks, cell[:, 0], cell[:, 1]])
+            start[ks, cell[:, 0], cell[:, 1]] = torch.minimum(start[ks, cell[:, 0], cell[:, 1]], step)
     dist = geodesic_distance(cost, None, s, start=start) * stride
     if stride > 1:
         dist = F.interpolate(dist[:, None], scale_factor=stride, mode="bilinear", align_corners=False)[:, 0]
         dist = dist[:, :window, :window]
-    n = min(window * window, max(1, int(round(math.pi * radius * radius))))
-    thr = dist.reshape(k, -1).kthvalue(n, dim=1).values.clamp(min=1e-6)  # the n-th nearest pixel's distance
+    dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
+    # the area to keep: the disk's pixels that lie on the image (a cell at the image's edge keeps its clipped disk)
+    ar = torch.arange(window, device=dist.device, dtype=torch.float32)
+    inside = ((ar[None, :, None] - local[:, 0, None, None]) ** 2 + (ar[None, None, :] - local[:, 1, None, None]) ** 2
+              < float(radius) ** 2) & valid
+    n = inside.reshape(k, -1).sum(1).clamp(min=1)
+    thr = dist.reshape(k, -1).sort(dim=1).values.gather(1, (n - 1)[:, None])[:, 0]  # the n-th nearest pixel's
+    thr = torch.where(torch.isfinite(thr), thr, torch.full_like(thr, float("inf"))).clamp(min=1e-6)
     return dist * (float(radius) / thr)[:, None, None]
 
 
