@@ -52,7 +52,7 @@ def run(method, samples, intervals: bool = False, **kw):
 
 GRIDS = {"voronoi_disks": {"radius": [10, 15, 20, 25, 30, 35, 40, 50]},
          "seeded_watershed": {"max_radius": [25, 40, 60], "smooth": [1.0, 2.0, 4.0]},
-         "geodesic_disks": {"radius": [10, 15, 20, 25, 30, 35, 40, 50], "beta": [1.5, 3.0, 6.0]}}
+         "geodesic_disks": {"radius": [10, 15, 20, 25, 30, 35, 40, 50], "beta": [0.0, 1.5, 3.0, 6.0]}}
 
 
 def main(argv=None):
