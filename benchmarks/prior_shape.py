@@ -73,7 +73,7 @@ def main(argv=None):
     rec = {"what": ("tuning split only, no model: the region of pi (D/2)^2 px geodesically nearest each mask centroid "
                     "(cks.baselines.geodesic_disks) on every field at its true cell size D = 32 px; beta 0 = disks"),
            "protocol": a.protocol, "spec": spec, "target": TARGET, "rows": rows,
-           "command": "python benchmarks/prior_shape.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+           "command": ("python benchmarks/prior_shape.py " + shlex.join(sys.argv[1:] if argv is None else argv)).rstrip(),
            "git_commit": git_commit(), "hardware": hardware(), "wall_s": round(time.time() - t0, 1)}
     out = ROOT / "results" / a.protocol / "prior_shape_tuning.json"
     out.write_text(json.dumps(rec, indent=1))
