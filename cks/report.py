@@ -325,6 +325,11 @@ def notes_markdown(recs: list[dict | None]) -> str:
         names = ", ".join(f"{r['protocol']} / {r['model']} ({r['config']['loss']['pairwise_weight']:g})" for r in with_pw)
         out += ("\n\n*Not in the paper:* these runs train with our image-affinity term L_PW "
                 f"(`loss.pairwise_weight`, in the base since issue #9): {names}.")
+    geo = [r for r in recs if r and ((r.get("config") or {}).get("loss") or {}).get("prior_shape", "disk") != "disk"]
+    if geo:
+        names = ", ".join(f"{r['protocol']} / {r['model']}" for r in geo)
+        out += ("\n\n*Not in the paper:* these runs draw the prior of Eq. 4 along the image, not as a disk "
+                f"(`loss.prior_shape=geodesic`): {names}.")
     if any(r and (r["metrics"].get("ci95")) for r in recs):
         out += "\n\nOur values: point estimate [95 % bootstrap interval over images]."
     return out

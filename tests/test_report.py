@@ -232,6 +232,10 @@ def test_notes_once_per_protocol_and_provenance_folded():
     b["config"] = {"loss": {"pairwise_weight": 1.0}}
     assert "L_PW" in notes_markdown([a, b]) and "usiigaci_points / sup (1)" in notes_markdown([a, b])
     assert "cks_base" not in notes_markdown([a, b]).split("L_PW")[1]
+    assert "prior_shape" not in notes_markdown([a, b])  # both draw the paper's disk
+    a["config"] = {"loss": {"prior_shape": "geodesic"}}
+    geo = notes_markdown([a, b]).split("prior_shape=geodesic")[1]
+    assert "usiigaci_points / cks_base" in geo and "/ sup" not in geo
     table = results_markdown([a, b])
     assert "<details>" in table and table.index("<details>") > table.index("| usiigaci_points / sup")
     assert "provenance" not in table.split("<details>")[0]  # no provenance column in the table itself
