@@ -81,12 +81,15 @@ def test_geodesic_disks_give_a_contested_pixel_to_the_nearer_point():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_geodesic_disks_at_the_image_edge_keep_the_clipped_disk(stride):
+@pytest.mark.parametrize("point", [(3.0, 25.0), (4.0, 25.0), (36.0, 24.0), (35.0, 25.0), (20.0, 46.0), (19.0, 45.0)])
+def test_geodesic_disks_at_the_image_edge_keep_the_clipped_disk(stride, point):
+    # the disk of radius 8 leaves the image at the top, bottom or right; both parities of the 2-px grid against the edge
     flat = np.zeros((40, 50), np.float32)
-    pt = np.array([[3.0, 25.0]])  # the disk of radius 8 leaves the image at the top
-    lab = geodesic_disks(flat, pt, radius=8.0, beta=0.0, stride=stride)
+    lab = geodesic_disks(flat, np.array([point]), radius=8.0, beta=0.0, stride=stride) == 1
     yy, xx = np.mgrid[0:40, 0:50]
-    clipped = (yy - 3.0) ** 2 + (xx - 25.0) ** 2 < 64
-    assert abs(int((lab == 1).sum()) - int(clipped.sum())) <= 3
-    assert (lab[0] == 1).sum() >= (clipped[0].sum() - 2)  # the top row is reached
-    assert (lab[12:] == 1).sum() == 0  # and the region does not grow into the image instead
+    clipped = (yy - point[0]) ** 2 + (xx - point[1]) ** 2 < 64
+    assert abs(int(lab.sum()) - int(clipped.sum())) <= 3
+    # the outermost rows and column are reached where the disk reaches them
+    for got, want in ((lab[0], clipped[0]), (lab[-1], clipped[-1]), (lab[:, -1], clipped[:, -1])):
+        assert got.sum() >= want.sum() - 2
+    assert not (lab & ((yy - point[0]) ** 2 + (xx - point[1]) ** 2 > 100)).any()  # no growing inward instead

@@ -197,9 +197,12 @@ def geodesic_prior_radius(image: Tensor, batch: Tensor, origin: Tensor, points: 
             step = (centre - local).norm(dim=1) / stride * 0.5 * (c_seed + cost[ks, cell[:, 0], cell[:, 1]])
             start[ks, cell[:, 0], cell[:, 1]] = torch.minimum(start[ks, cell[:, 0], cell[:, 1]], step)
     dist = geodesic_distance(cost, None, s, start=start) * stride
-    if stride > 1:
-        dist = F.interpolate(dist[:, None], scale_factor=stride, mode="bilinear", align_corners=False)[:, 0]
-        dist = dist[:, :window, :window]
+    if stride > 1:  # back to window px, from the grid cells on the image only (a wall's distance must not leak in)
+        w = (share > 0).to(dist.dtype)[:, None]
+        up = F.interpolate(torch.where(w > 0, dist[:, None], torch.zeros_like(w)), scale_factor=stride,
+                           mode="bilinear", align_corners=False)
+        dist = (up / F.interpolate(w, scale_factor=stride, mode="bilinear", align_corners=False).clamp(min=1e-6))
+        dist = dist[:, 0, :window, :window]
     dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
     # the area to keep: the disk's pixels that lie on the image (a cell at the image's edge keeps its clipped disk)
     ar = torch.arange(window, device=dist.device, dtype=torch.float32)
