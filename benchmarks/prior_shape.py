@@ -19,16 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.protocol import PROTOCOLS  # noqa: E402
 from cks.baselines import constant_scores, geodesic_disks  # noqa: E402
+from cks.data.readers import rescale_sample  # noqa: E402
 from cks.data.spec import load_dataset  # noqa: E402
 from cks.matched_shape import shape_diagnostics, summarise  # noqa: E402
 from cks.metrics import evaluate  # noqa: E402
+from cks.points import centroids  # noqa: E402
 from cks.provenance import git_commit, hardware  # noqa: E402
 from cks.size import median_diameter  # noqa: E402
 
@@ -36,22 +37,13 @@ TARGET = 32.0
 
 
 def fields_at_true_size(spec: str, target: float = TARGET) -> list[dict]:
-    """The spec's fields, each rescaled so that its masks' median equivalent diameter is ``target`` px."""
-    return [dict(s, **_rescaled(s, target / median_diameter(s["label"])))
-            for s in load_dataset(spec, scale=1.0, points="none")]
-
-
-def _rescaled(s: dict, f: float) -> dict:
-    from cks.points import centroids
-    from skimage.transform import resize
-
-    img = np.asarray(s["image"], np.float32)
-    img = img[0] if img.ndim == 3 else img
-    shape = (round(img.shape[0] * f), round(img.shape[1] * f))
-    lab = resize(s["label"], shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
-    _, pts = centroids(lab)
-    return {"image": resize(img, shape, order=1, preserve_range=True, anti_aliasing=False), "label": lab,
-            "points": pts}
+    """The spec's fields, each rescaled as training rescales it (:func:`cks.data.readers.rescale_sample`) so that its
+    masks' median equivalent diameter is ``target`` px, with the rescaled masks' centroids as points."""
+    out = []
+    for s in load_dataset(spec, scale=1.0, points="none"):
+        r = rescale_sample(s, target / median_diameter(s["label"]))
+        out.append(dict(r, points=centroids(r["label"])[1]))
+    return out
 
 
 def main(argv=None):
@@ -73,7 +65,8 @@ def main(argv=None):
     rec = {"what": ("tuning split only, no model: the region of pi (D/2)^2 px geodesically nearest each mask centroid "
                     "(cks.baselines.geodesic_disks) on every field at its true cell size D = 32 px; beta 0 = disks"),
            "protocol": a.protocol, "spec": spec, "target": TARGET, "rows": rows,
-           "command": ("python benchmarks/prior_shape.py " + shlex.join(sys.argv[1:] if argv is None else argv)).rstrip(),
+           "command": " ".join(["python benchmarks/prior_shape.py", *map(shlex.quote, sys.argv[1:] if argv is None
+                                                                          else argv)]),
            "git_commit": git_commit(), "hardware": hardware(), "wall_s": round(time.time() - t0, 1)}
     out = ROOT / "results" / a.protocol / "prior_shape_tuning.json"
     out.write_text(json.dumps(rec, indent=1))

@@ -341,6 +341,9 @@ def validate(cfg: Config) -> Config:
         ok = rule(v) if not isinstance(v, (int, float)) or isinstance(v, bool) or v == v else False
         if not ok:
             raise CksConfigError(f"{key}={v!r} is out of range: it must be {rule.text}")
+    if cfg.loss.prior_shape == "geodesic" and cfg.loss.prior_center != "point":
+        raise CksConfigError("loss.prior_shape='geodesic' measures r from each cell's point; it cannot be combined "
+                             f"with loss.prior_center={cfg.loss.prior_center!r} (use loss.prior_center=point)")
     lo_hi = cfg.train.scale_range
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
         raise CksConfigError(f"train.scale_range={lo_hi!r} is out of range: it must be two factors 0 < low <= high, "

@@ -44,8 +44,8 @@ README_END = "<!-- /headline -->"
 HEADLINE: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     "Usiigaci NIH3T3 phase, report split val/set46-50 (325 cells)": [
         ("Voronoi disks around the points (no learning)", "disks", "usiigaci_points", ("voronoi_disks",)),
-        ("geodesic disks: each disk's area taken along the image (no learning; ours)", "geodesic", "usiigaci_points",
-         ("geodesic_disks",)),
+        ("geodesic disks: each disk's area taken along the image (no learning; ours; cost beta from the tuning split)",
+         "geodesic", "usiigaci_points", ("geodesic_disks",)),
         ("CKS from centroid points, `phase_points` (`table7_a2_b1` + `loss.pairwise_on=both`), 8,000 steps", "cks", "usiigaci_points_v2",
          ("a2_pairwise_both_8000_seed0", "a2_pairwise_both_8000_seed1")),
         ("supervised from masks, 8,000 steps", "supervised", "usiigaci_points_v2",
@@ -54,8 +54,8 @@ HEADLINE: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     ],
     "DeepCell 2016 phase, test split: MCF10A + HeLa (274 cells)": [
         ("Voronoi disks around the nuclear points (no learning)", "disks", "deepcell_nuclei", ("voronoi_disks",)),
-        ("geodesic disks around the nuclear points (no learning; ours)", "geodesic", "deepcell_nuclei",
-         ("geodesic_disks",)),
+        ("geodesic disks around the nuclear points (no learning; ours; cost beta from the tuning split, 0 = plain disks)",
+         "geodesic", "deepcell_nuclei", ("geodesic_disks",)),
         ("CKS from nuclear points, `nuclear_pairwise` (`nuclear_points` + L_PW), 4,800 steps", "cks", "deepcell_nuclei_v2",
          ("nuclear_pairwise_fresh_long_seed0", "nuclear_pairwise_fresh_long_seed1")),
         ("CKS, the paper's configuration (`table6_constant_d`), 4,800 steps; not the tuning split's choice", "paper",

@@ -173,8 +173,12 @@ def test_config_refuses_unknown_shapes_and_negative_costs():
         get_preset("base", overrides=["loss.prior_shape=star"])
     with pytest.raises(CksConfigError, match="prior_geodesic_beta"):
         get_preset("base", overrides=["loss.prior_geodesic_beta=-1"])
-    author = effective_loss_config(get_preset("author", overrides=["loss.prior_shape=geodesic"]))
+    with pytest.raises(CksConfigError, match="prior_center"):  # the author's prior is centred on the window
+        get_preset("author", overrides=["loss.prior_shape=geodesic"])
+    from dataclasses import replace
+
+    author = replace(effective_loss_config(get_preset("author")), prior_shape="geodesic")  # past the config's check
     seg = {"logits": torch.zeros(1, 8, 8), "batch": torch.zeros(1, dtype=torch.long),
            "origin": torch.zeros(1, 2, dtype=torch.long), "points": torch.full((1, 2), 4.0)}
-    with pytest.raises(CksConfigError, match="prior_center"):  # the author's prior is centred on the window
+    with pytest.raises(CksConfigError, match="prior_center"):
         prior_radius(author, torch.zeros(1, 1, 8, 8), seg)
