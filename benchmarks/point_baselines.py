@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import command_line  # noqa: E402
 from cks.provenance import git_commit, hardware  # noqa: E402
 from cks.bootstrap import evaluate_with_intervals  # noqa: E402
 from cks.baselines import constant_scores, geodesic_disks, seeded_watershed, voronoi_disks  # noqa: E402
@@ -84,7 +84,7 @@ def main(argv=None):
                "tuning_grid": [{"dice": d, **kw} for d, kw in scored],
                "note": (f"points = {'mask centroids' if a.points == 'centroid' else 'LoG detections on the nuclear channel'}"
                         " at native resolution; no scores, so AP ranks by label order"),
-               "command": "python benchmarks/point_baselines.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+               "command": command_line("point_baselines.py", argv),
                "git_commit": git_commit(), "hardware": hardware(), "wall_s": round(time.time() - t0, 1)}
         out = ROOT / "results" / a.protocol / f"{method}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

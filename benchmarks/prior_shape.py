@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.protocol import PROTOCOLS  # noqa: E402
+from benchmarks.record import command_line  # noqa: E402
 from cks.baselines import constant_scores, geodesic_disks  # noqa: E402
 from cks.data.readers import rescale_sample  # noqa: E402
 from cks.data.spec import load_dataset  # noqa: E402
@@ -65,8 +65,7 @@ def main(argv=None):
     rec = {"what": ("tuning split only, no model: the region of pi (D/2)^2 px geodesically nearest each mask centroid "
                     "(cks.baselines.geodesic_disks) on every field at its true cell size D = 32 px; beta 0 = disks"),
            "protocol": a.protocol, "spec": spec, "target": TARGET, "rows": rows,
-           "command": " ".join(["python benchmarks/prior_shape.py", *map(shlex.quote, sys.argv[1:] if argv is None
-                                                                          else argv)]),
+           "command": command_line("prior_shape.py", argv),
            "git_commit": git_commit(), "hardware": hardware(), "wall_s": round(time.time() - t0, 1)}
     out = ROOT / "results" / a.protocol / "prior_shape_tuning.json"
     out.write_text(json.dumps(rec, indent=1))
