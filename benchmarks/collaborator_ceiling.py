@@ -4,6 +4,7 @@
     python benchmarks/collaborator_ceiling.py --name c1_true --preset texture_collaborator --target true
     python benchmarks/collaborator_ceiling.py --name a1_disks --preset base --target disks
     python benchmarks/collaborator_ceiling.py --name a1_ring --preset base --target disks --radius 0.3 --ring 0.8
+    python benchmarks/collaborator_ceiling.py --name a1_geodesic --preset base --target geodesic --radius 0.5
     python benchmarks/collaborator_ceiling.py --name cks_runs --runs $CKS_RUNS_DIR/tune/d07_c1_po05pi1 ...
 
 CKS hands shape from the collaborator to the principal (L_S, Eq. 8): the principal's masks can only be as
@@ -17,6 +18,10 @@ their true cell size (``size.diameter`` px, from the masks):
   L_CE, Eq. 5) against cell-sized
   disks around the true points (Voronoi-clipped, radius ``--radius`` x ``size.diameter``): what the
   majority vote of L_M makes of a shape-free target such as the early ``M_p``.
+* ``--target geodesic``: the same, against the union of the geodesic regions around the true points
+  (:func:`cks.baselines.geodesic_disks`, each of the area of a disk of ``--radius`` x ``size.diameter``, grown
+  through dark pixels at ``--beta``): what L_M makes of a target that follows the image
+  (``loss.collaborator_target = "geodesic"``, ours).
 * ``--runs``: the collaborators of trained CKS runs, as they are, and the foreground (union of the predicted
   masks, at the true cell size, score threshold 0.5) of those runs' principal models, supervised runs included.
 
@@ -57,8 +62,18 @@ def disk_foreground(label, radius: float):
     return voronoi_disks(centroids(label)[1], label.shape, radius) > 0
 
 
-def crops_at_scale(samples, scales, radius_rel: float, target: float, ring_rel: float = 0.0):
+def geodesic_foreground(image, label, radius: float, beta: float):
+    """Union of the geodesic regions (:func:`cks.baselines.geodesic_disks`) around the mask centroids: ``[H, W]`` bool."""
+    from cks.baselines import geodesic_disks
+    from cks.points import centroids
+
+    return geodesic_disks(image, centroids(label)[1], radius, beta) > 0
+
+
+def crops_at_scale(samples, scales, radius_rel: float, target: float, ring_rel: float = 0.0, beta: float | None = None):
     """Each sample at its scale as (normalised image [C, H, W], true fg [H, W], disks [H, W]) float32 arrays.
+
+    ``beta`` given: the "disks" are the geodesic regions of that beta (:func:`geodesic_foreground`), not Voronoi disks.
 
     ``ring_rel > radius_rel``: the disk target is 1 inside ``radius_rel``, 0.5 (no vote under L_M, Eq. 7) out to
     ``ring_rel`` cell diameters and 0 beyond: an uncertain ring, as an early ``M_p`` has between the points.
@@ -72,7 +87,10 @@ def crops_at_scale(samples, scales, radius_rel: float, target: float, ring_rel: 
     for s, sc in zip(samples, scales):
         r = rescale_sample(s, sc)
         x = image_batch(r["image"].astype(np.float32))[0].numpy()
-        disks = disk_foreground(r["label"], radius_rel * target).astype(np.float32)
+        if beta is None:
+            disks = disk_foreground(r["label"], radius_rel * target).astype(np.float32)
+        else:
+            disks = geodesic_foreground(x, r["label"], radius_rel * target, beta).astype(np.float32)
         if ring_rel > radius_rel:
             disks = 0.5 * (disks + disk_foreground(r["label"], ring_rel * target))
         out.append((x, (r["label"] > 0).astype(np.float32), disks.astype(np.float32)))
@@ -140,8 +158,9 @@ def main(argv=None):
     p.add_argument("--name", required=True, help="results/collaborator_ceiling/<name>.json")
     p.add_argument("--preset", default="base")
     p.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. collaborator.foreground=16,32,64,128,256")
-    p.add_argument("--target", choices=["true", "disks"], default="true")
-    p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks)")
+    p.add_argument("--target", choices=["true", "disks", "geodesic"], default="true")
+    p.add_argument("--radius", type=float, default=0.5, help="disk radius in cell diameters (--target disks / geodesic)")
+    p.add_argument("--beta", type=float, default=3.0, help="--target geodesic: cost of bright pixels (loss.prior_geodesic_beta)")
     p.add_argument("--ring", type=float, default=0.0,
                    help="--target disks: no vote (target 0.5) from --radius out to this many cell diameters (0: off)")
     p.add_argument("--consistency", choices=["linear", "entropy"], default="linear",
@@ -182,13 +201,15 @@ def main(argv=None):
         cfg = get_preset(a.preset, size="convnext_atto", overrides=a.set or None)
         target = float(cfg.size.diameter)
         train = load_dataset(TRAIN, scale=1.0, points="none")
-        data = crops_at_scale(train, true_size(train, target), a.radius, target, a.ring)
+        data = crops_at_scale(train, true_size(train, target), a.radius, target, a.ring,
+                              a.beta if a.target == "geodesic" else None)
         col, history = train_alone(cfg, data, a.target, a.steps, evaluate=lambda c: score(c, target),
                                    every=max(1, a.steps // 4), consistency=a.consistency)
         res.update(train=TRAIN, preset=a.preset, overrides=a.set, target=a.target, steps=a.steps,
-                   radius_rel=a.radius if a.target == "disks" else None,
+                   radius_rel=a.radius if a.target != "true" else None,
                    ring_rel=a.ring if a.target == "disks" and a.ring > a.radius else None,
-                   consistency=a.consistency if a.target == "disks" else None,
+                   beta=a.beta if a.target == "geodesic" else None,
+                   consistency=a.consistency if a.target != "true" else None,
                    collaborator_foreground=list(cfg.collaborator.foreground), history=history,
                    fg_iou=history[-1]["fg_iou"])
     from cks.size import median_diameter
@@ -196,6 +217,16 @@ def main(argv=None):
     res["disk_fg_iou"] = round(float(np.mean([foreground_iou(disk_foreground(s["label"], a.radius * median_diameter(s["label"])),
                                                              s["label"]) for s in tune])), 4)
     res["disk_radius_rel"] = a.radius
+    if a.target == "geodesic" and not a.runs:  # the target itself on the tuning fields, each at its true size
+        from cks.data.io import image_batch
+        from cks.data.readers import rescale_sample
+
+        ious = []
+        for s, sc in zip(tune, true_size(tune, target)):
+            r = rescale_sample(s, sc)
+            x = image_batch(r["image"].astype(np.float32))[0].numpy()
+            ious.append(foreground_iou(geodesic_foreground(x, r["label"], a.radius * target, a.beta), r["label"]))
+        res["geodesic_fg_iou"] = round(float(np.mean(ious)), 4)
     runs_dir = os.environ.get("CKS_RUNS_DIR")
     args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
             else x for x in (argv if argv is not None else sys.argv[1:])]
