@@ -104,6 +104,7 @@ class LossConfig:
     foreground_from: str = "collaborator"  # what L_S (Eq. 8) pulls the masks toward: the collaborator's M_c (CKS), or "masks": the TRUE foreground (label > 0; a diagnostic upper bound, the author's point + image-mask mode)
     consistency_principal: str = "linear"  # L_S (Eq. 8) linear; "entropy": BCE vs M_c >= 0.5 (Table V); "geodesic" (ours): linear, but M_c is 0 where the flood fill of M_c >= 0.5 from the points gives the pixel to another cell
     geodesic_reach: float = 1.5  # "geodesic": the flood fill reaches this many size.diameter from each point
+    collaborator_target: str = "principal"  # L_M's target: the paper's M_p (Eq. 4); "geodesic" (ours): while the prior is on (loss.prior_until), the union of geodesic regions of a cell's area around the points (prior_geodesic_beta)
     consistency_collaborator: str = "linear"  # L_M (Eq. 6); "entropy": L_CE (Eq. 5) (Table V); "soft_entropy": BCE against the soft M_p (ours)
     overlap: str = "soft"  # L_S overlap term m_i * sum_j m_j (Eq. 8); "softplus" (author's warm-up)
     border_magnitude: str = "author"  # Sobel magnitude sqrt(clip((Sy^2+Sx^2)/8, 1e-8, 1)) (paper silent)
@@ -314,7 +315,8 @@ RULES: dict[str, Any] = {
     "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
     "loss.prior_shape": _choice("disk", "geodesic"), "loss.prior_geodesic_beta": _non_negative,
     "loss.consistency_principal": _choice("linear", "entropy", "geodesic"), "loss.geodesic_reach": _positive, "loss.foreground_from": _choice("collaborator", "masks"),
-    "loss.consistency_collaborator": _choice("linear", "entropy", "soft_entropy"), "loss.overlap": _choice("soft", "softplus"),
+    "loss.consistency_collaborator": _choice("linear", "entropy", "soft_entropy"),
+    "loss.collaborator_target": _choice("principal", "geodesic"), "loss.overlap": _choice("soft", "softplus"),
     "loss.collapse_delta": _non_negative, "loss.collapse_exponent": _positive, "loss.collapse_min_area": _fraction,
     "loss.collapse_min_area_after": _fraction,
     "loss.collapse_form": _choice("power", "hinge"), "loss.collapse_hinge_weight": _positive,

@@ -139,7 +139,9 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
     """``M_p`` (Eq. 4), ``M_c = sigmoid(fg_logits)`` and ``B_p`` (Eq. 9) on one crop, for every snapshot of a run.
 
     The principal runs at the sample's GT points (as in training); ``M_p`` uses the prior (d in px, pi) of
-    the training objective at that step (:func:`cks.losses.cks.effective_loss_config`, warm-up included).
+    the training objective at that step (:func:`cks.losses.cks.effective_loss_config`, warm-up included). Where
+    that step's L_M followed the image's regions (``loss.collaborator_target = "geodesic"``, ours), ``"M_p"`` is
+    that target (:func:`cks.losses.cks.geodesic_target`) and ``"target"`` says so.
 
     Args:
         run_dir: run folder (``snapshots/step_*.pt``, else ``checkpoint.pt``) or one checkpoint file.
@@ -148,14 +150,15 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
         crop: side of the square crop around the median point (default: min(H, W, 4 x window)).
         max_snapshots: keep this many snapshots, evenly spaced (the last always kept).
     Returns:
-        ``{"image", "label", "points"`` (crop), ``"rows": [{"step", "M_p", "M_c", "B_p", "fg_fraction"}]}``.
+        ``{"image", "label", "points"`` (crop), ``"rows": [{"step", "M_p", "M_c", "B_p", "fg_fraction", "target"}]}``
+        (``"target"``: ``"M_p"`` or ``"geodesic"``, what L_M pulled ``M_c`` toward at that step).
     """
     import torch
 
     from .checkpoint import load_checkpoint
     from .config import Config
     from .losses.border import principal_border
-    from .losses.cks import prior_d_per_window, prior_radius
+    from .losses.cks import geodesic_target, prior_d_per_window, prior_radius
     from .losses.consistency import principal_foreground
     from .models.principal import Principal
     from .points import centroids
@@ -198,13 +201,17 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
             out = principal.eval()(x, p)
             lg, b, o, sp = out["seg_logits"], out["seg_batch"], out["seg_origin"], out["seg_points"]
             d = prior_d_per_window(ct, b, torch.as_tensor(lc.prior_d, dtype=torch.float32).reshape(-1))
-            r = prior_radius(lc, x, {"logits": lg, "batch": b, "origin": o, "points": sp})
-            m_p = principal_foreground(lg, b, o, sp, shape, d, lc.prior_scale, lc.prior_center,
-                                       lc.force_point_foreground, lc.prior_zero, r)[0].numpy()
+            seg = {"logits": lg, "batch": b, "origin": o, "points": sp}
+            if lc.collaborator_target == "geodesic":
+                m_p = geodesic_target(lc, x, seg, shape)[0].numpy()
+            else:
+                m_p = principal_foreground(lg, b, o, sp, shape, d, lc.prior_scale, lc.prior_center,
+                                           lc.force_point_foreground, lc.prior_zero, prior_radius(lc, x, seg))[0].numpy()
             b_p = principal_border(lg, b, o, shape, cfg.loss.border_magnitude)[0].numpy()
             m_c = None if collab is None else torch.sigmoid(collab(x, ct)["fg_logits"])[0].numpy()
         rows.append({"step": step, "M_p": m_p, "M_c": m_c, "B_p": b_p,
-                     "fg_fraction": None if m_c is None else float((m_c >= 0.5).mean())})
+                     "fg_fraction": None if m_c is None else float((m_c >= 0.5).mean()),
+                     "target": "geodesic" if lc.collaborator_target == "geodesic" else "M_p"})
     return {"image": cimg, "label": lab, "points": cpts, "rows": rows}
 
 

@@ -108,6 +108,29 @@ def test_training_maps_over_snapshots(tiny_run, tmp_path):
     assert rows[0]["B_p"].shape == (128, 128)  # default crop: min(H, W, 4 x window)
 
 
+def test_training_maps_show_the_geodesic_target_while_it_is_on(tiny_run, tmp_path):
+    # the same snapshots, as if trained with loss.collaborator_target=geodesic over 4 steps: the target is on
+    # before the prior's end (step 2 of 4), and the map then shows it (0/1 regions), not the principal's M_p
+    from cks.config import Config, with_overrides
+    from cks.schedule import prior_end
+
+    _, samples, run = tiny_run
+    geo = tmp_path / "GEO"
+    (geo / "snapshots").mkdir(parents=True)
+    for f in sorted((run / "snapshots").glob("*.pt")):
+        ck = torch.load(f, weights_only=False)
+        cfg = with_overrides(Config.from_dict(ck["config"]), ["loss.collaborator_target=geodesic", "train.steps=4"])
+        ck["config"] = cfg.to_dict()
+        torch.save(ck, geo / "snapshots" / f.name)
+    assert prior_end(cfg) == 2
+    rows = training_maps(geo, samples[0], crop=64)["rows"]
+    assert [(r["step"], r["target"]) for r in rows] == [(1, "geodesic"), (2, "M_p")]
+    assert set(np.unique(rows[0]["M_p"])) <= {0.0, 1.0} and 0 < rows[0]["M_p"].mean() < 1
+    plain = training_maps(run, samples[0], crop=64)["rows"]
+    assert [r["target"] for r in plain] == ["M_p", "M_p"]
+    np.testing.assert_allclose(rows[1]["M_p"], plain[1]["M_p"])  # after the prior's end: the paper's M_p again
+
+
 def test_snapshot_files_keeps_the_last_and_spaces_the_rest(tiny_run, tmp_path):
     from cks.run_maps import snapshot_files
 

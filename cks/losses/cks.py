@@ -33,6 +33,7 @@ from .border import border_loss, principal_border
 from .collapse import collapse_hinge_loss, collapse_loss, hinge_floor, spacing_ratio
 from .geodesic import geodesic_partition, geodesic_prior_radius, owner_windows
 from .pairwise import pair_weights, pairwise_loss, window_pairwise_loss
+from ..windows import scatter_windows
 from .consistency import (collaborator_entropy_loss, collaborator_linear_loss, collaborator_soft_entropy_loss,
                           instance_consistency_loss, principal_foreground)
 
@@ -113,15 +114,16 @@ def effective_loss_config(cfg, warmup: bool = False, spacing: bool = True, prior
     ``spacing_diameter`` is set to ``size.diameter`` (what ``collapse_spacing`` / ``prior_spacing`` compare with);
     ``spacing=False`` switches both off (before ``loss.spacing_from`` of the run, :func:`cks.schedule.spacing_start`).
     ``prior=False``: pi = ``loss.prior_scale_after`` (default 0: no prior in M_p) after ``loss.prior_until`` of the
-    run (:func:`cks.schedule.prior_end`), and the L_MC floor ``loss.collapse_min_area_after`` where that is set.
+    run (:func:`cks.schedule.prior_end`), the L_MC floor ``loss.collapse_min_area_after`` where that is set, and
+    L_M's target back to the principal's ``M_p`` (``collaborator_target = "principal"``).
     """
     lc = replace(cfg.loss, prior_d=effective_prior_d(cfg), prior_d_rel=(),
                  collapse_delta=effective_collapse_delta(cfg, late=not prior),
                  collapse_min_area=0.0, collapse_min_area_after=0.0, spacing_diameter=float(cfg.size.diameter))
     if not spacing:
         lc = replace(lc, collapse_spacing=0.0, prior_spacing=0.0)
-    if not prior:
-        lc = replace(lc, prior_scale=float(cfg.loss.prior_scale_after))
+    if not prior:  # the prior's phase is over: no prior (or prior_scale_after), L_M follows M_p again
+        lc = replace(lc, prior_scale=float(cfg.loss.prior_scale_after), collaborator_target="principal")
     if warmup:
         d = WARMUP_D_REL * float(cfg.size.diameter) if cfg.loss.prior_d_rel else 100.0
         lc = replace(lc, prior_d=(d,), prior_scale=1.0, overlap="softplus", prior_spacing=0.0)  # a wide prior for all
@@ -149,6 +151,30 @@ def prior_radius(cfg: LossConfig, image: Tensor | None, seg: dict[str, Tensor]) 
                                  0.5 * float(cfg.spacing_diameter), cfg.prior_geodesic_beta)
 
 
+def geodesic_target(cfg: LossConfig, image: Tensor | None, seg: dict[str, Tensor], shape: tuple[int, int, int]) -> Tensor:
+    """L_M's target with ``cfg.collaborator_target = "geodesic"`` (ours, issue #9; not in the paper).
+
+    In place of ``M_p`` (Eq. 4), the union over the cells of the region geodesically nearest each point
+    (:func:`cks.losses.geodesic.geodesic_prior_radius` with ``cfg.prior_geodesic_beta``): the pixels within half the
+    target cell diameter (``cfg.spacing_diameter / 2``) along the image, as many as a disk of that radius has. It is
+    1 there and 0 elsewhere, so the collaborator learns background between the cells as well as a cell-sized,
+    image-shaped foreground around each point; the paper's prior (>= 0) leaves ``M_p >= 0.5`` over every window
+    while the principal's logits are near 0. The same regions, without learning, are the baseline
+    :func:`cks.baselines.geodesic_disks`.
+
+    Args: cfg (px, :func:`effective_loss_config`); image ``[B, C, H, W]``; seg as for :func:`cks_loss_terms`;
+        shape (B, H, W). Returns: ``[B, H, W]`` float in {0, 1}, detached (built from labels and the image).
+    """
+    if image is None:
+        raise CksConfigError("loss.collaborator_target='geodesic' needs the image: pass image=[B, C, H, W]")
+    radius = 0.5 * float(cfg.spacing_diameter)
+    with torch.no_grad():
+        r = geodesic_prior_radius(image, seg["batch"], seg["origin"], seg["points"], seg["logits"].shape[-1],
+                                  radius, cfg.prior_geodesic_beta)
+        inside = (r < radius).to(seg["logits"].dtype)
+        return scatter_windows(inside, seg["batch"], seg["origin"], shape, reduce="amax")
+
+
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
                    cfg: LossConfig = LossConfig(), foreground: Tensor | None = None,
@@ -167,7 +193,8 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
             ``M_c`` (``loss.foreground_from = "masks"``: the true foreground, a diagnostic of the principal's side).
             L_M and L_B still train the collaborator.
         image: ``[B, C, H, W]`` what the collaborator sees; needed only with ``cfg.pairwise_weight > 0`` or
-            ``cfg.prior_shape = "geodesic"`` (:func:`prior_radius`)
+            ``cfg.prior_shape = "geodesic"`` (:func:`prior_radius`) or ``cfg.collaborator_target = "geodesic"``
+            (:func:`geodesic_target`)
             (ours: ``L_PW`` of :mod:`cks.losses.pairwise` on ``cfg.pairwise_on``: the collaborator's ``M_c``, the
             principal's windows or both (the sum); returned and added to ``total`` only then).
         cfg: :class:`~cks.config.LossConfig` in px (:func:`effective_loss_config` of the full config; prior_scale, prior_center, force_point_foreground,
@@ -186,9 +213,15 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     if cfg.prior_spacing > 0:  # ours (issue #9): a narrower prior for a point whose neighbours are close
         d = d * spacing_ratio(points, batch, cfg.prior_spacing, cfg.spacing_diameter)
 
-    # L_M: collaborator follows the principal (M_p is detached inside principal_foreground)
-    m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
-                               cfg.force_point_foreground, cfg.prior_zero, prior_radius(cfg, image, seg))
+    # L_M: collaborator follows the principal (M_p is detached inside principal_foreground), or the image's regions
+    if cfg.collaborator_target == "geodesic":
+        m_p = geodesic_target(cfg, image, seg, shape)
+    elif cfg.collaborator_target == "principal":
+        m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
+                                   cfg.force_point_foreground, cfg.prior_zero, prior_radius(cfg, image, seg))
+    else:
+        raise CksConfigError(f"loss.collaborator_target must be 'principal' (paper) or 'geodesic', "
+                             f"got {cfg.collaborator_target!r}")
     if cfg.consistency_collaborator not in COLLABORATOR_LOSSES:
         raise CksConfigError(f"loss.consistency_collaborator must be one of {sorted(COLLABORATOR_LOSSES)}, "
                              f"got {cfg.consistency_collaborator!r}")
@@ -243,5 +276,5 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     return out
 
 
-__all__ = ["prior_d_per_window", "prior_radius", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
+__all__ = ["prior_d_per_window", "prior_radius", "geodesic_target", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
            "effective_loss_config", "WARMUP_D_REL"]
