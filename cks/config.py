@@ -150,6 +150,7 @@ class TrainConfig:
     val_every: int = 500
     init_principal: str = ""  # CKS-2: path of a principal checkpoint to start from
     snapshots: int = 4  # keep this many evenly spaced weight snapshots (run/snapshots/) for `cks diagnose`; 0 = none
+    ema: float = 0.0  # ours: >0 keeps a moving average of the principal's weights with this decay (0.999: ~1,000 steps), saved and used as the model (cks.ema); 0 = the last weights (paper)
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,13 @@ def _fraction(v) -> bool:
     return 0 <= v <= 1
 
 
+def _ema_decay(v) -> bool:
+    return 0 <= v < 1
+
+
+_ema_decay.text = "in [0, 1) (0 = off)"
+
+
 def _choice(*options):
     def check(v):
         return v in options
@@ -310,7 +318,7 @@ RULES: dict[str, Any] = {
     "train.steps": _non_negative, "train.batch_size": _positive, "train.crop_size": _positive, "train.lr": _positive,
     "train.finetune_lr": _positive, "train.finetune_from": _fraction, "train.weight_decay": _non_negative,
     "train.warmup_steps": _non_negative, "train.warmup_fraction": _fraction, "train.checkpoint_every": _positive,
-    "train.val_every": _positive, "train.snapshots": _non_negative, "train.optimizer": _choice("adam", "adamw"),
+    "train.val_every": _positive, "train.snapshots": _non_negative, "train.ema": _ema_decay, "train.optimizer": _choice("adam", "adamw"),
     "loss.mode": _choice("cks", "supervised"), "loss.prior_scale": _non_negative,
     "loss.prior_center": _choice("point", "window"), "loss.prior_zero": _non_negative,
     "loss.prior_shape": _choice("disk", "geodesic"), "loss.prior_geodesic_beta": _non_negative,

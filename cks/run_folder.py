@@ -3,6 +3,8 @@
 * ``checkpoint.pt`` (atomic, :func:`cks.checkpoint.atomic_save`): config, both models' weights, the optimiser,
   the step, every RNG state, the training scale and the wall / CPU seconds so far — everything a resumed run
   needs to continue exactly where a killed one stopped (``tests/test_train.py`` checks bit-identical weights);
+  with ``train.ema`` the principal's moving average is ``principal`` (the model) and its training weights
+  ``principal_raw`` (:mod:`cks.ema`);
 * ``snapshots/step_XXXXXX.pt``: weights only, at ``train.snapshots`` evenly spaced steps (``cks diagnose``);
 * ``metrics.jsonl``: one JSON row per logged step (losses; validation scores at ``train.val_every``), plus
   event rows (``extended``: a resumed run with a larger step budget; ``resumed``: rows logged after the last
@@ -44,8 +46,11 @@ def append_row(out: Path | None, row: dict) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | None) -> tuple[int, float, float]:
+def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | None, ema=None) -> tuple[int, float, float]:
     """Load a run's checkpoint into ``module`` and ``opt`` (and the RNG states) for ``cfg``.
+
+    ``ema`` (a :class:`cks.ema.WeightAverage`, with ``train.ema``): the average is restored from ``principal`` and
+    the module's principal from ``principal_raw``.
 
     Only :data:`EXTENDABLE` fields may differ from the checkpoint's config (logged as an ``extended`` row);
     rows logged after the checkpoint are marked superseded. Returns ``(step, wall_s, cpu_s)`` so far.
@@ -62,7 +67,13 @@ def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | No
         append_row(log_to, {"step": start, "event": "extended", "changes": changed,
                             "finetune_step_before": finetune_start(old), "finetune_step_now": finetune_start(cfg),
                             "prior_off_step_before": prior_end(old), "prior_off_step_now": prior_end(cfg)})
-    module.principal.load_state_dict(ck["principal"])
+    if ema is not None:
+        if "principal_raw" not in ck:
+            raise CksCheckpointError(f"{ckpt_path}: has no principal_raw weights although train.ema is set")
+        ema.load_state_dict(ck["principal"])
+        module.principal.load_state_dict(ck["principal_raw"])
+    else:
+        module.principal.load_state_dict(ck["principal"])
     if module.collaborator is not None:
         module.collaborator.load_state_dict(ck["collaborator"])
     module.to(device)
@@ -75,11 +86,17 @@ def restore(ckpt_path: Path, cfg: Config, module, opt, device, log_to: Path | No
 
 
 def save(out: Path, cfg: Config, module, opt, step: int, scale: float, wall_s: float, cpu_s: float,
-         snapshot: bool = False) -> None:
-    """The checkpoint (and, with ``snapshot``, a weights-only snapshot of this step)."""
-    weights = {"config": cfg.to_dict(), "principal": module.principal.state_dict(),
+         snapshot: bool = False, ema=None) -> None:
+    """The checkpoint (and, with ``snapshot``, a weights-only snapshot of this step).
+
+    ``ema`` given: ``principal`` is the moving average (the model every reader loads), ``principal_raw`` the
+    training weights."""
+    weights = {"config": cfg.to_dict(),
+               "principal": (ema.state_dict() if ema is not None else module.principal.state_dict()),
                "collaborator": module.collaborator.state_dict() if module.collaborator else None,
                "step": step, "scale": scale, "version": 1}
+    if ema is not None:
+        weights["principal_raw"] = module.principal.state_dict()
     if snapshot:
         atomic_save(weights, out / "snapshots" / f"step_{step:06d}.pt")
     atomic_save({**weights, "optimizer": opt.state_dict(), "rng": rng_state(), "wall_s": wall_s, "cpu_s": cpu_s},

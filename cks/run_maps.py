@@ -193,7 +193,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
             ct = torch.tensor([max(int(sample.get("cell_type", 0) or 0), 0)])
         step = int(ck.get("step", 0))
         principal = Principal(cfg)
-        principal.load_state_dict(ck["principal"])
+        principal.load_state_dict(ck.get("principal_raw", ck["principal"]))  # the weights training used (cks.ema)
         collab = _collaborator(ck)
         lc = loss_config_at(cfg, step)  # Eq. 4's d (px), pi, centre and shape as training used them at ``step``
         shape = (1, side, side)

@@ -8,6 +8,9 @@
   (:func:`cks.losses.cks.cks_loss_terms`), gradient routing by detaching; one Adam(W) optimiser
   over both models, so L_B enters the summed objective once.
 
+With ``train.ema`` (ours) a moving average of the principal's weights is kept (:mod:`cks.ema`); it is what the
+run saves as its model, validates as ``val_*`` (the training weights as ``val_raw_*``) and returns.
+
 Warm-up (author, diff #11; ``train.warmup_steps``): prior d = 100, pi = 1 and the softplus
 overlap variant of L_S. Learning rate: ``lr`` then ``finetune_lr`` after ``finetune_from`` of the
 steps (the paper's "fine-tune rate"). Data order and augmentation are pure functions of
@@ -192,6 +195,15 @@ def validate(principal: Principal, val_samples: list[dict], scale: float | None 
             "val_n_pred": r["n_pred"], "val_n_gt": r["n_gt"]}
 
 
+def _validate_both(principal: Principal, ema, val_samples: list[dict], scale: float | None) -> dict:
+    """:func:`validate` of the run's model: the weights' average with ``train.ema`` (``val_*``), and then the
+    training weights too (``val_raw_*``); without it, the training weights as ``val_*``."""
+    if ema is None:
+        return validate(principal, val_samples, scale=scale)
+    raw = validate(principal, val_samples, scale=scale)
+    return {**validate(ema.model, val_samples, scale=scale), **{k.replace("val_", "val_raw_", 1): v for k, v in raw.items()}}
+
+
 def train_step(ddp, opt, batch: dict, step: int, cfg: Config, device) -> dict:
     """One optimiser step at ``step`` (learning rate from :func:`lr_at`); returns the loss terms.
 
@@ -309,13 +321,18 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     if t_cfg.init_principal:
         module.principal.load_state_dict(load_checkpoint(_expanded(t_cfg.init_principal))["principal"])
     module.to(device)
-    opt = make_optimizer(module, cfg)
+    opt = make_optimizer(module, cfg)  # before the average exists: it is never optimised
+    ema = None
+    if t_cfg.ema > 0:
+        from .ema import WeightAverage
+
+        ema = WeightAverage(module.principal, t_cfg.ema)
     start, history = 0, []
     t_offset, cpu_offset = 0.0, 0.0  # wall / CPU seconds of earlier segments of a resumed run
     out = Path(out_dir) if out_dir else None
     if resume and out is not None and (out / "checkpoint.pt").exists():
         start, t_offset, cpu_offset = run_folder.restore(out / "checkpoint.pt", cfg, module, opt, device,
-                                                         out if rank == 0 else None)
+                                                         out if rank == 0 else None, ema)
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cfg.to_json(), out / "config.json")
@@ -337,7 +354,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
 
     def save(step: int):
         if out is not None and rank == 0:
-            run_folder.save(out, cfg, module, opt, step, scale, wall(), cpu(), snapshot=step in snap_at)
+            run_folder.save(out, cfg, module, opt, step, scale, wall(), cpu(), snapshot=step in snap_at, ema=ema)
 
     clock = RunClock(t_offset, cpu_offset)
     wall, cpu = clock.wall, clock.cpu
@@ -349,6 +366,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
                  for j in range(t_cfg.batch_size)]
         terms = train_step(ddp, opt, collate(items), step, cfg, device)
         step += 1
+        if ema is not None:
+            ema.update(module.principal, step)
         if bar is not None and step == start + TIMING_STEPS:
             bar.write(_budget_text(clock.segment_s(), step - start, t_cfg.steps - step, max_minutes, max_cpu_minutes))
         for k, v in terms.items():
@@ -359,7 +378,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
                    **{k: float(v.detach()) for k, v in terms.items()}}
         if val_samples and rank == 0 and (step % t_cfg.val_every == 0 or step == t_cfg.steps):
             rec = rec or {"step": step, "time_s": wall(), "cpu_s": cpu()}
-            rec.update(validate(module.principal, val_samples, scale=val_scale))
+            rec.update(_validate_both(module.principal, ema, val_samples, val_scale))
         if rec is not None:
             history.append(rec)
             run_folder.append_row(out if rank == 0 else None, rec)
@@ -372,11 +391,11 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     save(step)
     if bar is not None:
         bar.close()
+    model = module.principal if ema is None else ema.model  # the average, with train.ema, is the run's model
     if rank == 0 and (stop_at is None or step >= t_cfg.steps):  # not a planned pause (stop_at) mid-run
-        module.principal.size_model = fit_run_size_model(cfg, module.principal, train_samples, out, step,
-                                                         progress=progress)
+        model.size_model = fit_run_size_model(cfg, model, train_samples, out, step, progress=progress)
     if val_samples and rank == 0 and step > start and (not history or "val_ap50" not in history[-1]):
-        rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **validate(module.principal, val_samples, scale=val_scale)}
+        rec = {"step": step, "time_s": wall(), "cpu_s": cpu(), **_validate_both(module.principal, ema, val_samples, val_scale)}
         history.append(rec)
         run_folder.append_row(out, rec)
-    return {"model": module.principal.eval(), "collaborator": module.collaborator, "history": history, "step": step}
+    return {"model": model.eval(), "collaborator": module.collaborator, "history": history, "step": step}
