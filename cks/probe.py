@@ -28,8 +28,11 @@ END_KEYS = {"tune": "the tuning split's AP50 at the last validation", "tdice": "
             "count": "report count ratio", "cpu": "CPU minutes of the run"}
 
 
-def probe_numbers(rec: dict | None) -> dict:
+def probe_numbers(rec: dict | None, prefix: str = "val_") -> dict:
     """The numbers of one result record (None: a run not in the results folder).
+
+    ``prefix``: which validation curve: ``"val_"`` the run's model, ``"val_raw_"`` the training weights of a run
+    with ``train.ema`` (:mod:`cks.ema`; the report numbers are always the run's model's).
 
     Returns ``{"curve": {step: {"ap50": float, "dice": float | None}}, "tune": ..., "tdice": ..., "report": ...,
     "dice": ..., "ap75": ..., "count": ..., "cpu": ...}`` (keys of :data:`END_KEYS`; None where the record lacks
@@ -37,9 +40,9 @@ def probe_numbers(rec: dict | None) -> dict:
     rec = rec or {}
     curve = {}
     for v in rec.get("validation_curve") or []:
-        if v.get("val_ap50") is not None and v.get("step") is not None:
-            dice = v.get("val_dice")
-            curve[int(v["step"])] = {"ap50": float(v["val_ap50"]), "dice": float(dice) if dice is not None else None}
+        if v.get(f"{prefix}ap50") is not None and v.get("step") is not None:
+            dice = v.get(f"{prefix}dice")
+            curve[int(v["step"])] = {"ap50": float(v[f"{prefix}ap50"]), "dice": float(dice) if dice is not None else None}
     end = curve[max(curve)] if curve else {}
     m = rec.get("metrics") or {}
 

@@ -242,7 +242,8 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
     from .viz import markdown_table
 
     what = {"true": "the true foreground (BCE)", "disks": "disks around the points (L_M, Eq. 6)",
-            "disks entropy": "disks around the points (L_CE, Eq. 5)"}
+            "disks entropy": "disks around the points (L_CE, Eq. 5)",
+            "geodesic": "geodesic regions around the points (L_M, Eq. 6)"}
     table = {}
     for r in records:
         disk = r.get("disk_fg_iou")
@@ -258,6 +259,8 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
             if r.get("ring_rel"):  # an uncertain ring: no vote between the two radii
                 on = (f"disks of {r['radius_rel']:g} cell diameters, no vote out to {r['ring_rel']:g} "
                       f"({'L_CE, Eq. 5' if r.get('consistency') == 'entropy' else 'L_M, Eq. 6'})")
+            if r.get("geodesic_fg_iou") is not None:  # the target itself, scored like the disks
+                on += f", beta {r['beta']:g} (the regions' own fg IoU {r['geodesic_fg_iou']:.3f})"
             table[r.get("name", r.get("command", "?").split("--name ")[-1].split()[0])] = {
                 "collaborator": "-".join(map(str, r["collaborator_foreground"])),
                 "trained on": on, "steps": r["steps"], "fg IoU": r["fg_iou"],

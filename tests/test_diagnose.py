@@ -102,13 +102,32 @@ def test_collaborator_ceiling_markdown_rows():
     ce = {**alone, "command": "x --name a1_ce", "target": "disks", "consistency": "entropy", "fg_iou": 0.4}
     ring = {**alone, "command": "x --name a1_ring", "target": "disks", "consistency": "linear", "radius_rel": 0.3,
             "ring_rel": 0.8, "fg_iou": 0.45}
-    lines = collaborator_ceiling_markdown([alone, runs, ce, ring]).splitlines()
-    assert len(lines) == 7  # header, rule, five rows
+    geo = {**alone, "command": "x --name a1_geodesic", "target": "geodesic", "consistency": "linear", "beta": 3.0,
+           "radius_rel": 0.5, "geodesic_fg_iou": 0.5127, "fg_iou": 0.52}
+    lines = collaborator_ceiling_markdown([alone, runs, ce, ring, geo]).splitlines()
+    assert len(lines) == 8  # header, rule, six rows
+    assert lines[7].startswith("| a1_geodesic | 16-32-64 | geodesic regions around the points (L_M, Eq. 6), beta 3 "
+                               "(the regions' own fg IoU 0.513) | 400 | 0.520 |")
     assert lines[6].startswith("| a1_ring | 16-32-64 | disks of 0.3 cell diameters, no vote out to 0.8 (L_M, Eq. 6) |")
     assert lines[5].startswith("| a1_ce | 16-32-64 | disks around the points (L_CE, Eq. 5) | 400 | 0.400 |")
     assert lines[2].startswith("| a1_true | 16-32-64 | the true foreground (BCE) | 400 | 0.651 | - | 0.434 |")
     assert lines[3].startswith("| run r1 | 16 | CKS (M_p) | 700 | 0.468 | 0.500 | 0.434 |")
     assert lines[4].startswith("| run sup | none (supervised) | - | 9 | - | 0.700 | 0.434 |")
+
+
+def test_ceiling_geodesic_target_is_the_union_of_the_baselines_regions():
+    """``--target geodesic``: the collaborator's target is the union of cks.baselines.geodesic_disks's regions."""
+    from benchmarks.collaborator_ceiling import crops_at_scale
+    from cks.baselines import geodesic_disks
+    from cks.points import centroids
+
+    s = synthetic_sample((96, 96), n_cells=3, radius=(8, 10), seed=2)
+    (x, fg, t), = crops_at_scale([s], [1.0], 0.5, 20.0, beta=3.0)
+    want = geodesic_disks(x, centroids(s["label"])[1], 10.0, 3.0) > 0
+    np.testing.assert_array_equal(t > 0, want)
+    assert set(np.unique(t)) <= {0.0, 1.0} and 0 < t.mean() < 1
+    (_, _, d), = crops_at_scale([s], [1.0], 0.5, 20.0)  # without beta: the Voronoi disks, another target
+    assert not np.array_equal(d, t)
 
 
 def test_ceiling_ring_target_votes_inside_abstains_in_the_ring():

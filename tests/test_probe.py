@@ -26,6 +26,16 @@ def test_numbers_read_the_last_validation_and_the_report():
     assert empty["curve"] == {} and all(empty[k] is None for k in END_KEYS)
 
 
+def test_numbers_of_the_training_weights_of_an_averaged_run():
+    rec = {"model": "ema", "metrics": {"ap50": 0.4}, "validation_curve": [
+        {"step": 2000, "val_ap50": 0.52, "val_dice": 0.70, "val_raw_ap50": 0.50, "val_raw_dice": 0.69},
+        {"step": 4000, "val_ap50": 0.61, "val_dice": 0.72, "val_raw_ap50": 0.55, "val_raw_dice": 0.71}]}
+    avg, raw = probe_numbers(rec), probe_numbers(rec, prefix="val_raw_")
+    assert (avg["tune"], avg["tdice"], raw["tune"], raw["tdice"]) == (0.61, 0.72, 0.55, 0.71)
+    assert raw["curve"][2000] == {"ap50": 0.50, "dice": 0.69} and raw["report"] == avg["report"] == 0.4
+    assert probe_numbers(RECS[0], prefix="val_raw_")["curve"] == {}  # a run without the average has no such curve
+
+
 def test_glue_names_and_missing_values_as_zero():
     g = probe_glue("ch09b_x", "a", probe_numbers(RECS[0]), steps=(2000, 4000, 6000))
     assert g["ch09b_x_a_tune"] == 0.58 and g["ch09b_x_a_report"] == 0.55 and g["ch09b_x_a_cpu"] == 41.4
