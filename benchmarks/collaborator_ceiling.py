@@ -21,7 +21,8 @@ their true cell size (``size.diameter`` px, from the masks):
 * ``--target geodesic``: the same, against the union of the geodesic regions around the true points
   (:func:`cks.baselines.geodesic_disks`, each of the area of a disk of ``--radius`` x ``size.diameter``, grown
   through dark pixels at ``--beta``): what L_M makes of a target that follows the image
-  (``loss.collaborator_target = "geodesic"``, ours).
+  (``loss.collaborator_target = "geodesic"``, ours; here the brightness is standardised over the whole field,
+  in training over each crop).
 * ``--runs``: the collaborators of trained CKS runs, as they are, and the foreground (union of the predicted
   masks, at the true cell size, score threshold 0.5) of those runs' principal models, supervised runs included.
 
@@ -194,13 +195,16 @@ def main(argv=None):
             rows[Path(run).name] = {"step": int(ck.get("step", 0)),
                                     "fg_iou": None if col is None else round(score(col, cfg.size.diameter), 4),
                                     "principal_fg_iou": round(principal_fg_iou(run, tune), 4),
-                                    "collaborator.foreground": None if col is None else list(cfg.collaborator.foreground)}
+                                    "collaborator.foreground": None if col is None else list(cfg.collaborator.foreground),
+                                    "collaborator_target": cfg.loss.collaborator_target}
             print(Path(run).name, rows[Path(run).name], flush=True)
         res["runs"] = rows
     else:
         cfg = get_preset(a.preset, size="convnext_atto", overrides=a.set or None)
         target = float(cfg.size.diameter)
         train = load_dataset(TRAIN, scale=1.0, points="none")
+        if a.ring and a.target != "disks":
+            p.error("--ring is for --target disks only")
         data = crops_at_scale(train, true_size(train, target), a.radius, target, a.ring,
                               a.beta if a.target == "geodesic" else None)
         col, history = train_alone(cfg, data, a.target, a.steps, evaluate=lambda c: score(c, target),

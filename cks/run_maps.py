@@ -151,7 +151,8 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
         max_snapshots: keep this many snapshots, evenly spaced (the last always kept).
     Returns:
         ``{"image", "label", "points"`` (crop), ``"rows": [{"step", "M_p", "M_c", "B_p", "fg_fraction", "target"}]}``
-        (``"target"``: ``"M_p"`` or ``"geodesic"``, what L_M pulled ``M_c`` toward at that step).
+        (``"target"``: ``"M_p"`` or ``"geodesic"``, what L_M's target is at that step by the run's schedule, i.e. for the
+        step after the snapshot, as ``"M_p"``'s prior is).
     """
     import torch
 

@@ -108,7 +108,7 @@ def consistency_trace(run_dir, samples: list[dict], max_snapshots: int | None = 
         if scaled is None:
             scaled = normalize_cell_size(samples, cfg.size.diameter, use_masks=True) if cfg.size.normalize else samples
         principal = Principal(cfg, scale=float(ck.get("scale", 1.0)))
-        principal.load_state_dict(ck["principal"])
+        principal.load_state_dict(ck.get("principal_raw", ck["principal"]))  # the weights beside this collaborator (cks.ema)
         principal.eval()
         collab = _collaborator(ck)
         step = int(ck.get("step", 0))

@@ -343,6 +343,8 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
         ddp = nn.parallel.DistributedDataParallel(
             module, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None,
             find_unused_parameters=True)
+        if ema is not None and start == 0:  # DDP has broadcast rank 0's weights: every rank's average starts from them
+            ema.load_state_dict(module.principal.state_dict())
     train_set = TrainSet(train_samples, crop_size=t_cfg.crop_size, seed=t_cfg.seed, scale_range=t_cfg.scale_range)
     bar = None
     if progress and rank == 0:

@@ -243,15 +243,18 @@ def collaborator_ceiling_markdown(records: list[dict]) -> str:
 
     what = {"true": "the true foreground (BCE)", "disks": "disks around the points (L_M, Eq. 6)",
             "disks entropy": "disks around the points (L_CE, Eq. 5)",
-            "geodesic": "geodesic regions around the points (L_M, Eq. 6)"}
+            "geodesic": "geodesic regions around the points (L_M, Eq. 6)",
+            "geodesic entropy": "geodesic regions around the points (L_CE, Eq. 5)"}
     table = {}
     for r in records:
         disk = r.get("disk_fg_iou")
         if "runs" in r:
             for name, v in r["runs"].items():
                 widths = v.get("collaborator.foreground")
+                trained = ("CKS (geodesic regions, then M_p)" if v.get("collaborator_target") == "geodesic"
+                           else "CKS (M_p)") if widths else "-"
                 table[f"run {name}"] = {"collaborator": "-".join(map(str, widths)) if widths else "none (supervised)",
-                                        "trained on": "CKS (M_p)" if widths else "-", "steps": v["step"],
+                                        "trained on": trained, "steps": v["step"],
                                         "fg IoU": "-" if v["fg_iou"] is None else v["fg_iou"],
                                         "principal's fg IoU": v.get("principal_fg_iou", "-"), "disks' fg IoU": disk}
         else:

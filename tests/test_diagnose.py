@@ -104,8 +104,11 @@ def test_collaborator_ceiling_markdown_rows():
             "ring_rel": 0.8, "fg_iou": 0.45}
     geo = {**alone, "command": "x --name a1_geodesic", "target": "geodesic", "consistency": "linear", "beta": 3.0,
            "radius_rel": 0.5, "geodesic_fg_iou": 0.5127, "fg_iou": 0.52}
+    runs["runs"]["r2"] = {**runs["runs"]["r1"], "collaborator_target": "geodesic"}
     lines = collaborator_ceiling_markdown([alone, runs, ce, ring, geo]).splitlines()
-    assert len(lines) == 8  # header, rule, six rows
+    assert len(lines) == 9  # header, rule, seven rows
+    assert lines[5].startswith("| run r2 | 16 | CKS (geodesic regions, then M_p) | 700 |")
+    del lines[5]
     assert lines[7].startswith("| a1_geodesic | 16-32-64 | geodesic regions around the points (L_M, Eq. 6), beta 3 "
                                "(the regions' own fg IoU 0.513) | 400 | 0.520 |")
     assert lines[6].startswith("| a1_ring | 16-32-64 | disks of 0.3 cell diameters, no vote out to 0.8 (L_M, Eq. 6) |")

@@ -77,7 +77,7 @@ def test_training_saves_validates_and_resumes_the_average(tmp_path, mode):
             assert torch.equal(ck[key][k], again[key][k]), (key, k)
 
 
-def test_without_ema_nothing_changes(tmp_path):
+def test_without_ema_the_run_folder_has_no_average(tmp_path):
     data = synthetic_dataset(1, size=(96, 96), n_cells=4, radius=(6, 9), seed=3)
     cfg = get_preset("base", size="test", overrides={**SMALL, "train.steps": 3})
     train(cfg, data, val_samples=data, out_dir=tmp_path, progress=False)
