@@ -222,15 +222,8 @@ def main(argv=None):
                                                              s["label"]) for s in tune])), 4)
     res["disk_radius_rel"] = a.radius
     if a.target == "geodesic" and not a.runs:  # the target itself on the tuning fields, each at its true size
-        from cks.data.io import image_batch
-        from cks.data.readers import rescale_sample
-
-        ious = []
-        for s, sc in zip(tune, true_size(tune, target)):
-            r = rescale_sample(s, sc)
-            x = image_batch(r["image"].astype(np.float32))[0].numpy()
-            ious.append(foreground_iou(geodesic_foreground(x, r["label"], a.radius * target, a.beta), r["label"]))
-        res["geodesic_fg_iou"] = round(float(np.mean(ious)), 4)
+        regions = crops_at_scale(tune, true_size(tune, target), a.radius, target, beta=a.beta)
+        res["geodesic_fg_iou"] = round(float(np.mean([foreground_iou(t, fg) for _, fg, t in regions])), 4)
     runs_dir = os.environ.get("CKS_RUNS_DIR")
     args = [f"$CKS_RUNS_DIR/{os.path.relpath(x, runs_dir)}" if runs_dir and x.startswith(runs_dir.rstrip("/") + "/")
             else x for x in (argv if argv is not None else sys.argv[1:])]

@@ -159,8 +159,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
     from .checkpoint import load_checkpoint
     from .config import Config
     from .losses.border import principal_border
-    from .losses.cks import geodesic_target, prior_d_per_window, prior_radius
-    from .losses.consistency import principal_foreground
+    from .losses.cks import lm_target, prior_d_per_window
     from .models.principal import Principal
     from .points import centroids
     from .schedule import loss_config_at
@@ -202,12 +201,7 @@ def training_maps(run_dir, sample: dict, crop: int | None = None, max_snapshots:
             out = principal.eval()(x, p)
             lg, b, o, sp = out["seg_logits"], out["seg_batch"], out["seg_origin"], out["seg_points"]
             d = prior_d_per_window(ct, b, torch.as_tensor(lc.prior_d, dtype=torch.float32).reshape(-1))
-            seg = {"logits": lg, "batch": b, "origin": o, "points": sp}
-            if lc.collaborator_target == "geodesic":
-                m_p = geodesic_target(lc, x, seg, shape)[0].numpy()
-            else:
-                m_p = principal_foreground(lg, b, o, sp, shape, d, lc.prior_scale, lc.prior_center,
-                                           lc.force_point_foreground, lc.prior_zero, prior_radius(lc, x, seg))[0].numpy()
+            m_p = lm_target(lc, {"logits": lg, "batch": b, "origin": o, "points": sp}, shape, d, x)[0].numpy()
             b_p = principal_border(lg, b, o, shape, cfg.loss.border_magnitude)[0].numpy()
             m_c = None if collab is None else torch.sigmoid(collab(x, ct)["fg_logits"])[0].numpy()
         rows.append({"step": step, "M_p": m_p, "M_c": m_c, "B_p": b_p,

@@ -175,6 +175,25 @@ def geodesic_target(cfg: LossConfig, image: Tensor | None, seg: dict[str, Tensor
         return scatter_windows(inside, seg["batch"], seg["origin"], shape, reduce="amax")
 
 
+def lm_target(cfg: LossConfig, seg: dict[str, Tensor], shape: tuple[int, int, int], d: Tensor,
+              image: Tensor | None = None) -> Tensor:
+    """What L_M pulls the collaborator's ``M_c`` toward: the principal's ``M_p`` (Eq. 4, detached; the paper) or,
+    with ``cfg.collaborator_target = "geodesic"``, the image's regions (:func:`geodesic_target`).
+
+    Args: cfg (px, :func:`effective_loss_config`); seg as for :func:`cks_loss_terms`; shape (B, H, W); d ``[K]`` the
+        prior widths of Eq. 4 (:func:`prior_d_per_window`); image ``[B, C, H, W]`` (needed for the geodesic shapes).
+    Returns: ``[B, H, W]`` in [0, 1].
+    """
+    if cfg.collaborator_target == "geodesic":
+        return geodesic_target(cfg, image, seg, shape)
+    if cfg.collaborator_target != "principal":
+        raise CksConfigError(f"loss.collaborator_target must be 'principal' (paper) or 'geodesic', "
+                             f"got {cfg.collaborator_target!r}")
+    return principal_foreground(seg["logits"], seg["batch"], seg["origin"], seg["points"], shape, d, cfg.prior_scale,
+                                cfg.prior_center, cfg.force_point_foreground, cfg.prior_zero,
+                                prior_radius(cfg, image, seg))
+
+
 def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tuple[int, int, int],
                    cell_type: Tensor | None, d_table: Sequence[float] | Tensor | None = None,
                    cfg: LossConfig = LossConfig(), foreground: Tensor | None = None,
@@ -214,14 +233,7 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
         d = d * spacing_ratio(points, batch, cfg.prior_spacing, cfg.spacing_diameter)
 
     # L_M: collaborator follows the principal (M_p is detached inside principal_foreground), or the image's regions
-    if cfg.collaborator_target == "geodesic":
-        m_p = geodesic_target(cfg, image, seg, shape)
-    elif cfg.collaborator_target == "principal":
-        m_p = principal_foreground(logits, batch, origin, points, shape, d, cfg.prior_scale, cfg.prior_center,
-                                   cfg.force_point_foreground, cfg.prior_zero, prior_radius(cfg, image, seg))
-    else:
-        raise CksConfigError(f"loss.collaborator_target must be 'principal' (paper) or 'geodesic', "
-                             f"got {cfg.collaborator_target!r}")
+    m_p = lm_target(cfg, seg, shape, d, image)
     if cfg.consistency_collaborator not in COLLABORATOR_LOSSES:
         raise CksConfigError(f"loss.consistency_collaborator must be one of {sorted(COLLABORATOR_LOSSES)}, "
                              f"got {cfg.consistency_collaborator!r}")
@@ -276,5 +288,5 @@ def cks_loss_terms(seg: dict[str, Tensor], collab: dict[str, Tensor], shape: tup
     return out
 
 
-__all__ = ["prior_d_per_window", "prior_radius", "geodesic_target", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
+__all__ = ["prior_d_per_window", "prior_radius", "geodesic_target", "lm_target", "cks_loss_terms", "effective_prior_d", "effective_collapse_delta",
            "effective_loss_config", "WARMUP_D_REL"]
