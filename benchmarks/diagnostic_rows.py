@@ -103,6 +103,7 @@ def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir
             "command": diagnose_command(diag, run, protocol, data, diagnose_dir / run, runs_dir),
             "trained_with": (result or {}).get("command", ""),
             "overall": shape["overall"], "bins": shape["bins"], "count_ratio": shape.get("count_ratio"),
+            "crowding": shape.get("crowding"),
             "collaborator_foreground": diag.get("collaborator_foreground"),
             "tuning_ap50_by_step": tuning_curve(runs_dir / protocol / run),
             "report_ap50": ((result or {}).get("metrics") or {}).get("ap50")}

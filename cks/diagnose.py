@@ -171,6 +171,16 @@ def run_cli(args) -> dict:
         f = [("-" if r[k] is None else f"{r[k]:.3g}") for k in ("offset_median", "offset_rel_median",
                                                                  "area_ratio_median", "iou_median", "disk_iou_median")]
         print(f"| {r['bin']} | {r['n_gt']} | {r['n_matched']} | {r['n_matched_50']} | " + " | ".join(f) + " |")
+    print("by touching neighbours (GT cells within 2 px of another GT cell): alone, one, two or more")
+    print("| neighbours | GT | matched | IoU>=0.5 | offset px | area ratio | solidity (true) | IoU | disk IoU |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in s["shape"].get("crowding") or []:
+        v = {k: ("-" if r[k] is None else f"{r[k]:.3g}") for k in ("offset_median", "area_ratio_median", "iou_median",
+                                                                  "disk_iou_median", "solidity_pred_median",
+                                                                  "solidity_true_median")}
+        print(f"| {r['group']} | {r['n_gt']} | {r['n_matched']} | {r['n_matched_50']} | {v['offset_median']} | "
+              f"{v['area_ratio_median']} | {v['solidity_pred_median']} ({v['solidity_true_median']}) | "
+              f"{v['iou_median']} | {v['disk_iou_median']} |")
     cr = s["shape"]["count_ratio"]
     sl = s["shape"]["overall"].get("size_slope")
     print(f"size tracking (log-log slope of predicted on true area, matched cells; 1 = masks follow cell size, "

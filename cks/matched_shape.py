@@ -6,6 +6,9 @@
   solidities and IoU, next to the IoU of the Voronoi-disk baseline (:func:`cks.baselines.voronoi_disks`)
   for the same cell. A constant positive offset in every bin is the "band around every cell" failure.
 * :func:`size_slope`: do the masks follow each cell's size?
+* :func:`touching_neighbours`: how many other cells come within a few px of each cell; the same statistics by
+  that count (``crowding``) say whether the masks fail on crowded cells (the split between neighbours) or on
+  cells alone as well (the cell's own outline).
 * :func:`summarise`: the JSON-serialisable part of a result.
 
 Signed offset of a pair: the true boundary runs along pixel edges, so the signed distance of a pixel
@@ -28,10 +31,53 @@ from scipy import ndimage
 
 from .errors import CksDataError
 
-__all__ = ["shape_diagnostics", "size_slope", "summarise", "DEFAULT_BINS", "MATCH_IOU"]
+__all__ = ["shape_diagnostics", "size_slope", "summarise", "touching_neighbours", "DEFAULT_BINS", "MATCH_IOU",
+           "CROWDING", "TOUCH_GAP"]
 
 DEFAULT_BINS = (0, 16, 24, 32, 48, math.inf)
 MATCH_IOU = 0.1  # a GT cell counts as matched when IoU with its largest-intersection partner >= this
+#: groups of GT cells by their number of touching neighbours (inclusive ranges): alone, one, two or more
+CROWDING = ((0, 0), (1, 1), (2, math.inf))
+#: two cells touch when a pixel of one is within this many px (Euclidean, pixel centres; label-image px) of the other
+TOUCH_GAP = 2.0
+
+
+def touching_neighbours(label, gap: float = TOUCH_GAP) -> tuple[np.ndarray, np.ndarray]:
+    """How many other cells come within ``gap`` px of each cell of a label image (ours, issue #9).
+
+    Two cells touch when some pixel of one lies within ``gap`` px (Euclidean distance of pixel centres) of some
+    pixel of the other: edge-adjacent cells at ``gap`` 1, cells with one background pixel between them at 2.
+    Vectorised over pixels: one comparison of the image with itself shifted, per offset ``(dy, dx)`` with
+    ``0 < dy^2 + dx^2 <= gap^2`` (6 offsets at ``gap`` 2), never a loop over cells.
+
+    Args:
+        label: int label image ``[H, W]``, 0 = background.
+        gap: distance in px, >= 1.
+    Returns:
+        ``ids [G]`` (sorted cell ids, as :func:`cks.metrics.intersections` orders them) and ``counts [G]`` int64.
+    """
+    if not gap >= 1:
+        raise CksDataError(f"touching_neighbours: gap must be >= 1 px, got {gap}")
+    lab = np.asarray(label)
+    if lab.ndim != 2:
+        raise CksDataError(f"touching_neighbours: expected a 2-D label image, got shape {lab.shape}")
+    lab = lab.astype(np.int64)
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    h, w = lab.shape
+    r, base = int(math.floor(gap)), int(lab.max()) + 1 if lab.size else 1
+    keys = []
+    for dy in range(0, r + 1):
+        for dx in range(-r, r + 1):
+            if (dy == 0 and dx <= 0) or dy * dy + dx * dx > gap * gap or dy >= h or abs(dx) >= w:
+                continue
+            a = lab[: h - dy, max(0, -dx): w - max(0, dx)]  # pixel (y, x) ...
+            b = lab[dy:, max(0, dx): w - max(0, -dx)]  # ... and pixel (y + dy, x + dx)
+            keep = (a > 0) & (b > 0) & (a != b)
+            keys += [a[keep] * base + b[keep], b[keep] * base + a[keep]]  # both directions
+    pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    counts = np.bincount(np.searchsorted(ids, pairs // base), minlength=ids.size).astype(np.int64)
+    return ids, counts
 
 
 # ----------------------------------------------------------------------------- shape of matched pairs
@@ -128,9 +174,11 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
     Returns:
         dict with ``bins`` (one stats dict per bin, with ``bin``, ``lo``, ``hi``), ``overall`` (stats),
         ``count_ratio`` (n predicted / n GT, pooled), ``n_pred``, ``n_gt``, ``scale``, ``bin_edges``,
-        ``disk_radius`` (per image) and ``cells`` (per-GT-cell numpy arrays: ``image, gt_id, pred_id``
+        ``disk_radius`` (per image), ``crowding`` (the stats per group of :data:`CROWDING`: GT cells by their number
+        of touching GT neighbours, :func:`touching_neighbours` at :data:`TOUCH_GAP` px of these images, with
+        ``group``, ``lo``, ``hi``) and ``cells`` (per-GT-cell numpy arrays: ``image, gt_id, pred_id``
         (0 = none), ``diameter, bin, iou, matched, offset, offset_rel, area_ratio, solidity_pred,
-        solidity_true, disk_iou``; NaN where unmatched). ``overall`` also has ``size_slope``
+        solidity_true, disk_iou, neighbours``; NaN where unmatched). ``overall`` also has ``size_slope``
         (:func:`size_slope` of the matched cells: do masks follow cell size?). Stats: counts (matched = IoU >= 0.1, and at
         IoU >= 0.5), medians/means of the signed offset (px at ``scale``) and of the offset relative to
         the true diameter, medians of area ratio, solidities (matched pairs), IoU and disk IoU (all GT).
@@ -147,7 +195,7 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
         raise CksDataError(f"shape_diagnostics: {len(points)} point arrays for {len(gts)} images")
     edges = np.asarray(bins, np.float64)
     cols = {k: [] for k in ("image", "gt_id", "pred_id", "diameter", "iou", "offset", "area_ratio", "solidity_pred",
-                            "solidity_true", "disk_iou")}
+                            "solidity_true", "disk_iou", "neighbours")}
     n_pred, radii = 0, []
     for i, (pred, gt) in enumerate(zip(preds, gts)):
         pred_ids, gt_ids, pa, ga, inter = intersections(pred, gt)
@@ -176,10 +224,11 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
         for key, val in (("image", np.full(g, i)), ("gt_id", gt_ids), ("diameter", diam * scale),
                          ("pred_id", np.where(best >= 0, pred_ids[np.maximum(best, 0)] if pred_ids.size else 0, 0)),
                          ("iou", iou), ("offset", offset * scale), ("solidity_pred", sol_p), ("solidity_true", sol_t),
-                         ("area_ratio", np.where(matched, pa_b / np.maximum(ga, 1), math.nan)), ("disk_iou", disk_iou)):
+                         ("area_ratio", np.where(matched, pa_b / np.maximum(ga, 1), math.nan)), ("disk_iou", disk_iou),
+                         ("neighbours", touching_neighbours(gt)[1])):
             cols[key].append(np.asarray(val))
     c = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
-    for k in ("image", "gt_id", "pred_id"):
+    for k in ("image", "gt_id", "pred_id", "neighbours"):
         c[k] = c[k].astype(np.int64)
     c["matched"] = c["iou"] >= MATCH_IOU
     c["offset_rel"] = c["offset"] / np.maximum(c["diameter"], 1e-9)
@@ -189,13 +238,16 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
         lo, hi = edges[b], edges[b + 1]
         name = f"{lo:g}-{hi:g}" if math.isfinite(hi) else f"{lo:g}+"
         per_bin.append({"bin": name, "lo": float(lo), "hi": float(hi), **_stats(c, c["bin"] == b)})
+    crowding = [{"group": f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}" if math.isfinite(hi) else f"{lo:g}+",
+                 "lo": float(lo), "hi": float(hi), **_stats(c, (c["neighbours"] >= lo) & (c["neighbours"] <= hi))}
+                for lo, hi in CROWDING]
     n_gt = int(c["gt_id"].size)
     overall = _stats(c, np.ones(n_gt, bool))
     true_area = np.pi * c["diameter"] ** 2 / 4  # px^2 at the training scale; the slope does not depend on it
     overall["size_slope"] = size_slope((c["area_ratio"] * true_area)[c["matched"]], true_area[c["matched"]])
     return {"bins": per_bin, "overall": overall, "count_ratio": n_pred / n_gt if n_gt else math.nan,
             "n_pred": int(n_pred), "n_gt": n_gt, "scale": float(scale), "bin_edges": [float(e) for e in edges],
-            "disk_radius": radii, "cells": c}
+            "disk_radius": radii, "crowding": crowding, "cells": c}
 
 
 def _jsonable(x):

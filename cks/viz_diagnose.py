@@ -202,6 +202,30 @@ def diagnostics_markdown(rows: list[dict], small_bin: str = "0-16") -> str:
     return markdown_table(table, digits=2)
 
 
+def crowding_markdown(rows: list[dict]) -> str:
+    """GT cells grouped by their number of touching neighbours (:func:`cks.matched_shape.touching_neighbours`), per
+    run (``crowding`` of :func:`cks.diagnose.diagnose_run` rows, ``benchmarks/diagnostic_rows.py``).
+
+    One row per run and group: the cells in it, the share with a predicted cell at IoU >= 0.5, the median IoU of
+    every cell (0 where none overlaps) next to the Voronoi disks', and the median solidity of the matched
+    predicted cells next to the true cells'. Rows diagnosed before the grouping existed are skipped.
+    """
+    from .viz import markdown_table
+
+    table = {}
+    for r in rows:
+        for g in r.get("crowding") or []:
+            n = g["n_gt"]
+            sol_p, sol_t = g.get("solidity_pred_median"), g.get("solidity_true_median")
+            name = {"0": "alone", "1": "1 neighbour"}.get(g["group"], f"{g['group']} neighbours")
+            table[f"{r['run']}, {name}"] = {
+                "cells": n, "IoU >= 0.5": f"{g['n_matched_50'] / n:.2f}" if n else "-",
+                "IoU / disk IoU": "-" if g.get("iou_median") is None else
+                f"{g['iou_median']:.3f} / {g['disk_iou_median']:.3f}",
+                "solidity / true": "-" if sol_p is None or sol_t is None else f"{sol_p:.2f} / {sol_t:.2f}"}
+    return markdown_table(table, digits=2) if table else "*No grouped diagnostics in these rows.*"
+
+
 def size_estimate_markdown(record: dict) -> str:
     """The cell size found at prediction (``benchmarks/size_at_prediction.py`` JSON) as a markdown table.
 
@@ -342,5 +366,5 @@ def resized_tuning_markdown(record: dict) -> str:
     return markdown_table(table) + "\n\nEach entry: AP50 on the tuning fields resized by the factor."
 
 
-__all__ = ["foreground_values", "foreground_by_line", "resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
+__all__ = ["foreground_values", "crowding_markdown", "foreground_by_line", "resized_tuning_markdown", "foreground_partition_markdown", "plot_boundary_profile", "plot_offsets", "plot_area_ratio", "plot_iou_vs_disk", "plot_shape_diagnostics", "show_training_maps",
            "diagnostics_markdown", "size_estimate_markdown", "collaborator_ceiling_markdown"]

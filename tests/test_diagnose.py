@@ -37,6 +37,8 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert "size_slope" in d["shape"]["overall"]
     assert [r["step"] for r in d["consistency_trace"]] == [1, 2] and (out / "consistency_trace.png").stat().st_size > 1000
     assert "consistency trace" in stdout and "mask on own cell" in stdout
+    assert sum(g["n_gt"] for g in d["shape"]["crowding"]) == d["shape"]["n_gt"]  # every GT cell in one group
+    assert "by touching neighbours" in stdout and "| 2+ |" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
 
@@ -68,6 +70,25 @@ def test_diagnostics_markdown_reads_summarised_rows():
     cells = [c.strip() for c in ioued.splitlines()[2].split("|")]
     assert cells[header.index("M_c IoU")] == "0.40-0.61" and cells[header.index("M_c / true fg")] == "0.50-1.25"
     assert [c.strip() for c in lines[2].split("|")][header.index("M_c IoU")] == "-"  # a row without IoUs
+
+
+def test_crowding_markdown_rows():
+    """One table row per run and neighbour group, with the share at IoU >= 0.5 computed from the counts."""
+    from cks.viz_diagnose import crowding_markdown
+
+    gt = np.zeros((60, 90), np.int32)
+    gt[5:25, 5:25], gt[5:25, 25:45], gt[35:55, 60:80] = 1, 2, 3  # a touching pair and a lone cell
+    pred = gt.copy()
+    pred[35:55, 70:80] = 0  # half of the lone cell: IoU 0.5
+    pred[5:25, 25:45] = 0  # the second of the pair missed: IoU 0
+    s = summarise(shape_diagnostics([pred], [gt]))
+    md = crowding_markdown([{"run": "r", **s}, {"run": "old", "overall": s["overall"]}]).splitlines()
+    assert len(md) == 2 + 3  # header, rule, one row per group of the run that has them
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md[2:]}
+    assert cells["r, alone"][:2] == ["1", "1.00"] and cells["r, 1 neighbour"][:2] == ["2", "0.50"]
+    assert cells["r, 1 neighbour"][2].startswith("0.500 / ")  # median of IoU 1 and 0
+    assert cells["r, 2+ neighbours"] == ["0", "-", "-", "-"]
+    assert crowding_markdown([{"run": "old"}]).startswith("*No grouped")
 
 
 def test_size_estimate_markdown_rows_and_values():

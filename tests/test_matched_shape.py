@@ -134,3 +134,76 @@ def test_size_slope_edge_cases():
     assert math.isnan(size_slope([1, 2], [1, 2])) and math.isnan(size_slope([5, 6, 7], [4, 4, 4]))
     assert size_slope([2, 8, 32], [1, 2, 4]) == pytest.approx(2.0)  # pred = 2 true^2 exactly
     assert size_slope([2, 0, 8, 32], [1, 3, 2, 4]) == pytest.approx(2.0)  # a zero area is left out
+
+
+def _brute_neighbours(lab, gap):
+    """Reference by hand: for each pair of cells, the smallest centre distance between their pixels."""
+    ids = [int(i) for i in np.unique(lab) if i > 0]
+    pix = {i: np.argwhere(lab == i).astype(float) for i in ids}
+    out = []
+    for i in ids:
+        n = 0
+        for j in ids:
+            if j != i:
+                d = np.sqrt(((pix[i][:, None, :] - pix[j][None, :, :]) ** 2).sum(-1)).min()
+                n += d <= gap
+        out.append(n)
+    return np.array(ids), np.array(out)
+
+
+def test_touching_neighbours_by_gap():
+    from cks.matched_shape import touching_neighbours
+    lab = np.zeros((20, 30), np.int32)
+    lab[2:6, 2:6] = 1     # 2 touches 1 edge to edge (distance 1)
+    lab[2:6, 6:10] = 2
+    lab[2:6, 12:16] = 3   # two background columns between 2 and 3: distance 3
+    lab[7:10, 7:10] = 4   # one background row under 2: distance 2 from 2; diagonal to 1 at sqrt(8) = 2.83
+    lab[15:18, 25:28] = 7  # alone; ids need not be consecutive
+    ids, n = touching_neighbours(lab, gap=2)
+    assert ids.tolist() == [1, 2, 3, 4, 7] and n.tolist() == [1, 2, 0, 1, 0]
+    _, n1 = touching_neighbours(lab, gap=1)
+    assert n1.tolist() == [1, 1, 0, 0, 0]
+    _, n3 = touching_neighbours(lab, gap=3)
+    assert n3.tolist() == [2, 3, 1, 2, 0]  # 1-4 at sqrt(8) <= 3; 2-3 at 3
+    for gap in (1, 1.5, 2, 3, 4.5):  # the shifted comparison equals the pairwise distances by hand
+        assert np.array_equal(touching_neighbours(lab, gap)[1], _brute_neighbours(lab, gap)[1])
+
+
+def test_touching_neighbours_random_and_refusals():
+    from cks.errors import CksDataError
+    from cks.matched_shape import touching_neighbours
+    rng = np.random.default_rng(3)
+    lab = np.zeros((40, 40), np.int32)
+    for k in range(1, 12):
+        y, x = rng.integers(0, 36, 2)
+        lab[y:y + rng.integers(2, 6), x:x + rng.integers(2, 6)] = k  # later cells may cut earlier ones
+    for gap in (1, 2, 2.5):
+        ids, n = touching_neighbours(lab, gap)
+        ref_ids, ref = _brute_neighbours(lab, gap)
+        assert np.array_equal(ids, ref_ids) and np.array_equal(n, ref)
+    assert touching_neighbours(np.zeros((5, 5), int))[0].size == 0
+    with pytest.raises(CksDataError, match="gap"):
+        touching_neighbours(lab, 0.5)
+    with pytest.raises(CksDataError, match="2-D"):
+        touching_neighbours(lab[None])
+
+
+def test_crowding_groups_split_the_cells():
+    gt = np.zeros((60, 90), np.int32)
+    gt[5:25, 5:25] = 1
+    gt[5:25, 25:45] = 2   # touches 1
+    gt[35:55, 60:80] = 3  # alone
+    pred = np.zeros_like(gt)
+    pred[5:25, 5:25] = 1   # perfect on the touching pair ...
+    pred[5:25, 25:45] = 2
+    pred[35:55, 60:70] = 3  # ... half of the lone cell
+    r = shape_diagnostics([pred], [gt])
+    g = {row["group"]: row for row in r["crowding"]}
+    assert list(g) == ["0", "1", "2+"]
+    assert (g["0"]["n_gt"], g["1"]["n_gt"], g["2+"]["n_gt"]) == (1, 2, 0)
+    assert g["1"]["iou_median"] == 1.0 and g["0"]["iou_median"] == pytest.approx(0.5)
+    assert g["1"]["n_matched_50"] == 2 and g["0"]["n_matched_50"] == 1
+    assert r["cells"]["neighbours"].tolist() == [1, 1, 0]
+    assert sum(row["n_gt"] for row in r["crowding"]) == r["n_gt"]
+    json.dumps(summarise(r))  # serialisable, NaN of the empty group -> null
+    assert summarise(r)["crowding"][2]["iou_median"] is None
