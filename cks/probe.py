@@ -1,6 +1,6 @@
 """Probes: one-seed runs that ask one question, read against a rule written down before they were trained.
 
-A chapter that reports a probe (chapter 9b, issue #9) shows each run's validation on the tuning split (the curve,
+A chapter that reports a probe (chapter 9c, issue #9) shows each run's validation on the tuning split (the curve,
 and its last step, which the rule reads) next to its report-split numbers (scored once, read only after the
 verdict), and quotes those numbers in prose. This module gathers them from the result records
 (:func:`cks.report.load_results`), so the chapter does not repeat the reading:
