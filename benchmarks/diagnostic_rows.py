@@ -91,7 +91,8 @@ def diagnose_command(diag: dict, run: str, protocol: str, data: str, out_dir: Pa
     history = diag.get("history", bool(diag.get("shape_over_training") or diag.get("consistency_trace")))
     return " ".join([f"cks diagnose $CKS_RUNS_DIR/{protocol}/{run} --data {data}"]
                     + ["--true-size"] * bool(true_size) + [f"--score-threshold {diag['score_threshold']}"]
-                    + ["--no-history"] * (not history) + [f"--out {portable(str(out_dir.resolve()), runs_dir)}"])
+                    + ["--no-history"] * (not history) + ["--training-weights"] * (diag.get("weights") == "training")
+                    + [f"--out {portable(str(out_dir.resolve()), runs_dir)}"])
 
 
 def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir: Path, data: str) -> dict:
@@ -103,7 +104,7 @@ def row(run: str, protocol: str, diagnose_dir: Path, runs_dir: Path, results_dir
             "command": diagnose_command(diag, run, protocol, data, diagnose_dir / run, runs_dir),
             "trained_with": (result or {}).get("command", ""),
             "overall": shape["overall"], "bins": shape["bins"], "count_ratio": shape.get("count_ratio"),
-            "crowding": shape.get("crowding"),
+            "crowding": shape.get("crowding"), "weights": diag.get("weights", "model"),
             "collaborator_foreground": diag.get("collaborator_foreground"),
             "tuning_ap50_by_step": tuning_curve(runs_dir / protocol / run),
             "report_ap50": ((result or {}).get("metrics") or {}).get("ap50")}

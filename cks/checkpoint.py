@@ -59,11 +59,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu"):
+def load_model(path: str | os.PathLike, device: str = "cpu", weights: str = "model"):
     """The trained principal model (eval mode) of a run folder or checkpoint file.
 
     ``model.size_model`` is the run's learned size regressor (``size_model.json`` beside the checkpoint,
-    :mod:`cks.size_model`) or None; :func:`cks.predict.predict` uses it to find each image's cell size."""
+    :mod:`cks.size_model`) or None; :func:`cks.predict.predict` uses it to find each image's cell size.
+    ``weights``: ``"model"`` (default) the run's model, i.e. the moving average for a run trained with
+    ``train.ema`` (:mod:`cks.ema`); ``"training"`` the weights training itself reached (``principal_raw``; the same
+    as ``"model"`` for a run without the average). The size regressor was fitted on the model's weights."""
+    if weights not in ("model", "training"):
+        raise CksConfigError(f"load_model: weights must be 'model' or 'training', got {weights!r}")
     from .models.principal import Principal
 
     ckpt = load_checkpoint(path)
@@ -74,7 +79,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
         raise CksCheckpointError(f"{path}: checkpoint config is incompatible with this cks version "
                                  f"({type(e).__name__}: {e}); re-train or use a matching cks version") from None
     try:
-        model.load_state_dict(ckpt["principal"])
+        model.load_state_dict(ckpt.get("principal_raw", ckpt["principal"]) if weights == "training"
+                              else ckpt["principal"])
     except (RuntimeError, TypeError, AttributeError, KeyError) as e:
         first = (str(e).splitlines() or [""])[0]
         raise CksCheckpointError(f"{path}: weights do not fit the model built from its config ({first}); "

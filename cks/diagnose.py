@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from .errors import CksDataError
-from .matched_shape import DEFAULT_BINS, MATCH_IOU, _jsonable, shape_diagnostics, size_slope, summarise
+from .matched_shape import DEFAULT_BINS, MATCH_IOU, TOUCH_GAP, _jsonable, shape_diagnostics, size_slope, summarise
 from .run_maps import (_collaborator, collaborator_foreground_fraction, foreground_iou, shape_over_training,
                        snapshot_files, training_maps)
 
@@ -48,7 +48,7 @@ def _portable(spec) -> str:
 
 
 def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None, score_threshold: float = 0.5,
-                 progress: bool = True, true_size: bool = False, history: bool = True) -> dict:
+                 progress: bool = True, true_size: bool = False, history: bool = True, weights: str = "model") -> dict:
     """Shape diagnostics, collaborator foreground fraction and training maps of a run on a data set with masks.
 
     Predicts every image of ``data_spec`` with :func:`cks.predict.predict` (the model's training scale),
@@ -61,7 +61,9 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
     the shape of the masks alone; the collaborator's foreground is then measured at the same per-image scale. A
     fixed-scale run (``size.normalize`` False) is always shown at its one training scale, as in training and in
     :func:`cks.evaluation.evaluate_model` with ``size="true"``. ``history`` False skips the per-snapshot shape and
-    the consistency trace (the final weights only; several times faster).
+    the consistency trace (the final weights only; several times faster). ``weights``: which weights of a run
+    trained with ``train.ema`` are diagnosed (:func:`cks.checkpoint.load_model`): ``"model"``, the average, or
+    ``"training"``, the weights training reached (the same for other runs).
     """
     from tqdm.auto import tqdm
 
@@ -75,7 +77,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
 
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent) / "diagnose"
-    model = load_model(run)
+    model = load_model(run, weights=weights)
     scale = float(getattr(model, "scale", 1.0))
     samples = load_dataset(data_spec, scale=1.0, points="none")[:max_images]
     if not samples or any(s.get("label") is None for s in samples):
@@ -110,7 +112,7 @@ def diagnose_run(run_dir, data_spec, out_dir=None, max_images: int | None = None
                "step": int(ckpt.get("step", 0)), "scale": scale, "score_threshold": float(score_threshold),
                "size": ("its one training scale (a fixed-scale run)" if not normalised
                         else "true cell size (from the masks)" if true_size else "the model's own estimate"),
-               "true_size": bool(true_size), "history": bool(history),
+               "true_size": bool(true_size), "history": bool(history), "weights": weights,
                "collaborator_scales": [round(v, 4) for v in true_scales],
                "n_images": len(samples), "shape": summarise(res), "collaborator_foreground": fraction,
                "training_maps": {"steps": [r["step"] for r in maps["rows"]],
@@ -153,6 +155,9 @@ def add_parser(subparsers):
     p.add_argument("--true-size", action="store_true",
                    help="predict each image at its true cell size (from its masks) instead of the automatic estimate "
                         "(a size-normalised run; a fixed-scale run always predicts at its training scale)")
+    p.add_argument("--training-weights", action="store_true",
+                   help="a run trained with train.ema: diagnose the weights training reached instead of their moving "
+                        "average (the run's model)")
     p.add_argument("--no-history", action="store_true",
                    help="the final weights only: skip the per-snapshot shape and consistency trace "
                         "(several times faster)")
@@ -162,7 +167,8 @@ def add_parser(subparsers):
 def run_cli(args) -> dict:
     s = diagnose_run(args.run, args.data, out_dir=args.out, max_images=args.max_images,
                      score_threshold=args.score_threshold, true_size=args.true_size,
-                     history=not getattr(args, "no_history", False))
+                     history=not getattr(args, "no_history", False),
+                     weights="training" if getattr(args, "training_weights", False) else "model")
     print("size bins: true equivalent cell diameter in px at the model's training scale (a size-normalised model's "
           "cells are about size.diameter px there), not in the input images' px")
     print("| bin (px) | GT | matched | IoU>=0.5 | offset px | offset/diam | area ratio | IoU | disk IoU |")
@@ -171,7 +177,7 @@ def run_cli(args) -> dict:
         f = [("-" if r[k] is None else f"{r[k]:.3g}") for k in ("offset_median", "offset_rel_median",
                                                                  "area_ratio_median", "iou_median", "disk_iou_median")]
         print(f"| {r['bin']} | {r['n_gt']} | {r['n_matched']} | {r['n_matched_50']} | " + " | ".join(f) + " |")
-    print("by touching neighbours (GT cells within 2 px of another GT cell): alone, one, two or more")
+    print(f"by touching neighbours (GT cells within {TOUCH_GAP:g} px of another GT cell): alone, one, two or more")
     print("| neighbours | GT | matched | IoU>=0.5 | offset px | area ratio | solidity (true) | IoU | disk IoU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in s["shape"].get("crowding") or []:

@@ -56,16 +56,17 @@ def touching_neighbours(label, gap: float = TOUCH_GAP) -> tuple[np.ndarray, np.n
     Returns:
         ``ids [G]`` (sorted cell ids, as :func:`cks.metrics.intersections` orders them) and ``counts [G]`` int64.
     """
-    if not gap >= 1:
-        raise CksDataError(f"touching_neighbours: gap must be >= 1 px, got {gap}")
+    if not (gap >= 1 and math.isfinite(gap)):
+        raise CksDataError(f"touching_neighbours: gap must be a finite number of px >= 1, got {gap}")
     lab = np.asarray(label)
     if lab.ndim != 2:
         raise CksDataError(f"touching_neighbours: expected a 2-D label image, got shape {lab.shape}")
-    lab = lab.astype(np.int64)
     ids = np.unique(lab)
     ids = ids[ids > 0]
+    # dense indices 1..G (0 = background), so that the pair key below cannot overflow whatever the ids are
+    lab = np.where(lab > 0, np.searchsorted(ids, lab) + 1, 0).astype(np.int64)
     h, w = lab.shape
-    r, base = int(math.floor(gap)), int(lab.max()) + 1 if lab.size else 1
+    r, base = min(int(math.floor(gap)), max(h, w)), ids.size + 1
     keys = []
     for dy in range(0, r + 1):
         for dx in range(-r, r + 1):
@@ -76,7 +77,7 @@ def touching_neighbours(label, gap: float = TOUCH_GAP) -> tuple[np.ndarray, np.n
             keep = (a > 0) & (b > 0) & (a != b)
             keys += [a[keep] * base + b[keep], b[keep] * base + a[keep]]  # both directions
     pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-    counts = np.bincount(np.searchsorted(ids, pairs // base), minlength=ids.size).astype(np.int64)
+    counts = np.bincount(pairs // base - 1, minlength=ids.size).astype(np.int64)
     return ids, counts
 
 
@@ -214,6 +215,8 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
             db, dv = _best_partner(d_inter, g)
             da_b = np.where(db >= 0, da[np.maximum(db, 0)] if da.size else 0, 0).astype(np.float64)
             disk_iou = np.where(db >= 0, dv / np.maximum(da_b + ga - dv, 1), 0.0)
+        nb_ids, nb = touching_neighbours(gt)
+        assert np.array_equal(nb_ids, gt_ids)  # both the sorted positive ids of gt
         offset, sol_p, sol_t = np.full(g, math.nan), np.full(g, math.nan), np.full(g, math.nan)
         matched = iou >= MATCH_IOU
         if matched.any():
@@ -225,7 +228,7 @@ def shape_diagnostics(pred_labels, gt_labels, points=None, scale: float = 1.0, b
                          ("pred_id", np.where(best >= 0, pred_ids[np.maximum(best, 0)] if pred_ids.size else 0, 0)),
                          ("iou", iou), ("offset", offset * scale), ("solidity_pred", sol_p), ("solidity_true", sol_t),
                          ("area_ratio", np.where(matched, pa_b / np.maximum(ga, 1), math.nan)), ("disk_iou", disk_iou),
-                         ("neighbours", touching_neighbours(gt)[1])):
+                         ("neighbours", nb)):
             cols[key].append(np.asarray(val))
     c = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
     for k in ("image", "gt_id", "pred_id", "neighbours"):

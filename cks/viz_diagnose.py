@@ -208,7 +208,8 @@ def crowding_markdown(rows: list[dict]) -> str:
 
     One row per run and group: the cells in it, the share with a predicted cell at IoU >= 0.5, the median IoU of
     every cell (0 where none overlaps) next to the Voronoi disks', and the median solidity of the matched
-    predicted cells next to the true cells'. Rows diagnosed before the grouping existed are skipped.
+    predicted cells next to the true cells'. Rows diagnosed before the grouping existed are skipped; a row of a run's
+    training weights (``weights`` "training", ``cks diagnose --training-weights``) says so after its name.
     """
     from .viz import markdown_table
 
@@ -218,7 +219,8 @@ def crowding_markdown(rows: list[dict]) -> str:
             n = g["n_gt"]
             sol_p, sol_t = g.get("solidity_pred_median"), g.get("solidity_true_median")
             name = {"0": "alone", "1": "1 neighbour"}.get(g["group"], f"{g['group']} neighbours")
-            table[f"{r['run']}, {name}"] = {
+            who = r["run"] + (" (training weights)" if r.get("weights") == "training" else "")
+            table[f"{who}, {name}"] = {
                 "cells": n, "IoU >= 0.5": f"{g['n_matched_50'] / n:.2f}" if n else "-",
                 "IoU / disk IoU": "-" if g.get("iou_median") is None else
                 f"{g['iou_median']:.3f} / {g['disk_iou_median']:.3f}",

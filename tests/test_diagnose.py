@@ -41,6 +41,12 @@ def test_cli_diagnose_end_to_end(tiny_run, tmp_path, capsys):
     assert "by touching neighbours" in stdout and "| 2+ |" in stdout
     rc = main(["diagnose", str(run), "--data", str(tmp_path / "missing")])
     assert rc == 2
+    assert d["weights"] == "model"
+    rc = main(["diagnose", str(run), "--data", str(root), "--out", str(tmp_path / "RAW"), "--max-images", "1",
+               "--score-threshold", "0.0", "--no-history", "--training-weights"])
+    raw = json.loads((tmp_path / "RAW" / "diagnostics.json").read_text())
+    assert rc == 0 and raw["weights"] == "training"
+    assert raw["shape"]["overall"] == d["shape"]["overall"]  # a run without the average: the same weights
 
 
 
@@ -89,6 +95,7 @@ def test_crowding_markdown_rows():
     assert cells["r, 1 neighbour"][2].startswith("0.500 / ")  # median of IoU 1 and 0
     assert cells["r, 2+ neighbours"] == ["0", "-", "-", "-"]
     assert crowding_markdown([{"run": "old"}]).startswith("*No grouped")
+    assert "| r (training weights), alone |" in crowding_markdown([{"run": "r", "weights": "training", **s}])
 
 
 def test_size_estimate_markdown_rows_and_values():

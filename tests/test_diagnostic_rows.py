@@ -90,6 +90,9 @@ def test_diagnose_command_follows_the_recorded_flags(tmp_path):
     # an old file with a trace was made with the history (no flag written)
     old = {"score_threshold": 0.5, "shape_over_training": [{"step": 1}], "consistency_trace": []}
     assert "--no-history" not in diagnostic_rows.diagnose_command(old, "r", "p", "d", out, runs)
+    cmd = diagnostic_rows.diagnose_command({**base, "true_size": True, "history": False, "weights": "training"},
+                                           "r", "p", "d", out, runs)
+    assert cmd.endswith("--no-history --training-weights --out $CKS_RUNS_DIR/diag_a/r")
 
 
 def test_nested_diagnostic_record_is_read(tmp_path, monkeypatch):

@@ -66,6 +66,8 @@ def test_training_saves_validates_and_resumes_the_average(tmp_path, mode):
         assert torch.equal(v, avg[k]), k
     for k, v in load_model(tmp_path / "a").state_dict().items():
         assert torch.equal(v, avg[k]), k
+    for k, v in load_model(tmp_path / "a", weights="training").state_dict().items():  # what training reached
+        assert torch.equal(v, raw[k]), k
     rows = [r for r in read_history(tmp_path / "a") if "val_ap50" in r]
     assert [r["step"] for r in rows] == [3, 6] and all("val_raw_ap50" in r and "val_raw_dice" in r for r in rows)
     # an interrupted run resumes both the training weights and the average exactly
@@ -82,4 +84,8 @@ def test_without_ema_the_run_folder_has_no_average(tmp_path):
     cfg = get_preset("base", size="test", overrides={**SMALL, "train.steps": 3})
     train(cfg, data, val_samples=data, out_dir=tmp_path, progress=False)
     assert "principal_raw" not in load_checkpoint(tmp_path / "checkpoint.pt")
+    one, other = (load_model(tmp_path, weights=w).state_dict() for w in ("model", "training"))
+    assert all(torch.equal(one[k], other[k]) for k in one)  # without the average both are the last weights
+    with pytest.raises(CksConfigError, match="weights"):
+        load_model(tmp_path, weights="raw")
     assert all("val_raw_ap50" not in r for r in read_history(tmp_path))

@@ -207,3 +207,17 @@ def test_crowding_groups_split_the_cells():
     assert sum(row["n_gt"] for row in r["crowding"]) == r["n_gt"]
     json.dumps(summarise(r))  # serialisable, NaN of the empty group -> null
     assert summarise(r)["crowding"][2]["iou_median"] is None
+
+
+def test_touching_neighbours_large_ids_and_gap_limits():
+    from cks.errors import CksDataError
+    from cks.matched_shape import touching_neighbours
+    lab = np.zeros((4, 6), np.uint64)
+    lab[:, :2], lab[:, 2:4] = 3_100_000_000, 3_100_000_001  # side by side, ids beyond int32 (a key a*base+b overflowed)
+    lab[:, 5] = 2 ** 63 + 5
+    ids, n = touching_neighbours(lab, 1)
+    assert ids.tolist() == [3_100_000_000, 3_100_000_001, 2 ** 63 + 5] and n.tolist() == [1, 1, 0]
+    assert touching_neighbours(lab, 2)[1].tolist() == [1, 2, 1]
+    assert touching_neighbours(lab, 1e6)[1].tolist() == [2, 2, 2]  # every cell within reach of every other
+    with pytest.raises(CksDataError, match="finite"):
+        touching_neighbours(lab, math.inf)
