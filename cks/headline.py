@@ -7,7 +7,7 @@ be typed by hand. The rows are named in :data:`HEADLINE`, each with the runs (se
 whose results are missing from a checkout reads "not yet measured", never a number.
 
 Which runs stand for "CKS from points" is the tuning split's choice, recorded in the issue #9 closing notes and
-chapters 8, 9 and 9b: on Usiigaci, since issue #9 session 44, Table VII's a2 collaborator with L_PW on the principal's
+chapters 8, 9 and 9c: on Usiigaci, since issue #9 session 44, Table VII's a2 collaborator with L_PW on the principal's
 windows too (``--preset table7_a2_b1 --set loss.pairwise_on=both``, since session 45 also named
 ``phase_points``; 8,000 steps: both seeds passed the rule fixed
 before they were scored, tuning AP50 >= 0.52 at the end; the ``base`` preset at 8,000 steps stood there before); on
