@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .errors import CksDataError
 
-__all__ = ["signed_distance", "normalised_intensity", "map_profile", "boundary_profile"]
+__all__ = ["signed_distance", "normalised_intensity", "map_profile", "boundary_profile", "edge_cost_profile"]
 
 
 def signed_distance(foreground: np.ndarray) -> np.ndarray:
@@ -94,3 +94,73 @@ def boundary_profile(images, labels, scale: float = 1.0, max_distance: int = 8) 
     if len(images) != len(labels):
         raise CksDataError(f"boundary_profile: {len(images)} images but {len(labels)} label images")
     return map_profile([normalised_intensity(img) for img in images], labels, scale, max_distance)
+
+
+def _to_scale(image: np.ndarray, label: np.ndarray, scale: float):
+    """``image [H, W]`` (bilinear, antialiased when shrinking) and ``label`` (nearest) resized by ``scale``."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = label.shape
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if size == (h, w):
+        return image, label
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)[0, 0].numpy()
+    lab = torch.from_numpy(np.ascontiguousarray(label > 0, np.float32))[None, None]
+    return x, F.interpolate(lab, size=size, mode="nearest")[0, 0].numpy() > 0
+
+
+def edge_cost_profile(images, labels, scale=1.0, theta: float = 0.3, dilation: int = 1,
+                      offsets=range(-3, 7)) -> dict:
+    """What the image-affinity term ``L_PW`` charges for a foreground edge moved ``k`` px off the annotated outline.
+
+    For each image (resized by ``scale`` to the training scale, where ``L_PW`` acts; image bilinear, labels nearest)
+    the foreground ``F = labels > 0`` is grown (``k > 0``) or shrunk (``k < 0``) along the signed distance ``d`` of
+    :func:`signed_distance` shifted by half a pixel (``s = d - sign(d) / 2``: the outline at 0), ``F_k = {s < k}``
+    (``F_0 = F``). Every pixel pair of :func:`cks.losses.pairwise.pair_offsets` with one pixel in ``F_k`` and one
+    outside is an edge pair; its weight ``w_ij = exp(-max_c |I_i - I_j| / theta)`` (:func:`cks.losses.pairwise.
+    pair_weights`) is what ``L_PW`` charges per unit of ``-log P_ij`` there. A low mean weight at ``k`` means the
+    image has an edge there, so a mask boundary at ``k`` is cheap.
+
+    Args:
+        images: list of ``[H, W]`` / ``[C, H, W]`` arrays (first channel used). labels: label images of the same
+            sizes. scale: training-scale px per native px, one for all or one per image. theta, dilation: as
+            ``loss.pairwise_theta`` / ``loss.pairwise_dilation``. offsets: the ``k`` (px at the training scale).
+    Returns:
+        ``{"offset": [k...], "mean_weight": [...], "relative": [mean / mean at k = 0], "pairs": [...]}`` over all
+        images (NaN where no pair crosses; ``relative`` needs ``0`` in ``offsets``).
+    """
+    import torch
+
+    from .losses.pairwise import _shifted, pair_offsets, pair_weights
+
+    if len(images) != len(labels):
+        raise CksDataError(f"edge_cost_profile: {len(images)} images but {len(labels)} label images")
+    scales = list(scale) if isinstance(scale, (list, tuple, np.ndarray)) else [scale] * len(images)
+    if len(scales) != len(images):
+        raise CksDataError(f"edge_cost_profile: {len(scales)} scales for {len(images)} images")
+    ks = [int(k) for k in offsets]
+    total = np.zeros(len(ks))
+    count = np.zeros(len(ks), np.int64)
+    for img, lab, sc in zip(images, labels, scales):
+        x = np.asarray(img, np.float64)
+        x = x[0] if x.ndim == 3 else x
+        if x.shape != np.shape(lab):
+            raise CksDataError(f"edge_cost_profile: label image {np.shape(lab)} does not match image {x.shape}")
+        x, fg = _to_scale(x, np.asarray(lab), float(sc))
+        sd = signed_distance(fg)
+        s = sd - 0.5 * np.sign(sd)
+        weights = pair_weights(torch.from_numpy(np.asarray(x, np.float32))[None, None], theta, dilation)
+        for i, k in enumerate(ks):
+            inside = torch.from_numpy(s < k)
+            for (dy, dx), w in zip(pair_offsets(dilation), weights):
+                a, b = _shifted(inside, dy, dx)
+                cut = a != b
+                total[i] += float(w[0][cut].sum())
+                count[i] += int(cut.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    ref = mean[ks.index(0)] if 0 in ks else np.nan
+    return {"offset": ks, "mean_weight": [float(v) for v in mean],
+            "relative": [float(v / ref) if ref > 0 else float("nan") for v in mean], "pairs": [int(c) for c in count]}

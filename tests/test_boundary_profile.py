@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cks.boundary_profile import boundary_profile, map_profile, normalised_intensity, signed_distance
+from cks.boundary_profile import (boundary_profile, edge_cost_profile, map_profile, normalised_intensity,
+                                  signed_distance)
 from cks.errors import CksDataError
 
 
@@ -77,3 +78,64 @@ def test_map_profile_one_scale_per_map_pools_the_bins():
     np.testing.assert_allclose(np.asarray(both["mean"])[ok], total[ok] / count[ok])
     with pytest.raises(CksDataError, match="2 scales for 1 maps"):
         map_profile([a], [lab], [1.0, 0.5])
+
+
+def test_edge_cost_is_low_only_where_the_image_has_its_edge():
+    """A flat square on a flat background: every pair cut by the outline differs by one step (closed form),
+    every pair cut by a grown or shrunk outline is flat (weight 1)."""
+    img = np.zeros((64, 64))
+    img[20:40, 20:40] = 1.0
+    lab = (img > 0).astype(int)
+    step = 1.0 / np.std(img, ddof=1)  # the step in standard deviations (unbiased, as torch.std in pair_weights)
+    for theta in (0.3, 0.15):
+        p = edge_cost_profile([img], [lab], theta=theta, offsets=range(-2, 4))
+        w = dict(zip(p["offset"], p["mean_weight"]))
+        assert w[0] == pytest.approx(np.exp(-step / theta), rel=1e-5)
+        for k in (-2, -1, 1, 2, 3):
+            assert w[k] == pytest.approx(1.0)
+        assert p["relative"][p["offset"].index(2)] == pytest.approx(np.exp(step / theta), rel=1e-4)
+    # the outline of a 20 x 20 square: 2 x 20 cut pairs along each straight direction; along a diagonal,
+    # |a in S| + |b in S| - 2 |both in S| = 400 + 400 - 2 x 19 x 19
+    p = edge_cost_profile([img], [lab], offsets=[0])
+    assert p["pairs"][0] == 2 * (2 * 20) + 2 * (2 * 400 - 2 * 19 * 19)
+
+
+def test_edge_cost_profile_matches_a_pair_by_pair_count():
+    """Independent check: loop over every pixel pair of a random image and grown disk (slow, small)."""
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(24, 26))
+    rho = disk((24, 26), 0, c=(12, 12))
+    lab = (rho <= 6).astype(int)
+    theta, k = 0.3, 2
+    p = edge_cost_profile([img], [lab], theta=theta, offsets=[0, k])
+    sd = signed_distance(lab > 0)
+    s = sd - 0.5 * np.sign(sd)
+    z = (img - np.median(img)) / img.std(ddof=1)  # torch.std: unbiased
+    for i, kk in enumerate((0, k)):
+        inside = s < kk
+        tot, n = 0.0, 0
+        for y in range(24):
+            for x in range(26):
+                for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                    y2, x2 = y + dy, x + dx
+                    if 0 <= y2 < 24 and 0 <= x2 < 26 and inside[y, x] != inside[y2, x2]:
+                        tot += np.exp(-abs(z[y, x] - z[y2, x2]) / theta)
+                        n += 1
+        assert p["pairs"][i] == n
+        assert p["mean_weight"][i] == pytest.approx(tot / n, rel=1e-4)
+
+
+def test_edge_cost_profile_resizes_to_the_training_scale_and_checks_its_input():
+    img = np.zeros((64, 64))
+    img[16:48, 16:48] = 1.0
+    lab = (img > 0).astype(int)
+    half = edge_cost_profile([img], [lab], scale=0.5, offsets=[0])
+    assert half["pairs"][0] == edge_cost_profile([img[::2, ::2]], [lab[::2, ::2]], offsets=[0])["pairs"][0]
+    with pytest.raises(CksDataError, match="2 images but 1"):
+        edge_cost_profile([img, img], [lab])
+    with pytest.raises(CksDataError, match="does not match"):
+        edge_cost_profile([img], [lab[:-1]])
+    with pytest.raises(CksDataError, match="2 scales for 1 images"):
+        edge_cost_profile([img], [lab], scale=[1.0, 0.5])
+    empty = edge_cost_profile([img], [np.zeros_like(lab)], offsets=[0, 1])  # no cells: no edge anywhere
+    assert empty["pairs"] == [0, 0] and all(np.isnan(empty["mean_weight"]))
