@@ -52,6 +52,9 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     if not a.offsets[0] <= 0 <= a.offsets[1]:
         p.error(f"--offsets {a.offsets[0]} {a.offsets[1]} must include 0 (the annotated outline)")
+    if not a.diameter > 0:
+        p.error(f"--diameter must be > 0, got {a.diameter}")
+    a.thetas = list(dict.fromkeys(a.thetas))  # a repeated theta once
     proto = PROTOCOLS[a.protocol]
     rec = {"what": WHAT, "protocol": a.protocol, "diameter": a.diameter, "dilation": a.dilation, "splits": {},
            "command": "python benchmarks/edge_cost_profile.py " + " ".join(argv if argv is not None else sys.argv[1:])}
@@ -59,6 +62,7 @@ def main(argv=None) -> dict:
     offsets = range(a.offsets[0], a.offsets[1] + 1)
     for split in a.splits:
         samples = load_dataset(proto[split], scale=1.0, points="none")
+        samples = [s for s in samples if np.asarray(s["label"]).max() > 0]  # a field without cells has no outline
         images = [np.asarray(s["image"]) for s in samples]
         labels = [np.asarray(s["label"]) for s in samples]
         scales = [a.diameter / median_diameter(lab) for lab in labels]
@@ -69,7 +73,8 @@ def main(argv=None) -> dict:
                                        "mean_weight": [round(v, 4) for v in r["mean_weight"]],
                                        "relative": [round(v, 3) for v in r["relative"]], "pairs": r["pairs"]}
             print(split, f"theta={theta:g}", "relative:", rows[f"theta{theta:g}"]["relative"], flush=True)
-        rec["splits"][split] = {"spec": proto[split], "n_fields": len(samples), "rows": rows}
+        rec["splits"][split] = {"spec": proto[split], "n_fields": len(samples),
+                                "scales": [round(float(sc), 4) for sc in scales], "rows": rows}
     rec.update(wall_s=round(time.time() - t0, 1), git_commit=git_commit(), hardware=hardware())
     out = ROOT / "results" / a.protocol / "edge_cost_profile.json"
     out.parent.mkdir(parents=True, exist_ok=True)

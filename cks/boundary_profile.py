@@ -97,35 +97,36 @@ def boundary_profile(images, labels, scale: float = 1.0, max_distance: int = 8) 
 
 
 def _to_scale(image: np.ndarray, label: np.ndarray, scale: float):
-    """``image [H, W]`` (bilinear, antialiased when shrinking) and ``label`` (nearest) resized by ``scale``."""
-    import torch
-    import torch.nn.functional as F
+    """``image [C, H, W]`` and the foreground of ``label [H, W]`` resized by ``scale`` as training resizes a sample
+    (:func:`cks.data.readers.rescale_sample`: image bilinear, antialiased when shrinking; labels nearest at pixel
+    centres)."""
+    from .data.readers import resize_image, resize_label
 
     h, w = label.shape
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     if size == (h, w):
-        return image, label
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)[0, 0].numpy()
-    lab = torch.from_numpy(np.ascontiguousarray(label > 0, np.float32))[None, None]
-    return x, F.interpolate(lab, size=size, mode="nearest")[0, 0].numpy() > 0
+        return image, label > 0
+    return resize_image(image, size), resize_label(label > 0, size)
 
 
 def edge_cost_profile(images, labels, scale=1.0, theta: float = 0.3, dilation: int = 1,
                       offsets=range(-3, 7)) -> dict:
     """What the image-affinity term ``L_PW`` charges for a foreground edge moved ``k`` px off the annotated outline.
 
-    For each image (resized by ``scale`` to the training scale, where ``L_PW`` acts; image bilinear, labels nearest)
-    the foreground ``F = labels > 0`` is grown (``k > 0``) or shrunk (``k < 0``) along the signed distance ``d`` of
+    For each image (resized by ``scale`` to the training scale, where ``L_PW`` acts, as training resizes it) the
+    foreground ``F = labels > 0`` is grown (``k > 0``) or shrunk (``k < 0``) along the signed distance ``d`` of
     :func:`signed_distance` shifted by half a pixel (``s = d - sign(d) / 2``: the outline at 0), ``F_k = {s < k}``
-    (``F_0 = F``). Every pixel pair of :func:`cks.losses.pairwise.pair_offsets` with one pixel in ``F_k`` and one
-    outside is an edge pair; its weight ``w_ij = exp(-max_c |I_i - I_j| / theta)`` (:func:`cks.losses.pairwise.
-    pair_weights`) is what ``L_PW`` charges per unit of ``-log P_ij`` there. A low mean weight at ``k`` means the
-    image has an edge there, so a mask boundary at ``k`` is cheap.
+    (``F_0 = F``; ``F_1`` is ``F`` grown by a 3 x 3 square). Every pixel pair of
+    :func:`cks.losses.pairwise.pair_offsets` with one pixel in ``F_k`` and one outside is an edge pair; its weight
+    ``w_ij = exp(-max_c |I_i - I_j| / theta)`` (:func:`cks.losses.pairwise.pair_weights`) is what ``L_PW`` charges
+    per unit of ``-log P_ij`` there. A low mean weight at ``k`` means the image has an edge there, so a mask boundary
+    at ``k`` is cheap. The intensities are standardised over the whole field here, over each training crop in
+    training, so ``theta`` is in slightly different units. At large ``k`` neighbouring cells' grown outlines merge:
+    the mean is then over fewer, less crowded edges (``pairs``).
 
     Args:
-        images: list of ``[H, W]`` / ``[C, H, W]`` arrays (first channel used). labels: label images of the same
-            sizes. scale: training-scale px per native px, one for all or one per image. theta, dilation: as
+        images: list of ``[H, W]`` / ``[C, H, W]`` arrays (every channel, as ``L_PW``). labels: label images of the
+            same sizes. scale: training-scale px per native px, one for all or one per image. theta, dilation: as
             ``loss.pairwise_theta`` / ``loss.pairwise_dilation``. offsets: the ``k`` (px at the training scale).
     Returns:
         ``{"offset": [k...], "mean_weight": [...], "relative": [mean / mean at k = 0], "pairs": [...]}`` over all
@@ -144,14 +145,18 @@ def edge_cost_profile(images, labels, scale=1.0, theta: float = 0.3, dilation: i
     total = np.zeros(len(ks))
     count = np.zeros(len(ks), np.int64)
     for img, lab, sc in zip(images, labels, scales):
-        x = np.asarray(img, np.float64)
-        x = x[0] if x.ndim == 3 else x
-        if x.shape != np.shape(lab):
-            raise CksDataError(f"edge_cost_profile: label image {np.shape(lab)} does not match image {x.shape}")
-        x, fg = _to_scale(x, np.asarray(lab), float(sc))
+        x = np.asarray(img, np.float32)
+        x = x[None] if x.ndim == 2 else x
+        lab = np.asarray(lab)
+        if x.ndim != 3 or x.shape[1:] != lab.shape:
+            raise CksDataError(f"edge_cost_profile: label image {lab.shape} does not match image {np.shape(img)}")
+        if not (np.isfinite(sc) and sc > 0):
+            raise CksDataError(f"edge_cost_profile: scale must be a positive number, got {sc!r} (a field without "
+                               "cells has no cell size; leave it out)")
+        x, fg = _to_scale(x, lab, float(sc))
         sd = signed_distance(fg)
         s = sd - 0.5 * np.sign(sd)
-        weights = pair_weights(torch.from_numpy(np.asarray(x, np.float32))[None, None], theta, dilation)
+        weights = pair_weights(torch.from_numpy(np.ascontiguousarray(x))[None], theta, dilation)
         for i, k in enumerate(ks):
             inside = torch.from_numpy(s < k)
             for (dy, dx), w in zip(pair_offsets(dilation), weights):

@@ -96,8 +96,10 @@ def test_edge_cost_is_low_only_where_the_image_has_its_edge():
         assert p["relative"][p["offset"].index(2)] == pytest.approx(np.exp(step / theta), rel=1e-4)
     # the outline of a 20 x 20 square: 2 x 20 cut pairs along each straight direction; along a diagonal,
     # |a in S| + |b in S| - 2 |both in S| = 400 + 400 - 2 x 19 x 19
-    p = edge_cost_profile([img], [lab], offsets=[0])
-    assert p["pairs"][0] == 2 * (2 * 20) + 2 * (2 * 400 - 2 * 19 * 19)
+    p = edge_cost_profile([img], [lab], offsets=[-1, 0, 1])
+    assert p["pairs"][1] == 2 * (2 * 20) + 2 * (2 * 400 - 2 * 19 * 19)
+    # an n x n square cuts 12 n - 4 pairs: shrunk by 1 px it is 18 x 18, grown by 1 px 22 x 22
+    assert p["pairs"] == [12 * 18 - 4, 12 * 20 - 4, 12 * 22 - 4]
 
 
 def test_edge_cost_profile_matches_a_pair_by_pair_count():
@@ -129,8 +131,20 @@ def test_edge_cost_profile_resizes_to_the_training_scale_and_checks_its_input():
     img = np.zeros((64, 64))
     img[16:48, 16:48] = 1.0
     lab = (img > 0).astype(int)
-    half = edge_cost_profile([img], [lab], scale=0.5, offsets=[0])
-    assert half["pairs"][0] == edge_cost_profile([img[::2, ::2]], [lab[::2, ::2]], offsets=[0])["pairs"][0]
+    # at half size the 32 x 32 square is 16 x 16 (pairs 12 n - 4) and the image's step, slightly blurred by the
+    # antialiasing, still sits on it: the outline is the cheapest edge, flat image 3 px off it
+    half = edge_cost_profile([img], [lab], scale=0.5, offsets=range(-3, 4))
+    assert half["pairs"][2:5] == [12 * 14 - 4, 12 * 16 - 4, 12 * 18 - 4]
+    w = dict(zip(half["offset"], half["mean_weight"]))
+    assert w[0] < 0.01 < 0.5 < min(w[-1], w[1]) and w[-3] == pytest.approx(1.0) and w[3] == pytest.approx(1.0)
+    # labels 1 px (at half size) off the image's step: the cheapest edge is no longer at k = 0
+    off = edge_cost_profile([img], [np.roll(lab, 2, axis=(0, 1))], scale=0.5, offsets=range(-3, 4))
+    assert min(off["mean_weight"]) > 10 * w[0]
+    # every channel counts, as in L_PW: a second channel with a stronger step lowers the outline's weight
+    two = edge_cost_profile([np.stack([img, 3 * img + np.eye(64)[0]])], [lab], offsets=[0])
+    assert two["mean_weight"][0] < edge_cost_profile([img], [lab], offsets=[0])["mean_weight"][0]
+    with pytest.raises(CksDataError, match="positive number"):
+        edge_cost_profile([img], [lab], scale=float("nan"))
     with pytest.raises(CksDataError, match="2 images but 1"):
         edge_cost_profile([img, img], [lab])
     with pytest.raises(CksDataError, match="does not match"):

@@ -21,10 +21,14 @@ def test_main_writes_one_row_per_theta_and_the_halo_costs_more_at_smaller_theta(
 
     lab = _field()
     img = (lab > 0).astype(float)
-    monkeypatch.setattr(cks.data.spec, "load_dataset", lambda spec, **kw: [{"label": lab, "image": img[None]}])
+    empty = {"label": np.zeros_like(lab), "image": img[None]}  # a field without cells is left out
+    monkeypatch.setattr(cks.data.spec, "load_dataset", lambda spec, **kw: [{"label": lab, "image": img[None]}, empty])
     monkeypatch.setattr(bench, "ROOT", tmp_path)
-    rec = bench.main(["--protocol", "usiigaci_points_v2", "--splits", "tune", "--thetas", "0.3", "1.0",
+    rec = bench.main(["--protocol", "usiigaci_points_v2", "--splits", "tune", "--thetas", "0.3", "1.0", "0.3",
                       "--offsets", "-1", "2", "--diameter", "18"])
+    diameters = [2 * np.sqrt((lab == i).sum() / np.pi) for i in (1, 2)]  # equivalent diameters; median of two
+    assert rec["splits"]["tune"]["n_fields"] == 1
+    assert rec["splits"]["tune"]["scales"] == [pytest.approx(18 / np.mean(diameters), abs=1e-4)]
     rows = rec["splits"]["tune"]["rows"]
     assert sorted(rows) == ["theta0.3", "theta1"]
     for r in rows.values():
@@ -38,6 +42,8 @@ def test_main_writes_one_row_per_theta_and_the_halo_costs_more_at_smaller_theta(
     assert saved["command"].startswith("python benchmarks/edge_cost_profile.py --protocol usiigaci_points_v2")
 
 
-def test_offsets_must_include_the_outline():
+def test_offsets_must_include_the_outline_and_the_diameter_be_positive():
     with pytest.raises(SystemExit):
         bench.main(["--protocol", "usiigaci_points_v2", "--offsets", "1", "3"])
+    with pytest.raises(SystemExit):
+        bench.main(["--protocol", "usiigaci_points_v2", "--diameter", "0"])
