@@ -8,7 +8,7 @@ edge is cheap only where the image has an edge. Measured on the annotated masks 
 (train/set17-20 at the training scale, cells of 32 px; ``theta`` = 0.3; ``benchmarks/edge_cost_profile.py``,
 :func:`cks.boundary_profile.edge_cost_profile`, ``results/usiigaci_points_v2/edge_cost_profile.json``): the mean
 pair weight ``w`` across the boundary is lowest at the annotated outline moved 1-2 px inward (0.25-0.26), 0.27 on
-it, and rises outward, 0.39 at +2 px, 0.56 at +4 px, 0.68 at +6 px: a boundary in the halo's outer flank or beyond
+it, and rises outward, 0.39 at +2 px, 0.56 at +4 px, 0.67 at +6 px: a boundary in the halo's outer flank or beyond
 costs about twice as much per pixel of edge as one on the outline (at ``theta`` = 0.15: 2.5 times at +4 px).
 
 Definition, for the collaborator's foreground ``m = sigmoid(fg_logits)`` ``[B, H, W]`` and the image ``x``
