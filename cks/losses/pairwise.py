@@ -34,7 +34,10 @@ With ``loss.pairwise_on=both`` the same term also acts on every window of the pr
 (:func:`window_pairwise_loss`). Over 8,000 steps (``usiigaci_points_v2``, 2 seeds, session 27 of issue #9) it gives
 a working model sooner (tuning AP50 0.38 at step 4,000 against the base's 0.03) but ends below the base (0.488 vs
 0.507), with masks as convex as before (solidity 0.93); so the base keeps L_PW on the collaborator only
-(``results/usiigaci_points_v2/pairwise_both_8000_*.json``, chapter 09).
+(``results/usiigaci_points_v2/pairwise_both_8000_*.json``, chapter 09). With the a2 collaborator it is the chosen
+configuration (preset ``phase_points``). In that configuration (8,000 steps, 2 seeds, chapter 9c) weight 2
+(``pw2_8000_seed*``) and ``theta`` 0.15 (``theta015_8000_seed*``) both end below weight 1 at ``theta`` 0.3 in tuning
+AP50 (means 0.494 and 0.538 against 0.551); at ``theta`` 0.15 the masks are larger, not tighter.
 
 ``-log P_ij`` is computed from the logits (log-sum-exp of log-sigmoids), so it is finite for saturated maps. The
 image only weights the pairs (no gradient to the image). With ``pairwise_on="collaborator"`` (the default)
