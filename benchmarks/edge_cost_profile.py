@@ -35,9 +35,8 @@ def main(argv=None) -> dict:
     from benchmarks.protocol import PROTOCOLS
     from cks.boundary_profile import edge_cost_profile
     from cks.config import LossConfig, SizeConfig
+    from benchmarks.record import write_benchmark
     from cks.data.spec import load_dataset
-    from cks.data.writers import atomic_write_text
-    from cks.provenance import git_commit, hardware
     from cks.size import median_diameter
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -56,8 +55,7 @@ def main(argv=None) -> dict:
         p.error(f"--diameter must be > 0, got {a.diameter}")
     a.thetas = list(dict.fromkeys(a.thetas))  # a repeated theta once
     proto = PROTOCOLS[a.protocol]
-    rec = {"what": WHAT, "protocol": a.protocol, "diameter": a.diameter, "dilation": a.dilation, "splits": {},
-           "command": "python benchmarks/edge_cost_profile.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    rec = {"what": WHAT, "protocol": a.protocol, "diameter": a.diameter, "dilation": a.dilation, "splits": {}}
     t0 = time.time()
     offsets = range(a.offsets[0], a.offsets[1] + 1)
     for split in a.splits:
@@ -75,11 +73,8 @@ def main(argv=None) -> dict:
             print(split, f"theta={theta:g}", "relative:", rows[f"theta{theta:g}"]["relative"], flush=True)
         rec["splits"][split] = {"spec": proto[split], "n_fields": len(samples),
                                 "scales": [round(float(sc), 4) for sc in scales], "rows": rows}
-    rec.update(wall_s=round(time.time() - t0, 1), git_commit=git_commit(), hardware=hardware())
-    out = ROOT / "results" / a.protocol / "edge_cost_profile.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(rec, indent=1) + "\n", out)
-    return rec
+    out = write_benchmark(ROOT / "results" / a.protocol / "edge_cost_profile.json", rec, "edge_cost_profile.py", argv, t0)
+    return json.loads(out.read_text())
 
 
 if __name__ == "__main__":
