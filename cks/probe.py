@@ -10,6 +10,9 @@ verdict), and quotes those numbers in prose. This module gathers them from the r
   for every run of a table;
 * :func:`probe_table`: one markdown row per run;
 * :func:`rule_passes`: does a run meet its rule (every named number at least its threshold)?
+  :func:`seed_mean`: the seeds' mean of the numbers a rule reads;
+* :func:`shape_summary`: the median boundary offset, area ratio, solidity and IoU of cells alone of one
+  ``cks diagnose`` row (``benchmarks/diagnostic_rows.py``), as a probe's shape table quotes them.
 
 Nothing here chooses anything; the rules themselves are written in the chapter (and the session's notes) before the
 runs exist.
@@ -20,7 +23,8 @@ import math
 
 from .report import find_result
 
-__all__ = ["probe_numbers", "probe_glue", "probe_glues", "probe_table", "rule_passes", "END_KEYS"]
+__all__ = ["probe_numbers", "probe_glue", "probe_glues", "probe_table", "rule_passes", "seed_mean", "shape_summary",
+           "END_KEYS"]
 
 #: the numbers of :func:`probe_numbers` besides the curve: name -> where it comes from
 END_KEYS = {"tune": "the tuning split's AP50 at the last validation", "tdice": "the tuning split's Dice there",
@@ -107,3 +111,24 @@ def rule_passes(numbers: dict, rule: dict[str, float]) -> bool:
     if unknown:
         raise KeyError(f"rule_passes: unknown numbers {sorted(unknown)}; use {sorted(END_KEYS)}")
     return all(numbers.get(k) is not None and numbers[k] >= t for k, t in rule.items())
+
+
+def seed_mean(numbers: list[dict], keys=("tune", "tdice")) -> dict[str, float] | None:
+    """Mean over seeds of each of ``keys`` (e.g. a rule's names) of :func:`probe_numbers` results; ``None`` when
+    there are no seeds or any seed lacks one of them (a run not in the results folder)."""
+    keys = list(keys)
+    if not numbers or any(n.get(k) is None for n in numbers for k in keys):
+        return None
+    return {k: sum(n[k] for n in numbers) / len(numbers) for k in keys}
+
+
+def shape_summary(row: dict | None) -> dict[str, float]:
+    """``{"offset", "area", "solidity", "alone_iou"}`` of one diagnostic row: the median signed boundary offset (px),
+    area ratio and solidity of the matched cells (2 digits) and the median IoU of the true cells with no touching
+    neighbour (3 digits); 0.0 for what the row lacks (or for no row)."""
+    row = row or {}
+    o = row.get("overall") or {}
+    alone = next((g for g in row.get("crowding") or [] if g.get("group") == "0"), {})
+    return {"offset": round(o.get("offset_median") or 0.0, 2), "area": round(o.get("area_ratio_median") or 0.0, 2),
+            "solidity": round(o.get("solidity_pred_median") or 0.0, 2),
+            "alone_iou": round(alone.get("iou_median") or 0.0, 3)}

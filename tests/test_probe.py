@@ -1,7 +1,8 @@
 """Probe readings (cks.probe): hand-built result records, every number checked against the record it came from."""
 import pytest
 
-from cks.probe import END_KEYS, probe_glue, probe_glues, probe_numbers, probe_table, rule_passes
+from cks.probe import (END_KEYS, probe_glue, probe_glues, probe_numbers, probe_table, rule_passes, seed_mean,
+                        shape_summary)
 
 
 def _rec(model, curve, metrics, cpu=41.4, protocol="usiigaci_points_v2"):
@@ -74,3 +75,20 @@ def test_glues_of_a_table_are_each_runs_glue():
                  **probe_glue("p", "b", probe_numbers(RECS[1]), (4000,)),
                  **probe_glue("p", "g", probe_numbers(None), (4000,))}
     assert g["p_a_at4k"] == 0.6 and g["p_g_tune"] == 0.0
+
+
+def test_seed_mean_of_the_rule_numbers_and_none_for_a_missing_seed():
+    a = probe_numbers(RECS[0])
+    b = {"tune": 0.50, "tdice": 0.70}
+    assert seed_mean([a, b]) == pytest.approx({"tune": (0.58 + 0.50) / 2, "tdice": (0.73 + 0.70) / 2})
+    assert seed_mean([a, b], {"tune": 0.5}) == pytest.approx({"tune": 0.54})  # a rule's names
+    assert seed_mean([a, probe_numbers(RECS[1])]) is None  # probe_b has no tuning curve
+    assert seed_mean([a, probe_numbers(None)]) is None and seed_mean([]) is None
+
+
+def test_shape_summary_reads_the_overall_medians_and_the_cells_alone():
+    row = {"overall": {"offset_median": 0.6864, "area_ratio_median": 0.9581, "solidity_pred_median": 0.9269},
+           "crowding": [{"group": "1", "iou_median": 0.9}, {"group": "0", "iou_median": 0.54114}]}
+    assert shape_summary(row) == {"offset": 0.69, "area": 0.96, "solidity": 0.93, "alone_iou": 0.541}
+    assert shape_summary(None) == {"offset": 0.0, "area": 0.0, "solidity": 0.0, "alone_iou": 0.0}
+    assert shape_summary({"overall": {"offset_median": -0.4}})["offset"] == -0.4
