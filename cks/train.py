@@ -21,6 +21,7 @@ DistributedDataParallel; each rank takes its share of every global batch.
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
 
@@ -315,6 +316,7 @@ def train(cfg: Config, train_samples: list[dict], val_samples: list[dict] | None
     train_samples, scale = prepare_sizes(cfg, train_samples, scale)
     torch.manual_seed(t_cfg.seed + rank)
     np.random.seed(t_cfg.seed + rank)
+    random.seed(t_cfg.seed + rank)  # unused by cks; seeded so a checkpoint's saved random states are a run's own
     if device is None:
         device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     module = CKSModule(cfg, scale)  # the training scale: predict's first pass of a size-normalised model
