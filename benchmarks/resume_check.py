@@ -42,9 +42,9 @@ def train_command(proto: dict, a, run_dir: Path) -> list[str]:
     """The ``cks train`` command of one copy: the protocol's data and settings, ``--set`` last; validation on the
     protocol's tuning split (``a.val_spec`` to name another) every ``a.val_every`` steps with ``a.val``, else off."""
     sets = [s for s in proto["sets"] if not s.startswith(("train.val_every=", "train.checkpoint_every="))]
-    val = getattr(a, "val", False)
+    val = a.val
     return [sys.executable, "-m", "cks", "train", "--data", a.train or proto["train"],
-            *(["--val", getattr(a, "val_spec", None) or proto["tune"]] if val else []), "--labels", proto["labels"],
+            *(["--val", a.val_spec or proto["tune"]] if val else []), "--labels", proto["labels"],
             "--preset", a.preset, "--size", a.size, "--steps", str(a.steps), "--seed", str(a.seed), "--out",
             str(run_dir), "--set", f"train.seed={a.seed}", *sets, f"train.checkpoint_every={a.checkpoint_every}",
             f"train.val_every={a.val_every if val else 10 * a.steps}", *(a.set or [])]
@@ -221,7 +221,7 @@ def _kill_between_checkpoints(proc: subprocess.Popen, run_dir: Path, from_step: 
             raise SystemExit(f"run B ended before it was killed (exit {proc.returncode}); raise --steps")
         if (run_dir / "checkpoint.pt").exists():
             last = max((r.get("step", 0) for r in _raw_rows(run_dir / "metrics.jsonl")), default=0)
-            if last > max(from_step, int(load_checkpoint(run_dir)["step"])):
+            if last > from_step and last > int(load_checkpoint(run_dir)["step"]):  # the checkpoint read only then
                 break
         time.sleep(0.2)
     time.sleep(delay)

@@ -24,7 +24,7 @@ import math
 from .report import find_result
 
 __all__ = ["probe_numbers", "probe_glue", "probe_glues", "probe_table", "rule_passes", "seed_mean", "shape_summary",
-           "END_KEYS"]
+           "foreground_ratio", "END_KEYS"]
 
 #: the numbers of :func:`probe_numbers` besides the curve: name -> where it comes from
 END_KEYS = {"tune": "the tuning split's AP50 at the last validation", "tdice": "the tuning split's Dice there",
@@ -132,3 +132,10 @@ def shape_summary(row: dict | None) -> dict[str, float]:
     return {"offset": round(o.get("offset_median") or 0.0, 2), "area": round(o.get("area_ratio_median") or 0.0, 2),
             "solidity": round(o.get("solidity_pred_median") or 0.0, 2),
             "alone_iou": round(alone.get("iou_median") or 0.0, 3)}
+
+
+def foreground_ratio(row: dict | None) -> float:
+    """The collaborator's foreground area over the true foreground's in one diagnostic row (``cks diagnose``'s
+    ``collaborator_foreground.ratio``), averaged over its fields, 2 digits; 0.0 for no row or no ratios."""
+    ratios = ((row or {}).get("collaborator_foreground") or {}).get("ratio") or []
+    return round(sum(ratios) / len(ratios), 2) if ratios else 0.0

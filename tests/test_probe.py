@@ -2,7 +2,7 @@
 import pytest
 
 from cks.probe import (END_KEYS, probe_glue, probe_glues, probe_numbers, probe_table, rule_passes, seed_mean,
-                        shape_summary)
+                        shape_summary, foreground_ratio)
 
 
 def _rec(model, curve, metrics, cpu=41.4, protocol="usiigaci_points_v2"):
@@ -92,3 +92,8 @@ def test_shape_summary_reads_the_overall_medians_and_the_cells_alone():
     assert shape_summary(row) == {"offset": 0.69, "area": 0.96, "solidity": 0.93, "alone_iou": 0.541}
     assert shape_summary(None) == {"offset": 0.0, "area": 0.0, "solidity": 0.0, "alone_iou": 0.0}
     assert shape_summary({"overall": {"offset_median": -0.4}})["offset"] == -0.4
+
+
+def test_foreground_ratio_is_the_mean_over_fields():
+    assert foreground_ratio({"collaborator_foreground": {"ratio": [0.5, 0.7, 0.9, 0.6]}}) == 0.68
+    assert foreground_ratio(None) == 0.0 and foreground_ratio({"collaborator_foreground": {}}) == 0.0
